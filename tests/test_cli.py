@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+
+runner = CliRunner()
+
+
+def _commands() -> list[str]:
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands)  # type: ignore[union-attr]
+
+
+def test_top_level_help_lists_every_subcommand() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in _commands():
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_subcommand_has_help(name: str) -> None:
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_models_lists_the_four_variants() -> None:
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in ("resnet18", "resnet18_se", "resnet18_pyramid", "amaresnet18"):
+        assert name in result.output
+
+
+def test_info_on_a_missing_file_is_a_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["info", str(tmp_path / "none.safetensors")])
+    assert result.exit_code == 2
+    assert "no such checkpoint" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_info_shows_threshold_and_metrics(tmp_path: Path) -> None:
+    from model import CheckpointMeta, build_model, save_checkpoint
+
+    meta = CheckpointMeta(arch="resnet18", threshold=0.3125, metrics={"roc_auc": 0.97})
+    path = save_checkpoint(tmp_path / "r.safetensors", build_model("resnet18"), meta)
+    result = runner.invoke(app, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "0.3125" in result.output and "roc_auc" in result.output
