@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model import CheckpointMeta, Predictor, build_model  # noqa: E402
-from model.preprocess import normalize_slice  # noqa: E402
+from model import CheckpointMeta, Predictor, build_model
+from model.preprocess import normalize_slice
 
 SIZE = 256
 

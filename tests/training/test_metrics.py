@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.metrics import best_threshold, binary_metrics, plot_confusion, plot_roc
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
+    y = [1, 1, 1, 1, 0, 0, 0, 0, 0, 1]
+    p = [0.9, 0.8, 0.3, 0.6, 0.1, 0.7, 0.2, 0.4, 0.05, 0.55]
+    m = binary_metrics(y, p, threshold=0.5)
+    # predicted 1: 0.9 0.8 0.6 0.7 0.55 -> TP 4 (idx 0,1,3,9), FP 1 (idx 5); FN 1 (idx 2); TN 4
+    assert m["confusion"] == {"tn": 4, "fp": 1, "fn": 1, "tp": 4}
+    assert m["accuracy"] == pytest.approx(8 / 10)
+    assert m["precision"] == pytest.approx(4 / 5)
+    assert m["recall"] == pytest.approx(4 / 5)
+    assert m["f1"] == pytest.approx(0.8)
+    # AUC by counting: pairs (pos, neg) with p_pos > p_neg over 5 * 5 pairs.
+    pos, neg = [0.9, 0.8, 0.3, 0.6, 0.55], [0.1, 0.7, 0.2, 0.4, 0.05]
+    wins = sum(a > b for a in pos for b in neg)
+    assert m["roc_auc"] == pytest.approx(wins / 25)
+
+
+def test_auc_is_none_with_one_class() -> None:
+    assert binary_metrics([0, 0, 0], [0.1, 0.2, 0.9], 0.5)["roc_auc"] is None
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="equal-length"):
+        binary_metrics([0, 1], [0.5], 0.5)
+
+
+def test_best_threshold_separates_separable_data() -> None:
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.3, 0.35, 0.6, 0.7, 0.9])
+    t = best_threshold(y, p)
+    assert 0.35 < t <= 0.6
+    assert binary_metrics(y, p, t)["f1"] == 1.0
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    roc = plot_roc({"a": ([0, 1, 0, 1], [0.2, 0.8, 0.4, 0.6])}, tmp_path / "roc.png")
+    cm = plot_confusion({"tn": 3, "fp": 1, "fn": 0, "tp": 5}, tmp_path / "cm.png")
+    for path in (roc, cm):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

@@ -1,0 +1,65 @@
+"""Factories for test images: small brain-like phantoms written in the formats users have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def phantom(size: int = 96, seed: int = 0) -> np.ndarray:
+    """A (size, size) float32 head-like phantom in [0, 1]: skull ring, brain, ventricles."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    a, b = 0.38 + 0.04 * rng.random(), 0.30 + 0.04 * rng.random()
+    r = (yy / a) ** 2 + (xx / b) ** 2
+    img = np.where(r < 1, 0.9, 0.0) - np.where(r < 0.8, 0.5, 0.0)
+    img += np.where(
+        (yy / 0.12) ** 2 + ((xx - 0.05 * rng.standard_normal()) / 0.05) ** 2 < 1, 0.3, 0
+    )
+    img += 0.02 * rng.standard_normal((size, size)) * (r < 1)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def write_png16(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(image, 0, 1) * 65535).astype(np.uint16)).save(path)
+    return path
+
+
+def write_png8(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def write_jpeg(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path, quality=95)
+    return path
+
+
+def write_dicom(path: Path, image: np.ndarray, instance: int = 1) -> Path:
+    """A minimal uncompressed 16-bit MR Image Storage object."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.InstanceNumber = instance
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.clip(image, 0, 1) * 4095).astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -1,0 +1,130 @@
+"""Binary classification metrics of the paper (Acc, Precision, Recall, F1, ROC-AUC), threshold
+selection on a validation set, and the plots people look at (ROC curve, confusion matrix)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+def binary_metrics(
+    y_true: Sequence[int], prob: Sequence[float], threshold: float
+) -> dict[str, Any]:
+    """Metrics of ``prob >= threshold`` against ``y_true`` (1 = artifact).
+
+    ROC-AUC is ``None`` when only one class is present (it is undefined then).
+    """
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(prob, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"y_true {y.shape} and prob {p.shape} must be equal-length 1-D")
+    if y.size == 0:
+        raise ValueError("no samples to score")
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel().tolist()
+    both = len(np.unique(y)) == 2
+    return {
+        "n": int(y.size),
+        "threshold": float(threshold),
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
+
+
+def best_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+    """The threshold maximising F1 on (validation) data; ties go to the higher threshold (fewer
+    false alarms). Falls back to 0.5 when a class is missing."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(prob, dtype=float)
+    if len(np.unique(y)) < 2:
+        return 0.5
+    candidates = np.unique(p)
+    best, best_f1 = 0.5, -1.0
+    for t in candidates[::-1]:
+        f1 = f1_score(y, (p >= t).astype(int), zero_division=0)
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = float(t), float(f1)
+    return best
+
+
+def plot_roc(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path) -> Path:
+    """ROC curves of one or more models on one plot, AUC in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    for name, (y, p) in curves.items():
+        if len(np.unique(np.asarray(y))) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, lw=1.8, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC: artifact vs clean",
+    )
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "one class only: ROC undefined", ha="center", va="center")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(confusion: dict[str, int], path: Path, title: str = "confusion matrix") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=120)
+    ax.imshow(m, cmap="Blues")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(
+            j,
+            i,
+            str(v),
+            ha="center",
+            va="center",
+            color="white" if v > m.max() / 2 else "black",
+            fontsize=12,
+        )
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["clean", "artifact"],
+        yticklabels=["clean", "artifact"],
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
