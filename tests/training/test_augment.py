@@ -1,0 +1,202 @@
+"""Realism augmentation (training/augment.py): physics of each operation, reproducibility."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from training.artifacts import GibbsParams, apply_gibbs, kspace_error
+from training.augment import (
+    Bias,
+    Contrast,
+    FieldOfView,
+    Noise,
+    Orient,
+    Resolution,
+    Ringing,
+    apply_bias,
+    apply_contrast,
+    apply_fov,
+    apply_noise,
+    apply_orient,
+    apply_realism,
+    apply_resolution,
+    apply_ringing,
+    head_mask,
+    random_realism,
+)
+
+
+def make_phantom(n: int = 128) -> np.ndarray:
+    """T1-like head of ellipses: bright scalp, dark skull, grey < white matter, dark ventricles."""
+    y, x = np.mgrid[-1 : 1 : complex(0, n), -1 : 1 : complex(0, n)]
+    img = np.zeros((n, n), np.float32)
+    for cy, cx, ry, rx, value in [
+        (0.0, 0.0, 0.85, 0.7, 1.0),
+        (0.0, 0.0, 0.78, 0.63, 0.1),
+        (0.0, 0.0, 0.74, 0.59, 0.55),
+        (0.0, 0.0, 0.6, 0.45, 0.75),
+        (-0.1, -0.15, 0.25, 0.08, 0.2),
+        (-0.1, 0.15, 0.25, 0.08, 0.2),
+        (0.4, 0.0, 0.08, 0.08, 0.9),
+    ]:
+        img[((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0] = value
+    out = ndimage.gaussian_filter(img, 1.0)
+    return out / out.max()
+
+
+@pytest.fixture(scope="module")
+def phantom() -> np.ndarray:
+    return make_phantom()
+
+
+SEEDS = range(40)
+Outputs = list[tuple[np.ndarray, dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def outputs(phantom: np.ndarray) -> Outputs:
+    return [random_realism(phantom, np.random.default_rng(seed)) for seed in SEEDS]
+
+
+# --- the entry point ---------------------------------------------------------------------
+
+
+def test_same_seed_same_output(phantom: np.ndarray) -> None:
+    a, rec_a = random_realism(phantom, np.random.default_rng(3))
+    b, rec_b = random_realism(phantom, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert rec_a == rec_b
+
+
+def test_json_record_reproduces_output_exactly(phantom: np.ndarray, outputs: Outputs) -> None:
+    for out, record in outputs[:10]:
+        np.testing.assert_array_equal(apply_realism(phantom, json.loads(json.dumps(record))), out)
+
+
+def test_output_is_finite_nonnegative_float32(outputs: Outputs) -> None:
+    for out, _ in outputs:
+        assert out.dtype == np.float32 and out.ndim == 2
+        assert np.isfinite(out).all() and out.min() >= 0
+
+
+def test_shapes_stay_in_the_documented_range(outputs: Outputs) -> None:
+    for out, record in outputs:
+        names = [op["op"] for op in record["ops"]]
+        if "resolution" in names:
+            size = record["ops"][names.index("resolution")]["size"]
+            assert max(out.shape) == size and 128 <= size <= 320
+        else:  # only the FOV change: each side cropped <= 8 % or padded <= 25 %
+            assert all(0.84 * 128 <= n <= 1.5 * 128 for n in out.shape)
+
+
+def test_operations_vary_across_seeds(outputs: Outputs) -> None:
+    seen = {op["op"] for _, record in outputs for op in record["ops"]}
+    assert seen == {"orient", "contrast", "bias", "fov", "resolution", "ringing", "noise"}
+    assert len({out.shape for out, _ in outputs}) > 10
+
+
+def test_wrong_ndim_and_unknown_op_are_named(phantom: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="got ndim=1"):
+        random_realism(phantom[0], np.random.default_rng(0))
+    with pytest.raises(ValueError, match="got 'sharpen'"):
+        apply_realism(phantom, {"ops": [{"op": "sharpen"}]})
+
+
+def test_full_size_scanner_range_slice() -> None:
+    image = 4000 * make_phantom(256)
+    out, _ = random_realism(image, np.random.default_rng(1))
+    assert out.dtype == np.float32 and np.isfinite(out).all() and out.min() >= 0
+    assert 0.2 < np.percentile(out, 99.5) / 4000 < 5  # same order of intensity scale
+
+
+# --- each operation ------------------------------------------------------------------------
+
+
+def test_contrast_inversion_inverts_inside_the_head_only(phantom: np.ndarray) -> None:
+    out = apply_contrast(phantom, Contrast(invert=True))
+    inside = head_mask(phantom) > 0.99
+    assert np.corrcoef(out[inside], phantom[inside])[0, 1] < -0.9
+    outside = ~ndimage.binary_fill_holes(phantom > 0.05)
+    assert out[outside].max() < 0.1  # the background stays dark: no halo around the head
+    assert out[64, 54] > 2 * out[64, 64] > 0  # ventricle (dark in T1) brighter than white matter
+
+
+def test_gamma_is_monotone_and_darkens_midtones(phantom: np.ndarray) -> None:
+    out = apply_contrast(phantom, Contrast(gamma=2.0))
+    order = np.argsort(phantom.ravel(), kind="stable")
+    assert np.all(np.diff(out.ravel()[order]) >= -1e-6)
+    assert out.mean() < 0.9 * phantom.mean()
+
+
+def test_non_monotone_curve_swaps_tissue_order(phantom: np.ndarray) -> None:
+    # grey matter (0.55) -> 0.9, white matter (0.75) -> 0.3: a T2-like order
+    curve = Contrast(knots=((0.0, 0.0), (0.55, 0.9), (0.75, 0.3), (1.0, 1.0)))
+    out = apply_contrast(phantom, curve)
+    assert out[64, 30] > 2 * out[64, 64]  # cortex vs central white matter
+
+
+def test_identity_parameters_return_the_input(phantom: np.ndarray) -> None:
+    for fn, params in [
+        (apply_contrast, Contrast()),
+        (apply_bias, Bias()),
+        (apply_fov, FieldOfView()),
+        (apply_orient, Orient()),
+        (apply_ringing, Ringing(keep=1.0)),
+    ]:
+        np.testing.assert_allclose(fn(phantom, params), phantom, atol=1e-5)  # type: ignore[operator]
+
+
+def test_noise_lowers_snr_to_the_requested_level(phantom: np.ndarray) -> None:
+    out = apply_noise(phantom, Noise(snr=10.0, seed=0))
+    level = phantom[phantom > 0.1 * np.percentile(phantom, 99.5)].mean()
+    background = out[:, :8]  # outside the head: pure Rayleigh noise, mean sigma * sqrt(pi / 2)
+    sigma = background.mean() / np.sqrt(np.pi / 2)
+    assert sigma == pytest.approx(level / 10.0, rel=0.1)
+    assert apply_noise(phantom, Noise(snr=40.0, seed=0))[:, :8].mean() < background.mean() / 3
+
+
+def test_bias_field_is_smooth_and_multiplicative(phantom: np.ndarray) -> None:
+    coefficients = (0.0, 0.3, -0.2, 0.1, 0.2, 0.0, 0.1, -0.3, 0.0, 0.1)
+    out = apply_bias(phantom, Bias(coefficients))
+    inside = phantom > 0.3
+    field = out[inside] / phantom[inside]
+    assert 0.3 < field.min() < 0.95 and 1.05 < field.max() < 3
+    ratio = np.where(inside, out / np.maximum(phantom, 1e-6), np.nan)
+    assert np.nanmax(np.abs(np.diff(ratio, axis=1))) < 0.05  # smooth: < 5 % per pixel
+
+
+def test_fov_pads_and_crops_by_the_given_fractions(phantom: np.ndarray) -> None:
+    out = apply_fov(phantom, FieldOfView((0.25, 0.0, -0.05, 0.1)))
+    assert out.shape == (128 + 32, 128 - 6 + 13)
+    np.testing.assert_array_equal(out[:32], 0)
+    np.testing.assert_array_equal(out[32:, :-13], phantom[:, 6:])
+
+
+def test_orient_rot90_transposes_the_shape(phantom: np.ndarray) -> None:
+    out = apply_orient(phantom[:, :100], Orient(flip_rows=True, rot90=1))
+    np.testing.assert_array_equal(out, np.rot90(phantom[::-1, :100]))
+
+
+def test_lower_resolution_blurs_and_sets_the_matrix(phantom: np.ndarray) -> None:
+    sharp = apply_resolution(phantom, Resolution(factor=1.0, size=200))
+    blurred = apply_resolution(phantom, Resolution(factor=2.5, size=200))
+    assert sharp.shape == blurred.shape == (200, 200)
+    assert (np.diff(blurred) ** 2).sum() < 0.6 * (np.diff(sharp) ** 2).sum()  # edge energy
+    wide = apply_resolution(phantom[:, :64], Resolution(factor=1.5, size=300))
+    assert wide.shape == (300, 150)
+
+
+def test_ringing_is_far_milder_than_moderate_gibbs(phantom: np.ndarray) -> None:
+    worst_realism = kspace_error(phantom, apply_ringing(phantom, Ringing(0.8, (0, 1))))
+    mildest_moderate = kspace_error(phantom, apply_gibbs(phantom, GibbsParams(0.42, (1,))))
+    assert worst_realism < 0.25 * mildest_moderate
+
+
+def test_ringing_rejects_artifact_strength() -> None:
+    with pytest.raises(ValueError, match="keep .* got 0.5"):
+        Ringing(keep=0.5)

@@ -1,0 +1,344 @@
+"""Realism augmentation: the variety of clean clinical scans, applied to both classes.
+
+The training sources are a few T1 brains and smooth templates, while clinical series come in
+every contrast, matrix, noise level, bias field, field of view and orientation. A classifier that
+only ever saw clean T1 templates would flag a clean T2 or a noisy DWI as an artifact, so every
+training slice, clean or corrupted, first gets a random draw of these nuisance variations.
+
+As in :mod:`training.artifacts`, each operation is a frozen dataclass of parameters applied by a
+deterministic function, and :func:`random_realism` returns a JSON-serialisable record that
+:func:`apply_realism` re-applies exactly. Operations run in acquisition order: orientation,
+contrast, bias field, field of view, resolution, ringing, noise.
+
+Shape: the output shape may differ from the input. ``Orient`` may transpose it; ``FieldOfView``
+crops each side by at most 8 % or pads it by at most 25 % of that side; ``Resolution`` resamples
+so that the longer side is 128..320 pixels (aspect kept). Output is float32, finite and
+non-negative, on the input's intensity scale (its 99.5th percentile stays of the same order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from training.artifacts import GibbsParams, apply_gibbs, check_image
+
+
+def _scale(image: np.ndarray) -> float:
+    """Robust intensity scale: the 99.5th percentile (the maximum if that is 0)."""
+    return float(np.percentile(image, 99.5)) or float(image.max())
+
+
+def _upsample(coarse: np.ndarray, shape: tuple[int, ...], step: int) -> np.ndarray:
+    """Separable linear interpolation of samples taken every ``step`` pixels up to ``shape``.
+    (Gathers, not a BLAS product: BLAS threads stall in busy DataLoader workers.)"""
+    out = coarse
+    for axis in (0, 1):
+        n_in = coarse.shape[axis]
+        pos = np.clip(np.arange(shape[axis]) / step, 0, n_in - 1)
+        low = np.minimum(np.floor(pos).astype(int), max(n_in - 2, 0))
+        high = np.minimum(low + 1, n_in - 1)
+        frac = (pos - low).astype(np.float32)
+        frac = frac[:, None] if axis == 0 else frac[None, :]
+        a, b = np.take(out, low, axis=axis), np.take(out, high, axis=axis)
+        out = a + frac * (b - a)
+    return out
+
+
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """Soft (0..1) (H, W) mask of the object: threshold at 10 % of the scale, open, fill holes,
+    erode two coarse pixels and smooth, so the 0..1 transition lies on tissue, not background.
+    Computed on a ~64-pixel subsample (it only needs to be coarse) for speed."""
+    scale = _scale(image)
+    if scale <= 0:
+        return np.zeros(image.shape, np.float32)
+    step = max(1, min(image.shape) // 64)
+    coarse = image[::step, ::step] > 0.1 * scale
+    solid = ndimage.binary_fill_holes(ndimage.binary_opening(coarse))
+    solid = ndimage.binary_erosion(solid, iterations=2)
+    soft = ndimage.gaussian_filter(solid.astype(np.float32), 0.7)
+    return np.clip(_upsample(soft, image.shape, step), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Orient:
+    """Flips then ``rot90`` quarter turns (counter-clockwise)."""
+
+    flip_rows: bool = False
+    flip_cols: bool = False
+    rot90: int = 0
+
+
+def apply_orient(image: np.ndarray, p: Orient) -> np.ndarray:
+    out = image[::-1] if p.flip_rows else image
+    out = out[:, ::-1] if p.flip_cols else out
+    return np.ascontiguousarray(np.rot90(out, p.rot90 % 4))
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Tissue-contrast change on intensities normalised by the 99.5th percentile.
+
+    Attributes:
+        invert: x -> 1 - x inside the head (soft mask), background stays dark: T1 -> T2-like.
+        knots: piecewise-linear remapping curve [(x, y), ...] on [0, 1] (may be non-monotone),
+            empty for none; values above 1 map to the last knot's y.
+        gamma: exponent applied last (1 for none).
+    """
+
+    invert: bool = False
+    knots: tuple[tuple[float, float], ...] = ()
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.2 <= self.gamma <= 5.0:
+            raise ValueError(f"gamma must be in [0.2, 5], got {self.gamma!r}")
+        xs = [k[0] for k in self.knots]
+        if self.knots and (xs != sorted(xs) or xs[0] != 0.0 or xs[-1] != 1.0):
+            raise ValueError(f"knots must be sorted in x from 0 to 1, got {self.knots!r}")
+
+
+def apply_contrast(image: np.ndarray, p: Contrast) -> np.ndarray:
+    scale = _scale(image)
+    if scale <= 0:
+        return image.copy()
+    x = np.clip(image / scale, 0.0, None)
+    if p.invert:
+        mask = head_mask(image)
+        x = mask * (1.0 - np.minimum(x, 1.0)) + (1.0 - mask) * x
+    if p.knots:
+        xs, ys = zip(*p.knots, strict=True)
+        x = np.interp(x, xs, ys)
+    if p.gamma != 1.0:
+        x = np.power(np.maximum(x, 0.0), p.gamma)
+    return (x * scale).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Bias:
+    """Multiplicative field exp(sum c_ij y^i x^j), i + j <= 3, y and x spanning [-1, 1]."""
+
+    coefficients: tuple[float, ...] = (0.0,) * 10
+
+
+_POWERS = [(i, j) for i in range(4) for j in range(4 - i)]  # the 10 monomials of degree <= 3
+
+
+def _bias_field(shape: tuple[int, ...], coefficients: tuple[float, ...]) -> np.ndarray:
+    # sum_ij c_ij y^i x^j = sum_i y^i (sum_j c_ij x^j): four outer products, no BLAS call.
+    y = np.linspace(-1.0, 1.0, shape[0], dtype=np.float32)
+    x = np.linspace(-1.0, 1.0, shape[1], dtype=np.float32)
+    log_field = np.zeros(shape, np.float32)
+    for i in range(4):
+        row = sum(c * x**j for c, (ii, j) in zip(coefficients, _POWERS, strict=True) if ii == i)
+        log_field += np.outer(y**i, row)
+    return np.exp(log_field)
+
+
+def apply_bias(image: np.ndarray, p: Bias) -> np.ndarray:
+    return (image * _bias_field(image.shape, p.coefficients)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FieldOfView:
+    """Per side (top, bottom, left, right): > 0 pads zeros, < 0 crops, as a fraction of the side."""
+
+    sides: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.sides) != 4 or any(not -0.3 <= s <= 1.0 for s in self.sides):
+            raise ValueError(f"sides must be 4 fractions in [-0.3, 1], got {self.sides!r}")
+
+
+def apply_fov(image: np.ndarray, p: FieldOfView) -> np.ndarray:
+    h, w = image.shape
+    top, bottom, left, right = (round(f * n) for f, n in zip(p.sides, (h, h, w, w), strict=True))
+    out = image[max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]
+    pad = ((max(0, top), max(0, bottom)), (max(0, left), max(0, right)))
+    return np.pad(out, pad).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Acquire at 1/``factor`` of the resolution, then show on a matrix whose longer side is
+    ``size`` (aspect ratio kept)."""
+
+    factor: float = 1.0
+    size: int = 256
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.factor <= 4.0:
+            raise ValueError(f"factor must be in [1, 4], got {self.factor!r}")
+        if not 16 <= self.size <= 1024:
+            raise ValueError(f"size must be in [16, 1024], got {self.size!r}")
+
+
+def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Bilinear resampling to ``shape``, pixel centres aligned; Gaussian anti-alias if shrinking."""
+    ratio = np.array(image.shape) / np.array(shape)
+    if (ratio > 1).any():
+        image = ndimage.gaussian_filter(image, np.maximum(ratio - 1.0, 0.0) / 2)
+    return ndimage.affine_transform(
+        image, ratio, offset=0.5 * ratio - 0.5, output_shape=shape, order=1, mode="nearest"
+    )
+
+
+def apply_resolution(image: np.ndarray, p: Resolution) -> np.ndarray:
+    h, w = image.shape
+    low = _resize(image, (max(8, round(h / p.factor)), max(8, round(w / p.factor))))
+    ratio = p.size / max(h, w)
+    return _resize(low, (max(8, round(h * ratio)), max(8, round(w * ratio)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Ringing:
+    """Slight k-space truncation, as clean clinical images show; ``keep`` >= 0.75 keeps it far
+    milder than :func:`training.artifacts.sample_gibbs` "moderate" (keep <= 0.42)."""
+
+    keep: float = 1.0
+    axes: tuple[int, ...] = (0, 1)
+
+    def __post_init__(self) -> None:
+        if not 0.75 <= self.keep <= 1.0:
+            raise ValueError(f"keep must be in [0.75, 1], got {self.keep!r}")
+
+
+def apply_ringing(image: np.ndarray, p: Ringing) -> np.ndarray:
+    return apply_gibbs(image, GibbsParams(keep=p.keep, axes=p.axes))
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Rician noise: magnitude of the image plus complex Gaussian noise of standard deviation
+    (mean foreground intensity) / ``snr``; ``seed`` fixes the noise realisation."""
+
+    snr: float = 100.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.snr <= 0:
+            raise ValueError(f"snr must be > 0, got {self.snr!r}")
+
+
+def apply_noise(image: np.ndarray, p: Noise) -> np.ndarray:
+    foreground = image[image > 0.1 * _scale(image)]
+    level = float(foreground.mean()) if foreground.size else float(image.mean())
+    sigma = np.float32(level / p.snr)
+    noise = np.random.default_rng(p.seed).standard_normal((2, *image.shape), dtype=np.float32)
+    return np.hypot(image + sigma * noise[0], sigma * noise[1]).astype(np.float32)
+
+
+_OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
+    "orient": (Orient, apply_orient),
+    "contrast": (Contrast, apply_contrast),
+    "bias": (Bias, apply_bias),
+    "fov": (FieldOfView, apply_fov),
+    "resolution": (Resolution, apply_resolution),
+    "ringing": (Ringing, apply_ringing),
+    "noise": (Noise, apply_noise),
+}
+
+
+def _sample_contrast(rng: np.random.Generator) -> Contrast:
+    knots: tuple[tuple[float, float], ...] = ()
+    if rng.random() < 0.5:
+        # Interior knots start at 0.08 so the background (near 0) stays dark; y values are free,
+        # so the curve can be non-monotone (e.g. dark white matter, bright grey matter).
+        xs = np.sort(rng.uniform(0.08, 0.95, int(rng.integers(2, 6))))
+        ys = rng.uniform(0.0, 1.0, xs.size)
+        knots = ((0.0, 0.0), *zip(xs.tolist(), ys.tolist(), strict=True), (1.0, ys.max()))
+    return Contrast(
+        invert=bool(rng.random() < 0.3),
+        knots=knots,
+        gamma=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))) if rng.random() < 0.5 else 1.0,
+    )
+
+
+def _sample_bias(rng: np.random.Generator) -> Bias:
+    """Random degree-3 polynomial scaled so its log-field peaks at 0.1..0.6 (x0.55..x1.8)."""
+    raw = rng.uniform(-1.0, 1.0, len(_POWERS))
+    raw[0] = 0.0
+    peak = np.abs(np.log(_bias_field((32, 32), tuple(raw.tolist())))).max()
+    strength = rng.uniform(0.1, 0.6)
+    return Bias(coefficients=tuple((raw * strength / max(peak, 1e-6)).tolist()))
+
+
+def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
+    """Draw the operations (name, params) to apply, each with its own probability."""
+    ops: list[tuple[str, Any]] = [
+        (
+            "orient",
+            Orient(bool(rng.random() < 0.5), bool(rng.random() < 0.5), int(rng.integers(4))),
+        )
+    ]
+    if rng.random() < 0.8:
+        ops.append(("contrast", _sample_contrast(rng)))
+    if rng.random() < 0.5:
+        ops.append(("bias", _sample_bias(rng)))
+    if rng.random() < 0.5:
+        top, bottom, left, right = (float(s) for s in rng.uniform(-0.08, 0.25, 4))
+        ops.append(("fov", FieldOfView((top, bottom, left, right))))
+    if rng.random() < 0.5:
+        ops.append(
+            ("resolution", Resolution(float(rng.uniform(1.0, 2.5)), int(rng.integers(128, 321))))
+        )
+    if rng.random() < 0.3:
+        axes = ((0,), (1,), (0, 1))[int(rng.integers(3))]
+        ops.append(("ringing", Ringing(float(rng.uniform(0.8, 0.95)), axes)))
+    if rng.random() < 0.7:
+        snr = float(np.exp(rng.uniform(np.log(4.0), np.log(80.0))))
+        ops.append(("noise", Noise(snr, int(rng.integers(2**31)))))
+    return ops
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def apply_realism(image: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """Re-apply a record from :func:`random_realism` (or ``json.loads`` of one) exactly."""
+    out = check_image(image)
+    for op in record["ops"]:
+        name = op.get("op")
+        if name not in _OPS:
+            raise ValueError(f"op must be one of {tuple(_OPS)}, got {name!r}")
+        cls, fn = _OPS[name]
+        out = fn(out, cls(**{k: _tuples(v) for k, v in op.items() if k != "op"}))
+    return np.maximum(out, 0.0).astype(np.float32)
+
+
+def random_realism(
+    image: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Random contrast, resolution, noise, bias, FOV and orientation for an (H, W) slice.
+
+    Returns the float32 non-negative image (shape may change, see the module docstring) and a
+    JSON-serialisable record ``{"ops": [{"op": name, **params}, ...]}``.
+    """
+    image = check_image(image)
+    record = realism_record(rng)
+    return apply_realism(image, record), record
+
+
+#: Ops that happen during the acquisition itself (k-space truncation, thermal noise): when an
+#: artifact is simulated they go after it, as in a scanner, so e.g. Gibbs truncation cannot
+#: smooth the noise and hand the classifier a shortcut.
+ACQUISITION_OPS = ("ringing", "noise")
+
+
+def realism_record(rng: np.random.Generator) -> dict[str, Any]:
+    """A JSON-serialisable realism record ``{"ops": [...]}`` drawn by :func:`sample_realism`."""
+    return {"ops": [{"op": name, **asdict(p)} for name, p in sample_realism(rng)]}
+
+
+def split_acquisition(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(object ops, acquisition ops) of a realism record, each a record of its own."""
+    ops = record["ops"]
+    return (
+        {"ops": [op for op in ops if op["op"] not in ACQUISITION_OPS]},
+        {"ops": [op for op in ops if op["op"] in ACQUISITION_OPS]},
+    )

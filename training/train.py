@@ -1,0 +1,398 @@
+"""Train a checkpoint: Adam (lr 1e-3, weight decay 1e-4), batch 50, JointLoss(0.7, 0.3), on
+random patches (``training.patches``), validated every epoch at slice level through the same
+Predictor the service runs; the best epoch by validation F1 is kept with the F1-optimal
+threshold. Early stopping, a time budget, resumable state (safetensors + JSON, never pickles),
+deterministic under a seed, CUDA + mixed precision when present, DistributedDataParallel when
+launched with ``torchrun`` (``distributed=True``; gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from model import CheckpointMeta, JointLoss, Predictor, build_model, load_checkpoint
+from model.checkpoint import save_checkpoint
+from model.preprocess import Normalization
+
+from .artifacts import KINDS
+from .data import Sample, describe, load_split
+from .evalset import simulated_pairs
+from .evaluate import predict_samples
+from .metrics import best_threshold, binary_metrics
+from .patches import TrainPatches
+from .state import load_state, save_state
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in the checkpoint's metadata."""
+
+    data: Path
+    out: Path
+    arch: str = "amaresnet18"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 20
+    samples_per_epoch: int = 5000
+    batch_size: int = 50
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    alpha: float = 0.7
+    beta: float = 0.3
+    patch: int = 128
+    size: int = 256
+    aggregation: str = "topk_mean"
+    seed: int = 0
+    patience: int = 5
+    time_budget_s: float | None = None
+    num_workers: int = 1
+    kinds: tuple[str, ...] = KINDS
+    severities: tuple[str, ...] = ("moderate", "severe")
+    simulate: bool = True
+    realism: bool = True
+    val_split: str = "val"
+    resume: bool = False
+    device: str | None = None
+    amp: bool = True
+    distributed: bool = False
+    init_from: Path | None = None
+    fp16_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        self.data, self.out = Path(self.data), Path(self.out)
+        for name in ("epochs", "samples_per_epoch", "batch_size", "patch", "size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch > self.size:
+            raise ValueError(f"patch ({self.patch}) must not exceed size ({self.size})")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @property
+    def log_path(self) -> Path:
+        return self.out.with_suffix(".log.json")
+
+    @property
+    def curves_path(self) -> Path:
+        return self.out.with_suffix(".curves.png")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out.with_suffix(".state")
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    train_ce: float
+    train_dice: float
+    samples_per_s: float
+    seconds: float
+    val: dict[str, Any]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    best_epoch: int
+    best_val: dict[str, Any]
+    history: list[EpochLog]
+    stopped: str
+    rank: int = 0
+    world_size: int = 1
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def _ensure_both_classes(samples: list[Sample], seed: int, cfg: TrainConfig) -> list[Sample]:
+    """A validation split of clean slices only gets a fixed simulated artifact copy of each."""
+    if {s.label for s in samples} == {0, 1}:
+        return samples
+    pairs = simulated_pairs(samples, seed=seed, kinds=cfg.kinds, severities=cfg.severities)
+    return [s for s, _ in pairs]
+
+
+def validate(predictor: Predictor, samples: list[Sample]) -> tuple[dict[str, Any], np.ndarray]:
+    """Slice-level validation: probabilities, the F1-optimal threshold and metrics at it."""
+    probs = predict_samples(predictor, samples)
+    labels = np.array([s.label for s in samples])
+    threshold = best_threshold(labels, probs)
+    return binary_metrics(labels, probs, threshold), probs
+
+
+def _meta(
+    cfg: TrainConfig,
+    norm: Normalization,
+    threshold: float,
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+) -> CheckpointMeta:
+    return CheckpointMeta(
+        arch=cfg.arch,
+        arch_config=dict(cfg.arch_config),
+        patch_size=cfg.patch,
+        patch_stride=cfg.patch,
+        aggregation={"how": cfg.aggregation, "k": None},
+        normalization=norm.to_dict(),
+        threshold=float(threshold),
+        metrics=metrics,
+        training=training,
+    )
+
+
+def _device(cfg: TrainConfig, rank: int) -> torch.device:
+    if cfg.device:
+        return torch.device(cfg.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainResult:
+    """Run a training job. ``on_progress`` receives dicts (``event`` = ``step`` | ``epoch``)."""
+    rank, world = 0, 1
+    if cfg.distributed:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+    device = _device(cfg, rank)
+    use_amp = cfg.amp and device.type == "cuda"
+    emit = on_progress if (on_progress is not None and rank == 0) else (lambda _e: None)
+
+    norm = Normalization(size=cfg.size)
+    train_samples = load_split(cfg.data, "train", seed=cfg.seed)
+    val_samples = _ensure_both_classes(
+        load_split(cfg.data, cfg.val_split, seed=cfg.seed), cfg.seed + 1, cfg
+    )
+    data_summary = {"train": describe(train_samples), "val": describe(val_samples)}
+    dataset = TrainPatches(
+        train_samples,
+        norm=norm,
+        patch=cfg.patch,
+        samples_per_epoch=cfg.samples_per_epoch,
+        seed=cfg.seed,
+        simulate=cfg.simulate,
+        kinds=cfg.kinds,
+        severities=cfg.severities,
+        realism=cfg.realism,
+    )
+    sampler = DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size // world,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise ValueError(
+            f"samples_per_epoch {cfg.samples_per_epoch} is smaller than one batch "
+            f"({cfg.batch_size})"
+        )
+
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.arch, **cfg.arch_config)
+    if cfg.init_from is not None:
+        base, _ = load_checkpoint(cfg.init_from)
+        net.load_state_dict(base.state_dict())
+    net = net.to(device).to(memory_format=torch.channels_last)
+    model: nn.Module = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    # foreach: one batched update over all parameters instead of a Python loop over them.
+    optimizer = torch.optim.Adam(
+        net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
+    )
+    loss_fn = JointLoss(cfg.alpha, cfg.beta)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    history: list[EpochLog] = []
+    best: dict[str, Any] = {"epoch": -1, "score": (-1.0, -1.0), "val": {}}
+    start_epoch, bad_epochs, elapsed_before = 0, 0, 0.0
+    if cfg.resume and (cfg.state_dir / "state.json").is_file():
+        state = load_state(cfg.state_dir, net, optimizer)
+        if state["config"] != _resume_key(cfg):
+            raise ValueError(
+                f"{cfg.state_dir}: saved for a different configuration; remove it or drop --resume"
+            )
+        start_epoch = state["epoch"] + 1
+        history = [EpochLog(**h) for h in state["history"]]
+        best = {**state["best"], "score": tuple(state["best"]["score"])}
+        bad_epochs, elapsed_before = state["bad_epochs"], state["elapsed"]
+
+    t_start = time.perf_counter() - elapsed_before
+    stopped = "epochs"
+    for epoch in range(start_epoch, cfg.epochs):
+        dataset.set_epoch(epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc.: same stream on resume
+        model.train()
+        t0 = time.perf_counter()
+        sums = {"loss": 0.0, "ce": 0.0, "dice": 0.0}
+        steps = len(loader)
+        for step, (x, y) in enumerate(loader):
+            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            sums["loss"] += float(loss.detach())
+            sums["ce"] += loss_fn.last_terms["ce"]
+            sums["dice"] += loss_fn.last_terms["dice"]
+            emit(
+                {
+                    "event": "step",
+                    "epoch": epoch,
+                    "step": step + 1,
+                    "steps": steps,
+                    "loss": sums["loss"] / (step + 1),
+                }
+            )
+        seconds = time.perf_counter() - t0
+
+        stop = torch.zeros(1)
+        if rank == 0:
+            meta = _meta(cfg, norm, 0.5, {}, {})
+            val, _ = validate(Predictor((net, meta), device=device), val_samples)
+            net.train()
+            log = EpochLog(
+                epoch,
+                sums["loss"] / steps,
+                sums["ce"] / steps,
+                sums["dice"] / steps,
+                steps * cfg.batch_size / seconds,
+                seconds,
+                val,
+            )
+            history.append(log)
+            score = (val["f1"], val["roc_auc"] or 0.0)
+            if score > best["score"]:
+                best = {"epoch": epoch, "score": score, "val": val}
+                bad_epochs = 0
+                training = {
+                    "config": cfg.to_json(),
+                    "data": data_summary,
+                    "best_epoch": epoch,
+                    "world_size": world,
+                    "samples_seen": (epoch + 1) * steps * cfg.batch_size,
+                    "seconds": round(time.perf_counter() - t_start, 1),
+                }
+                metrics = {f"val_{k}": v for k, v in val.items() if k != "confusion"}
+                save_checkpoint(
+                    cfg.out,
+                    net,
+                    _meta(cfg, norm, val["threshold"], metrics, training),
+                    dtype=torch.float16 if cfg.fp16_checkpoint else None,
+                )
+            else:
+                bad_epochs += 1
+            elapsed = time.perf_counter() - t_start
+            save_state(
+                cfg.state_dir,
+                net,
+                optimizer,
+                {
+                    "config": _resume_key(cfg),
+                    "epoch": epoch,
+                    "bad_epochs": bad_epochs,
+                    "history": [asdict(h) for h in history],
+                    "elapsed": elapsed,
+                    "best": {**best, "score": list(best["score"])},
+                },
+            )
+            write_log(cfg, history, best)
+            emit({"event": "epoch", **asdict(log), "best_epoch": best["epoch"]})
+            if bad_epochs >= cfg.patience:
+                stopped, stop[0] = f"early stop: no F1 gain in {cfg.patience} epochs", 1
+            elif cfg.time_budget_s is not None and _next_epoch_exceeds(cfg, elapsed, history):
+                stopped, stop[0] = "time budget", 1
+        if world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item():
+            break
+    if world > 1:
+        dist.barrier()
+    return TrainResult(cfg.out, best["epoch"], best["val"], history, stopped, rank, world)
+
+
+def _next_epoch_exceeds(cfg: TrainConfig, elapsed: float, history: list[EpochLog]) -> bool:
+    assert cfg.time_budget_s is not None
+    per_epoch = elapsed / max(1, len(history))
+    return elapsed + per_epoch > cfg.time_budget_s
+
+
+def _resume_key(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the interrupted one."""
+    keep = (
+        "arch",
+        "arch_config",
+        "samples_per_epoch",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "alpha",
+        "beta",
+        "patch",
+        "size",
+        "seed",
+        "kinds",
+        "severities",
+        "simulate",
+    )
+    return json.loads(json.dumps({k: getattr(cfg, k) for k in keep}))
+
+
+def write_log(cfg: TrainConfig, history: list[EpochLog], best: dict[str, Any]) -> None:
+    """The JSON log and the training-curve PNG beside the checkpoint."""
+    payload = {
+        "config": cfg.to_json(),
+        "best_epoch": best["epoch"],
+        "history": [asdict(h) for h in history],
+    }
+    cfg.log_path.write_text(json.dumps(payload, indent=1))
+    plot_curves(history, cfg.curves_path)
+
+
+def plot_curves(history: list[EpochLog], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h.epoch + 1 for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    ax1.plot(epochs, [h.train_loss for h in history], "o-", label="joint loss")
+    ax1.plot(epochs, [h.train_ce for h in history], "--", label="cross-entropy")
+    ax1.plot(epochs, [h.train_dice for h in history], ":", label="Dice loss")
+    ax1.set(xlabel="epoch", ylabel="training loss", title="training")
+    ax1.legend(fontsize=8)
+    for key in ("f1", "roc_auc", "accuracy"):
+        ax2.plot(epochs, [h.val.get(key) or math.nan for h in history], "o-", label=key)
+    ax2.set(xlabel="epoch", ylabel="validation (slice level)", ylim=(0, 1.02), title="validation")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
