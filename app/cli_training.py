@@ -277,3 +277,33 @@ def predict(
         f"{report.slices} slice(s) from {report.files} file(s): {report.flagged} flagged; "
         f"skipped {len(report.skipped)} unreadable file(s); wrote {output}"
     )
+
+
+@app.command("model-card")
+def model_card(
+    checkpoint: Annotated[Path, typer.Option(help="The trained checkpoint to publish.")],
+    data: Annotated[Path, typer.Option(help="Dataset with val/test/transfer splits.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the published file.")] = None,
+    card: Annotated[Path, typer.Option(help="Model card (markdown) to update.")] = Path(
+        "docs/model-card.md"
+    ),
+    img_dir: Annotated[Path, typer.Option(help="Folder for the card's plots.")] = Path("docs/img"),
+    command: Annotated[str, typer.Option(help="The training command, quoted in the card.")] = "",
+) -> None:
+    """Publish a checkpoint as the served default and write its model card.
+
+    Evaluates it on val / test / transfer, stores the metrics in its metadata, writes it as
+    float16, plots the ROC curves and fills the measured part of the model card.
+    """
+    from training.model_card import publish
+
+    target = out or default_checkpoint()
+    try:
+        results = publish(checkpoint, data, target, card, img_dir, command=command)
+    except (ValueError, FileNotFoundError) as exc:
+        raise fail(str(exc)) from None
+    for split, summary in results.items():
+        m = summary["metrics"]
+        auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        console.print(f"{split}: F1 {m['f1']:.3f}, ROC-AUC {auc} ({m['n']} slices)")
+    console.print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB); updated {card}")

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model import read_metadata
+from tests.utils.datasets import tiny_dataset
+from training.model_card import END, START, publish, write_between_markers
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("card")
+    data = tiny_dataset(root / "d", {"train": 4, "val": 2, "test": 2})
+    for i in range(2):  # a transfer split with both classes
+        src = data / "test" / "clean" / f"p{i}.png"
+        (data / "transfer" / "clean").mkdir(parents=True, exist_ok=True)
+        (data / "transfer" / "artifact").mkdir(parents=True, exist_ok=True)
+        (data / "transfer" / "clean" / src.name).write_bytes(src.read_bytes())
+    (data / "test" / "artifact").mkdir()
+    (data / "test" / "artifact" / "a.png").write_bytes((data / "val/clean/p0.png").read_bytes())
+    (data / "transfer" / "artifact" / "a.png").write_bytes((data / "val/clean/p1.png").read_bytes())
+    cfg = TrainConfig(
+        data=data,
+        out=root / "m.safetensors",
+        epochs=1,
+        samples_per_epoch=10,
+        batch_size=10,
+        patch=64,
+        size=128,
+        num_workers=0,
+        arch_config={"pyramid_width": 16},
+    )
+    return train(cfg).checkpoint, data
+
+
+def test_publish_records_metrics_and_fills_the_card(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, data = trained
+    card = tmp_path / "card.md"
+    card.write_text(
+        "# header kept\n\n" + START + "\nSTALE-CONTENT\n" + END + "\n\n## Limitations\nmine\n"
+    )
+    out = tmp_path / "served.safetensors"
+    results = publish(ckpt, data, out, card, tmp_path / "img", command="amaqc train ...")
+    meta = read_metadata(out)
+    for split in ("val", "test", "transfer"):
+        assert meta.metrics[f"{split}_f1"] == results[split]["metrics"]["f1"]
+    text = card.read_text()
+    assert text.startswith("# header kept") and text.rstrip().endswith("mine")
+    assert "STALE-CONTENT" not in text and "amaqc train ..." in text
+    assert f"{meta.threshold:.3f}" in text
+    assert (tmp_path / "img" / "model-roc.png").stat().st_size > 1000
+    assert out.stat().st_size < 0.6 * ckpt.stat().st_size  # float16
+
+
+def test_markers_are_added_to_a_new_card(tmp_path: Path) -> None:
+    card = tmp_path / "new.md"
+    write_between_markers(card, "measured\n")
+    assert card.read_text() == f"{START}\nmeasured\n{END}\n"
