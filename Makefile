@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck format bench clean
+.PHONY: setup services run test lint typecheck format bench clean
 
 # torch/torchvision are pinned in pyproject.toml and installed with pip from the local mirror.
 $(STAMP): pyproject.toml
@@ -14,10 +14,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# PostgreSQL and Redis on 127.0.0.1 for the integration tests (started if down).
+services:
+	@bash .ci/services.sh
+
+# The QC service on http://127.0.0.1:8000 with SQLite + a local broker under ./.amaqc
+# (migrates, registers the served checkpoint, prints an admin key on first start; Ctrl-C stops).
 run: setup
-	@echo "amaqc $$($(BIN)/amaqc version): the HTTP service is not built yet (issue 4);"
-	@echo "showing the model core that it will serve:"
-	$(BIN)/amaqc models
+	$(BIN)/amaqc up
 
 lint: setup
 	$(BIN)/ruff check .
@@ -26,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup lint typecheck
+test: setup services lint typecheck
 	$(BIN)/python -m pytest
 
 format: setup

@@ -79,8 +79,9 @@ def info(
     console.print(table)
 
 
-# Registers data/simulate/train/evaluate/predict on `app` (imported last: it imports `app`).
-from . import cli_training  # noqa: E402, F401
+# Register data/simulate/train/evaluate/predict (cli_training) and the QC service's
+# migrate/keys/api/worker/up (cli_service) on `app` (imported last: they import `app`).
+from . import cli_service, cli_training  # noqa: E402, F401
 
 
 def main() -> None:

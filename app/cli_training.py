@@ -139,6 +139,12 @@ def train(
         bool, typer.Option(help="DistributedDataParallel; launch with torchrun.")
     ] = False,
     fp16: Annotated[bool, typer.Option(help="Store the checkpoint in float16.")] = False,
+    realism: Annotated[
+        bool, typer.Option(help="Contrast/noise/resolution/FOV augmentation of both classes.")
+    ] = True,
+    severities: Annotated[
+        str, typer.Option(help="Comma-separated severities to simulate for training.")
+    ] = "moderate,severe",
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
@@ -171,6 +177,8 @@ def train(
             device=device,
             distributed=distributed,
             fp16_checkpoint=fp16,
+            realism=realism,
+            severities=tuple(x.strip() for x in severities.split(",") if x.strip()),
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -101,20 +101,33 @@ def main() -> None:
             t_plain.append(timed(lambda b=batch: run_plain(b), device))
         sps_ama = batch_size / statistics.median(t_ama)
         sps_plain = batch_size / statistics.median(t_plain)
-        rows.append((batch_size, sps_ama, sps_plain, sps_ama * flops_ama / 1e9,
-                     sps_plain * flops_plain / 1e9))
+        rows.append(
+            (
+                batch_size,
+                sps_ama,
+                sps_plain,
+                sps_ama * flops_ama / 1e9,
+                sps_plain * flops_plain / 1e9,
+            )
+        )
 
     print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
     print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s")
-    print(f"FLOPs per 256x256 slice: amaresnet18 (4 x 128^2 patches) {flops_ama / 1e9:.2f} G, "
-          f"resnet18 {flops_plain / 1e9:.2f} G")
+    print(
+        f"FLOPs per 256x256 slice: amaresnet18 (4 x 128^2 patches) {flops_ama / 1e9:.2f} G, "
+        f"resnet18 {flops_plain / 1e9:.2f} G"
+    )
     print()
-    print("| batch | amaresnet18 slices/s | resnet18 slices/s | ratio (target >= 0.7) "
-          "| amaresnet18 GFLOP/s (% peak) | resnet18 GFLOP/s (% peak) |")
+    print(
+        "| batch | amaresnet18 slices/s | resnet18 slices/s | ratio (target >= 0.7) "
+        "| amaresnet18 GFLOP/s (% peak) | resnet18 GFLOP/s (% peak) |"
+    )
     print("|---|---|---|---|---|---|")
     for bs, a, p, ga, gp in rows:
-        print(f"| {bs} | {a:.1f} | {p:.1f} | {a / p:.2f} | {ga:.1f} ({100 * ga / peak:.0f}%) "
-              f"| {gp:.1f} ({100 * gp / peak:.0f}%) |")
+        print(
+            f"| {bs} | {a:.1f} | {p:.1f} | {a / p:.2f} | {ga:.1f} ({100 * ga / peak:.0f}%) "
+            f"| {gp:.1f} ({100 * gp / peak:.0f}%) |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from model import CheckpointMeta, JointLoss, Predictor, build_model, load_checkp
 from model.checkpoint import save_checkpoint
 from model.preprocess import Normalization
 
-from .artifacts import KINDS
+from .artifacts import KINDS, SEVERITIES
 from .data import Sample, describe, load_split
 from .evalset import simulated_pairs
 from .evaluate import predict_samples
@@ -79,6 +79,13 @@ class TrainConfig:
             raise ValueError(f"patch ({self.patch}) must not exceed size ({self.size})")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
+        if not self.severities or any(s not in SEVERITIES for s in self.severities):
+            raise ValueError(
+                f"severities must be a non-empty subset of {SEVERITIES}, got {self.severities}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}

@@ -1,0 +1,97 @@
+"""The FastAPI application: routers, JSON errors, metrics, and the sweeper.
+
+The API process never imports torch (a test checks): decoding uses ``training.readers``,
+inference happens in the Celery worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.config import Settings, get_settings
+from app.ingest.errors import IngestError
+from app.sweeper import Sweeper
+
+from .metrics import Metrics
+from .routes import health, ingest, instances, series
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(ingest.router)
+api_router.include_router(series.router)
+api_router.include_router(instances.router)
+
+
+def _settings(app: FastAPI) -> Settings:
+    provider = app.dependency_overrides.get(get_settings, get_settings)
+    return provider()  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = _settings(app)
+    sweeper = Sweeper(settings) if settings.sweep_interval_seconds > 0 else None
+    if sweeper:
+        sweeper.start()
+    yield
+    if sweeper:
+        sweeper.stop()
+
+
+async def _ingest_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IngestError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+def _body_limit(app: FastAPI) -> Callable[..., Awaitable[Response]]:
+    """Refuse a request whose Content-Length is over the upload limit before reading it."""
+
+    async def check(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length", "")
+        settings = _settings(app)
+        slack = 1024 * 1024  # multipart boundaries and form fields
+        if length.isdigit() and int(length) > settings.max_upload_bytes + slack:
+            return JSONResponse(
+                {
+                    "detail": f"the upload is {int(length)} bytes, over "
+                    f"AMAQC_MAX_UPLOAD_MB={settings.max_upload_mb:g} MB"
+                },
+                status_code=413,
+            )
+        return await call_next(request)
+
+    return check
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="amaqc",
+        summary="Post-scan MRI quality control: artifact verdicts for slices and series.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = Metrics(lambda: _settings(app))
+    app.middleware("http")(_body_limit(app))
+    app.middleware("http")(app.state.metrics.middleware)
+    app.add_exception_handler(IngestError, _ingest_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(api_router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

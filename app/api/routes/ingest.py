@@ -1,0 +1,90 @@
+"""``POST /api/v1/series`` (one complete series) and ``POST /api/v1/slices`` (one image)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile, status
+
+from app.api.deps import IngestKey, Multipart, SessionDep, SettingsDep
+from app.api.schemas import SeriesAccepted, SliceAccepted
+from app.ingest.handle import handle_upload
+
+router = APIRouter(tags=["ingest"])
+
+Files = Annotated[
+    list[UploadFile] | None,
+    File(description="DICOM, PNG, JPEG or NIfTI files, or one ZIP of them"),
+]
+OptionalText = Annotated[str | None, Form(max_length=200)]
+
+
+@router.post(
+    "/series",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SeriesAccepted,
+    dependencies=[Multipart],
+)
+def upload_series(
+    request: Request,
+    key: IngestKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    files: Files = None,
+    series_uid: OptionalText = None,
+    protocol: OptionalText = None,
+    scanner: OptionalText = None,
+) -> SeriesAccepted:
+    """Upload one complete series; its verdict follows (poll ``status_url``)."""
+    result, _ = handle_upload(
+        session,
+        settings,
+        key,
+        [(f.filename, f.file) for f in files or []],
+        series_uid=series_uid,
+        protocol=protocol,
+        scanner=scanner,
+    )
+    url = str(request.url_for("get_series", series_id=result.series_id).path)
+    return SeriesAccepted(
+        series_id=result.series_id, status_url=url, new_instances=result.new_instances
+    )
+
+
+@router.post(
+    "/slices",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SliceAccepted,
+    dependencies=[Multipart],
+)
+def upload_slice(
+    request: Request,
+    key: IngestKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    files: Files = None,
+    series_uid: OptionalText = None,
+    protocol: OptionalText = None,
+    scanner: OptionalText = None,
+) -> SliceAccepted:
+    """Upload one image: its slice verdict comes at once; a DICOM slice joins its series
+    (SeriesInstanceUID), whose verdict follows once no new slice came for
+    ``AMAQC_SERIES_STABLE_SECONDS``."""
+    result, instance_ids = handle_upload(
+        session,
+        settings,
+        key,
+        [(f.filename, f.file) for f in files or []],
+        series_uid=series_uid,
+        protocol=protocol,
+        scanner=scanner,
+        complete=False,
+        single=True,
+    )
+    url = str(request.url_for("get_series", series_id=result.series_id).path)
+    return SliceAccepted(
+        series_id=result.series_id,
+        status_url=url,
+        new_instances=result.new_instances,
+        instance_ids=instance_ids,
+    )

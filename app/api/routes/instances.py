@@ -1,0 +1,65 @@
+"""``GET /api/v1/instances/{id}`` and its ``image.png`` / ``heatmap.png``."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request, Response, status
+
+from app import storage
+from app.api import render
+from app.api.deps import ReadableInstance, SessionDep, SettingsDep
+from app.api.schemas import InstancePublic, label_name
+from app.config import Settings
+from app.db import repo
+from app.db.models import Instance
+
+router = APIRouter(prefix="/instances", tags=["instances"])
+PNG = {"content": {"image/png": {}}}
+
+
+def _pixels(settings: Settings, instance: Instance) -> np.ndarray:
+    from training.image_types import UnreadableImage
+    from training.readers import read_slices
+
+    try:
+        path = storage.resolve(settings.storage_dir, instance.storage_path)
+        return read_slices(path)[instance.frame_index].pixels
+    except (UnreadableImage, IndexError, ValueError) as exc:
+        raise HTTPException(
+            status.HTTP_410_GONE, f"instance {instance.id}: stored image unusable ({exc})"
+        ) from None
+
+
+@router.get("/{instance_id}", response_model=InstancePublic)
+def get_instance(
+    instance: ReadableInstance, session: SessionDep, request: Request
+) -> InstancePublic:
+    """One slice and its newest verdict (null until scored)."""
+    verdict = repo.latest_instance_verdicts(session, [instance.id]).get(instance.id)
+    return InstancePublic(
+        id=instance.id,
+        instance_number=instance.instance_number,
+        frame_index=instance.frame_index,
+        probability=verdict.probability if verdict else None,
+        label=label_name(verdict.label) if verdict else None,
+        image_url=request.url_for("instance_image", instance_id=instance.id).path,
+        heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,
+    )
+
+
+@router.get("/{instance_id}/image.png", name="instance_image", responses={200: PNG})
+def instance_image(instance: ReadableInstance, settings: SettingsDep) -> Response:
+    """The slice as an 8-bit PNG (0.5-99.5 percentile window)."""
+    return Response(render.slice_png(_pixels(settings, instance)), media_type="image/png")
+
+
+@router.get("/{instance_id}/heatmap.png", name="instance_heatmap", responses={200: PNG})
+def instance_heatmap(
+    instance: ReadableInstance, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """The slice with its patch artifact probabilities in red over it."""
+    verdict = repo.latest_instance_verdicts(session, [instance.id]).get(instance.id)
+    if verdict is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance.id} has no verdict yet")
+    png = render.heatmap_png(_pixels(settings, instance), np.asarray(verdict.patch_map))
+    return Response(png, media_type="image/png")

@@ -1,0 +1,158 @@
+"""``amaqc`` subcommands of the QC service: migrate, keys, api, worker, and ``up`` (all in one).
+
+Imported at the bottom of ``app.cli``. Nothing here imports torch; the worker loads it lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import app, console, fail
+
+keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data folder (default $AMAQC_DATA_DIR or ./.amaqc)."),
+]
+
+
+def _settings(data_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    """Settings from the environment, with ``--data-dir`` taking precedence."""
+    from app.config import get_settings
+
+    if data_dir is not None:
+        os.environ["AMAQC_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise fail(f"invalid AMAQC_ settings: {exc}") from None
+
+
+def _migrate(url: str) -> None:
+    from app.migrate import upgrade
+
+    upgrade(url)
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the database schema up to date (Alembic)."""
+    settings = _settings(data_dir)
+    _migrate(settings.database_url)
+    console.print("database schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="scanner, radiographer or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it once, alone on the last line (only its hash is stored)."""
+    from app.db import repo
+    from app.db.session import session_scope
+
+    settings = _settings(data_dir)
+    _migrate(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            key, plain = repo.create_api_key(session, name, role)
+            key_id = key.id
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"created {role} key {key_id} for {name!r}; it is shown only now:")
+    print(plain, flush=True)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (default AMAQC_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default AMAQC_PORT).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the HTTP API (uvicorn). Run ``amaqc migrate`` first."""
+    import uvicorn
+
+    settings = _settings(data_dir)
+    uvicorn.run("app.api.main:app", host=host or settings.host, port=port or settings.port)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes (prefork pool).")] = 1,
+    pool: Annotated[str, typer.Option(help="solo (one process) or prefork.")] = "solo",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "inference,training",
+    data_dir: DataDir = None,
+) -> None:
+    """Run a Celery worker for the inference and training queues."""
+    _settings(data_dir)
+    from app.worker.celery_app import celery_app
+
+    args = ["worker", "-Q", queues, "--pool", pool, "-l", "INFO"]
+    if pool != "solo":
+        args += ["--concurrency", str(concurrency)]
+    celery_app.worker_main([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"])
+
+
+def _bootstrap(settings) -> str | None:  # type: ignore[no-untyped-def]
+    """Register the default checkpoint if no model is active; create the first admin key.
+
+    Returns the new admin key, or None when one exists.
+    """
+    from app.db import repo
+    from app.db.session import session_scope
+    from app.model_versions import CheckpointUnusable, register_checkpoint
+
+    with session_scope(settings.database_url) as session:
+        if repo.active_model_version(session) is None:
+            try:
+                version = register_checkpoint(session, Path(settings.checkpoint))
+            except CheckpointUnusable as exc:
+                raise fail(f"{exc}; set AMAQC_CHECKPOINT to a trained checkpoint") from None
+            console.print(f"active model version: {version.name} ({version.arch})")
+        if repo.count_api_keys(session, "admin"):
+            return None
+        _, plain = repo.create_api_key(session, "first admin (amaqc up)", "admin")
+        return plain
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Everything on one machine: migrate, register the model, start a worker and the API."""
+    import uvicorn
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(settings.database_url)
+    admin_key = _bootstrap(settings)
+    env = {**os.environ, "AMAQC_DATA_DIR": str(settings.data_dir)}
+    worker_proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
+    url = f"http://{host or settings.host}:{port or settings.port}"
+    console.print(f"amaqc on {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
+    if admin_key:
+        console.print("admin key (shown once; create more with `amaqc keys create`):")
+        print(admin_key, flush=True)
+    try:
+        uvicorn.run("app.api.main:app", host=host or settings.host, port=port or settings.port)
+    finally:
+        if worker_proc.poll() is None:
+            worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
+            try:
+                worker_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker_proc.kill()
+        console.print("amaqc stopped")

@@ -1,0 +1,128 @@
+"""Service settings: one pydantic-settings class, read from ``AMAQC_*`` environment variables.
+
+Only ``app/`` reads the environment. Handlers get the settings with ``Depends(get_settings)``
+(``SettingsDep``) so tests override them; ``get_settings()`` is cached for the process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RULES = ("any", "count", "fraction")
+
+
+def default_checkpoint() -> Path:
+    """``model/weights/amaqc-default.safetensors``, located without importing ``model`` (torch)."""
+    spec = importlib.util.find_spec("model")
+    root = (
+        Path(spec.origin).parent
+        if spec and spec.origin
+        else Path(__file__).resolve().parents[1] / "model"
+    )
+    return root / "weights" / "amaqc-default.safetensors"
+
+
+class SeriesRule:
+    """When a series is flagged: ``any`` slice, ``count:k`` (>= k slices) or ``fraction:f``."""
+
+    def __init__(self, text: str) -> None:
+        kind, _, arg = text.strip().partition(":")
+        if kind not in RULES:
+            raise ValueError(f"series rule must be any, count:K or fraction:F, got {text!r}")
+        self.kind: Literal["any", "count", "fraction"] = kind  # type: ignore[assignment]
+        self.k = 1
+        self.fraction = 0.0
+        if kind == "count":
+            if not arg.isdigit() or int(arg) < 1:
+                raise ValueError(f"series rule count:K needs an integer K >= 1, got {text!r}")
+            self.k = int(arg)
+        elif kind == "fraction":
+            try:
+                self.fraction = float(arg)
+            except ValueError:
+                raise ValueError(f"series rule fraction:F needs a number F, got {text!r}") from None
+            if not 0.0 < self.fraction <= 1.0:
+                raise ValueError(f"series rule fraction F must be in (0, 1], got {text!r}")
+        elif arg:
+            raise ValueError(f"series rule 'any' takes no argument, got {text!r}")
+
+    def min_flagged(self, n_slices: int) -> int:
+        """How many flagged slices make an artifact verdict for a series of ``n_slices``."""
+        if self.kind == "count":
+            return self.k
+        if self.kind == "fraction":
+            return max(1, math.ceil(self.fraction * n_slices - 1e-9))
+        return 1
+
+    def __str__(self) -> str:
+        if self.kind == "count":
+            return f"count:{self.k}"
+        if self.kind == "fraction":
+            return f"fraction:{self.fraction:g}"
+        return "any"
+
+
+class Settings(BaseSettings):
+    """Everything the API, the worker and the CLI service commands are configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="AMAQC_", extra="ignore")
+
+    data_dir: Path = Path(".amaqc")
+    #: default ``sqlite:///<data_dir>/amaqc.db``
+    database_url: str = ""
+    #: default: kombu's SQLAlchemy transport on ``<data_dir>/broker.db`` (no server needed)
+    broker_url: str = ""
+    checkpoint: Path = Field(default_factory=default_checkpoint)
+    max_upload_mb: float = Field(default=512.0, gt=0)
+    #: pixels of one slice (rows x columns x frames of one file for DICOM)
+    max_pixels: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_files: int = Field(default=2000, gt=0)
+    #: what one ZIP may expand to
+    max_unzipped_mb: float = Field(default=2048.0, gt=0)
+    series_stable_seconds: float = Field(default=3.0, ge=0)
+    series_rule: str = "any"
+    #: a series queued/processing for longer than this is enqueued again by the sweeper
+    stuck_after_seconds: float = Field(default=300.0, gt=0)
+    #: how often the API's sweeper runs; 0 disables it (tests drive it by hand)
+    sweep_interval_seconds: float = Field(default=1.0, ge=0)
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @model_validator(mode="after")
+    def _defaults_under_data_dir(self) -> Settings:
+        SeriesRule(self.series_rule)  # raises on a bad rule, naming it
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir.resolve() / 'amaqc.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.db'}"
+        return self
+
+    @property
+    def rule(self) -> SeriesRule:
+        return SeriesRule(self.series_rule)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_unzipped_bytes(self) -> int:
+        return int(self.max_unzipped_mb * 1024 * 1024)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (from the environment); override with FastAPI dependency
+    overrides or ``get_settings.cache_clear()`` in tests."""
+    return Settings()

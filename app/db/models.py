@@ -1,0 +1,159 @@
+"""The service's tables as SQLAlchemy 2.x typed ORM classes. Alembic owns the schema: a change
+here needs a migration (``tests/app/test_migrations.py`` runs ``alembic check``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .types import UTCDateTime, utcnow
+
+ROLES = ("scanner", "radiographer", "admin")
+STATUSES = ("receiving", "queued", "processing", "done", "failed")
+
+# Named constraints, so migrations can alter them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class ApiKey(Base):
+    """An API key: only the SHA-256 of the key is stored, plus a short visible prefix."""
+
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Study(Base):
+    __tablename__ = "study"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Series(Base):
+    """One series and its processing state; the row, not the queue, is the source of truth.
+
+    ``complete`` is true once the series will get no more instances: at once for an upload to
+    ``/series``, after ``series_stable_seconds`` without a new slice for ``/slices``.
+    """
+
+    __tablename__ = "series"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id"), index=True)
+    scanner: Mapped[str | None] = mapped_column(String(200))
+    protocol: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    uploader_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_instance_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="series", order_by="Instance.id", lazy="raise"
+    )
+
+
+class Instance(Base):
+    """One 2-D slice: a file (content-addressed by SHA-256) and a frame index within it."""
+
+    __tablename__ = "instance"
+    __table_args__ = (
+        UniqueConstraint("series_id", "sha256", "frame_index"),
+        UniqueConstraint("sop_instance_uid", "frame_index"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_path: Mapped[str] = mapped_column(String(300))
+    instance_number: Mapped[int | None]
+    frame_index: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int]
+    cols: Mapped[int]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    series: Mapped[Series] = relationship(back_populates="instances", lazy="raise")
+
+
+class ModelVersion(Base):
+    """A registered checkpoint; exactly one is ``active`` and serves new verdicts."""
+
+    __tablename__ = "model_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    checkpoint_path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InstanceVerdict(Base):
+    __tablename__ = "instance_verdict"
+    __table_args__ = (UniqueConstraint("instance_id", "model_version_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    probability: Mapped[float] = mapped_column(Float)
+    label: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    #: (rows, cols) patch probabilities as nested lists
+    patch_map: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SeriesVerdict(Base):
+    __tablename__ = "series_verdict"
+    __table_args__ = (UniqueConstraint("series_id", "model_version_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
+    probability: Mapped[float] = mapped_column(Float)
+    label: Mapped[int] = mapped_column(Integer)
+    flagged_count: Mapped[int] = mapped_column(Integer)
+    #: instance ids of the flagged slices
+    flagged: Mapped[list[Any]] = mapped_column(default=list)
+    rule: Mapped[str] = mapped_column(String(40))
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,161 @@
+"""Decode and validate one received file with ``training.readers`` (torch-free).
+
+The format comes from the content; the pixel count is checked from the header before any
+pixel is decoded (PNG bombs, huge DICOM/NIfTI), then every slice is decoded so that a bad file
+is refused before anything is stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import Settings
+
+from .errors import IngestError
+from .uploads import IncomingFile
+
+
+@dataclass(frozen=True)
+class DecodedFile:
+    """A validated file: its content extension, SHA-256, slice shapes and DICOM identifiers."""
+
+    source: IncomingFile
+    path: Path
+    ext: str
+    sha256: str
+    shapes: list[tuple[int, int]]
+    sop_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    instance_number: int | None = None
+    series_description: str | None = None
+    scanner: str | None = None
+
+
+def content_extension(path: Path) -> str:
+    """``.dcm``, ``.png``, ``.jpg``, ``.nii`` or ``.nii.gz`` from the first bytes."""
+    with path.open("rb") as fh:
+        head = fh.read(348)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ".png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    if head.startswith(b"\x1f\x8b"):
+        return ".nii.gz"
+    if head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
+        return ".nii"
+    return ".dcm"  # with the DICM preamble, or a bare dataset; the reader decides
+
+
+def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
+    """Validate ``incoming`` completely; raise :class:`IngestError` naming the file."""
+    from app.storage import sha256_file
+    from training.image_types import UnreadableImage
+    from training.readers import read_slices
+
+    ext = content_extension(incoming.path)
+    path = incoming.path.with_name(incoming.path.name + ext)
+    incoming.path.rename(path)
+    _check_pixels(incoming.name, path, ext, settings.max_pixels)
+    if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
+        raise IngestError(413, f"{incoming.name}: expands to more than the unpacked-size limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slices = read_slices(path)
+    except UnreadableImage as exc:
+        reason = str(exc).removeprefix(f"{path.name}: ")
+        raise IngestError(422, f"{incoming.name}: {reason}") from None
+    shapes = [(int(s.pixels.shape[0]), int(s.pixels.shape[1])) for s in slices]
+    for rows, cols in shapes:
+        if rows * cols > settings.max_pixels:
+            raise IngestError(413, _too_many_pixels(incoming.name, rows, cols, settings.max_pixels))
+    decoded = DecodedFile(incoming, path, ext, sha256_file(path), shapes)
+    if ext == ".dcm":
+        decoded = _with_dicom_ids(decoded)
+    return decoded
+
+
+def _too_many_pixels(name: str, rows: int, cols: int, limit: int, frames: int = 1) -> str:
+    size = f"{rows}x{cols}" + (f"x{frames} frames" if frames > 1 else "")
+    return f"{name}: image is {size} = {rows * cols * frames} pixels, over AMAQC_MAX_PIXELS={limit}"
+
+
+def _check_pixels(name: str, path: Path, ext: str, limit: int) -> None:
+    """Header-only size check, before decoding anything."""
+    rows, cols, frames = _header_shape(name, path, ext)
+    if rows < 1 or cols < 1:
+        raise IngestError(422, f"{name}: image is {rows}x{cols}, it has no pixels")
+    if rows * cols * frames > limit:
+        raise IngestError(413, _too_many_pixels(name, rows, cols, limit, frames))
+
+
+def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
+    try:
+        if ext in (".png", ".jpg"):
+            from PIL import Image
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    cols, rows = img.size
+            return rows, cols, 1
+        if ext in (".nii", ".nii.gz"):
+            import nibabel as nib
+
+            shape = tuple(int(n) for n in nib.load(path).shape)  # header only
+            dims = (*shape, 1, 1, 1)[:3]
+            return dims[0], dims[1], dims[2]
+        import pydicom
+
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return (
+            int(ds.get("Rows", 0) or 0),
+            int(ds.get("Columns", 0) or 0),
+            max(int(ds.get("NumberOfFrames", 1) or 1), 1),
+        )
+    except IngestError:
+        raise
+    except Exception as exc:
+        if type(exc).__name__.startswith("DecompressionBomb"):
+            raise IngestError(413, f"{name}: decompression bomb refused ({exc})") from None
+        if ext == ".dcm":  # not DICOM after all: let the reader name the problem
+            return 1, 1, 1
+        raise IngestError(422, f"{name}: unreadable image header ({exc})") from None
+
+
+def _with_dicom_ids(decoded: DecodedFile) -> DecodedFile:
+    import pydicom
+
+    ds = pydicom.dcmread(decoded.path, stop_before_pixels=True, force=True)
+
+    def text(keyword: str) -> str | None:
+        value = ds.get(keyword)
+        return str(value).strip()[:64] or None if value is not None else None
+
+    number = ds.get("InstanceNumber")
+    return DecodedFile(
+        **{
+            **decoded.__dict__,
+            "sop_instance_uid": text("SOPInstanceUID"),
+            "series_instance_uid": text("SeriesInstanceUID"),
+            "study_instance_uid": text("StudyInstanceUID"),
+            "instance_number": int(number) if number not in (None, "") else None,
+            "series_description": text("SeriesDescription"),
+            "scanner": text("ManufacturerModelName"),
+        }
+    )
+
+
+def gunzip_size_ok(path: Path, limit: int) -> bool:
+    """True when a gzip file expands to at most ``limit`` bytes (NIfTI .nii.gz bombs)."""
+    total = 0
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                return False
+    return True

@@ -1,0 +1,162 @@
+"""Store validated files and write the Study / Series / Instance rows.
+
+Callers decode every file first (:func:`app.ingest.decode.decode`); nothing here can fail on
+bad image data. Enqueueing happens in the caller, after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app import storage
+from app.db import repo
+from app.db.models import ApiKey, Instance, Series
+from app.db.types import utcnow
+
+from .decode import DecodedFile
+from .errors import IngestError
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    series_id: int
+    new_instances: int
+    #: whether a job must be enqueued once the transaction commits
+    enqueue: bool
+
+
+def new_series_uid() -> str:
+    """A DICOM UID for a series that came without one (PNG/JPEG/NIfTI): 2.25.<uuid4 int>."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def series_uid_of(files: list[DecodedFile], given: str | None) -> str:
+    """The series the upload belongs to: the form field, else the DICOM files' own UID."""
+    uids = sorted({f.series_instance_uid for f in files if f.series_instance_uid})
+    if given:
+        given = given.strip()
+        if len(given) > 64:
+            raise IngestError(422, f"series_uid is {len(given)} characters, at most 64 allowed")
+        return given
+    if len(uids) > 1:
+        raise IngestError(
+            422, f"the files belong to {len(uids)} different series; upload one series at a time"
+        )
+    return uids[0] if uids else new_series_uid()
+
+
+def _known_series(session: Session, files: list[DecodedFile], given: str | None) -> Series | None:
+    """For files without a series UID: the series their SOPInstanceUIDs were stored in."""
+    if given or any(f.series_instance_uid for f in files):
+        return None
+    for decoded in files:
+        if decoded.sop_instance_uid:
+            found = repo.series_of_sop_uid(session, decoded.sop_instance_uid)
+            if found is not None:
+                return found
+    return None
+
+
+def store_files(
+    session: Session,
+    storage_root: Path,
+    files: list[DecodedFile],
+    series: Series,
+) -> int:
+    """Store originals and add one Instance per new slice; returns how many were new."""
+    new = 0
+    for decoded in files:
+        rel: str | None = None
+        for frame, (rows, cols) in enumerate(decoded.shapes):
+            if repo.existing_instance(
+                session, series.id, decoded.sha256, frame, decoded.sop_instance_uid
+            ):
+                continue  # a re-sent instance: same SOPInstanceUID or same bytes
+            rel = rel or storage.put(storage_root, decoded.path, decoded.sha256, decoded.ext)
+            repo.add_instance(
+                session,
+                Instance(
+                    series_id=series.id,
+                    sop_instance_uid=decoded.sop_instance_uid,
+                    sha256=decoded.sha256,
+                    storage_path=rel,
+                    instance_number=decoded.instance_number,
+                    frame_index=frame,
+                    rows=rows,
+                    cols=cols,
+                ),
+            )
+            new += 1
+    return new
+
+
+def ingest(
+    session: Session,
+    storage_root: Path,
+    files: list[DecodedFile],
+    key: ApiKey,
+    *,
+    series_uid: str | None,
+    protocol: str | None,
+    scanner: str | None,
+    complete: bool,
+) -> IngestResult:
+    """Add ``files`` to their series (created when new). ``complete``: the upload is the whole
+    series (``/series``), else a slice that waits for the series to become stable."""
+    series = _known_series(session, files, series_uid)
+    uid = series.series_uid if series else series_uid_of(files, series_uid)
+    series = series or repo.series_by_uid(session, uid)
+    if (
+        series is not None
+        and series.uploader_key_id not in (key.id, None)
+        and key.role == "scanner"
+    ):
+        raise IngestError(409, f"series_uid {uid} belongs to another uploader")
+    if series is None:
+        study_uids = {f.study_instance_uid for f in files if f.study_instance_uid}
+        study = (
+            repo.get_or_create_study(session, study_uids.pop()) if len(study_uids) == 1 else None
+        )
+        first = files[0]
+        series = repo.add_series(
+            session,
+            Series(
+                series_uid=uid,
+                study_id=study.id if study else None,
+                scanner=(scanner or first.scanner or None),
+                protocol=(protocol or first.series_description or None),
+                status="receiving",
+                complete=complete,
+                uploader_key_id=key.id,
+            ),
+        )
+    new = store_files(session, storage_root, files, series)
+    if new:
+        series.last_instance_at = utcnow()
+    if complete:
+        if new or series.status not in ("done", "processing", "queued"):
+            repo.mark_queued(session, series, complete=True)
+            return IngestResult(series.id, new, enqueue=True)
+        return IngestResult(series.id, new, enqueue=False)
+    if new:  # a slice: its own verdict now, the series verdict once stable
+        series.complete = False
+        series.status = "receiving"
+        session.flush()
+    return IngestResult(series.id, new, enqueue=new > 0)
+
+
+def instance_ids_of(session: Session, series_id: int, files: list[DecodedFile]) -> list[int]:
+    """Ids of the instances (new or already stored) that ``files`` map to, in upload order."""
+    ids = []
+    for decoded in files:
+        for frame in range(len(decoded.shapes)):
+            found = repo.existing_instance(
+                session, series_id, decoded.sha256, frame, decoded.sop_instance_uid
+            )
+            if found is not None:
+                ids.append(found.id)
+    return ids

@@ -1,0 +1,142 @@
+"""Turn the parts of a multipart upload into files in a private temporary folder.
+
+Limits (bytes, files) are enforced while copying; a ZIP is expanded member by member with its
+paths ignored (no ``..``, absolute paths or symlinks accepted, and no member can choose where
+it lands) and a cap on the bytes it may expand to. Client file names are kept only for messages.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from app.config import Settings
+
+from .errors import IngestError
+
+ZIP_MAGIC = b"PK\x03\x04"
+_CHUNK = 1 << 20
+_JUNK = frozenset({"dicomdir", "thumbs.db", "desktop.ini"})
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """One received file: ``name`` is the client's (for messages only), ``path`` is ours."""
+
+    name: str
+    path: Path
+
+
+def display_name(raw: str | None, fallback: str) -> str:
+    """A client file name safe for messages: base name, printable, at most 100 characters."""
+    base = re.split(r"[\\/]", raw or "")[-1]
+    base = "".join(c for c in base if c.isprintable())[:100]
+    return base or fallback
+
+
+def copy_limited(src: BinaryIO, dest: Path, budget: int, what: str, limit_text: str) -> int:
+    """Copy ``src`` to ``dest``; raise 413 when more than ``budget`` bytes come."""
+    size = 0
+    with dest.open("wb") as out:
+        while chunk := src.read(_CHUNK):
+            size += len(chunk)
+            if size > budget:
+                raise IngestError(413, f"{what} is larger than {limit_text}")
+            out.write(chunk)
+    return size
+
+
+def receive(
+    parts: list[tuple[str | None, BinaryIO]], workdir: Path, settings: Settings
+) -> list[IncomingFile]:
+    """Copy the parts (client name, stream) into ``workdir``; expand a single ZIP."""
+    if not parts:
+        raise IngestError(422, "no files in the upload (send them as multipart field 'files')")
+    if len(parts) > settings.max_files:
+        raise IngestError(413, f"{len(parts)} files, over the limit of {settings.max_files}")
+    budget = settings.max_upload_bytes
+    limit_text = f"AMAQC_MAX_UPLOAD_MB={settings.max_upload_mb:g} MB"
+    files: list[IncomingFile] = []
+    for index, (raw_name, stream) in enumerate(parts):
+        name = display_name(raw_name, f"file {index + 1}")
+        path = workdir / f"part{index}"
+        budget -= copy_limited(stream, path, budget, "the upload", limit_text)
+        if path.stat().st_size == 0:
+            raise IngestError(422, f"{name}: file is empty")
+        files.append(IncomingFile(name, path))
+    zips = [f for f in files if _is_zip(f.path)]
+    if not zips:
+        return files
+    if len(files) > 1:
+        raise IngestError(422, f"{zips[0].name}: a ZIP must be the only file of its upload")
+    return expand_zip(zips[0], workdir / "zip", settings)
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == ZIP_MAGIC
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in re.split(r"[\\/]", name):
+        return "has a '..' path component"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link"
+    return None
+
+
+def _skipped(info: zipfile.ZipInfo) -> bool:
+    parts = [p for p in re.split(r"[\\/]", info.filename) if p]
+    return (
+        info.is_dir()
+        or not parts
+        or parts[0] == "__MACOSX"
+        or any(p.startswith(".") for p in parts)
+        or parts[-1].lower() in _JUNK
+    )
+
+
+def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[IncomingFile]:
+    """The image members of ``archive``, written as ``dest/member<i>`` (names not used)."""
+    dest.mkdir()
+    budget = settings.max_unzipped_bytes
+    limit_text = f"AMAQC_MAX_UNZIPPED_MB={settings.max_unzipped_mb:g} MB when unpacked (zip bomb?)"
+    try:
+        with zipfile.ZipFile(archive.path) as zf:
+            infos = zf.infolist()
+            for info in infos:  # check every member before unpacking any
+                problem = _member_problem(info)
+                if problem:
+                    raise IngestError(
+                        422,
+                        f"{archive.name}: member {display_name(info.filename, '?')!r} {problem}",
+                    )
+            members = [i for i in infos if not _skipped(i)]
+            if not members:
+                raise IngestError(422, f"{archive.name}: the ZIP contains no files")
+            if len(members) > settings.max_files:
+                raise IngestError(
+                    413,
+                    f"{archive.name}: {len(members)} files, over the limit of {settings.max_files}",
+                )
+            if sum(i.file_size for i in members) > budget:
+                raise IngestError(413, f"{archive.name}: expands to more than {limit_text}")
+            files = []
+            for index, info in enumerate(members):
+                name = f"{archive.name}/{display_name(info.filename, f'member {index + 1}')}"
+                path = dest / f"member{index}"
+                with zf.open(info) as src:  # sizes in the header may lie: count real bytes
+                    budget -= copy_limited(src, path, budget, archive.name, limit_text)
+                if _is_zip(path):
+                    raise IngestError(422, f"{name}: nested ZIP files are not accepted")
+                files.append(IncomingFile(name, path))
+            return files
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
+        raise IngestError(422, f"{archive.name}: not a readable ZIP file ({exc})") from None

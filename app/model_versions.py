@@ -1,0 +1,71 @@
+"""Register checkpoints as ModelVersion rows, reading their metadata without torch.
+
+A safetensors file starts with an 8-byte little-endian header length and a JSON header whose
+``__metadata__["amaqc"]`` is the checkpoint metadata (see ``model/checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app import storage
+from app.db import repo
+from app.db.models import ModelVersion
+
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class CheckpointUnusable(ValueError):
+    """A file that is not an amaqc checkpoint, with the reason."""
+
+
+def checkpoint_metadata(path: Path) -> dict[str, Any]:
+    """The amaqc metadata of a safetensors checkpoint, from its header only."""
+    if not path.is_file():
+        raise CheckpointUnusable(f"{path}: no such checkpoint file")
+    with path.open("rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise CheckpointUnusable(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", raw)
+        if length > _MAX_HEADER:
+            raise CheckpointUnusable(f"{path}: not a safetensors file (header of {length} bytes)")
+        try:
+            header = json.loads(fh.read(length))
+            meta = json.loads(header["__metadata__"]["amaqc"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointUnusable(f"{path}: no amaqc metadata in the header ({exc})") from None
+    if not isinstance(meta, dict) or "arch" not in meta:
+        raise CheckpointUnusable(f"{path}: amaqc metadata has no 'arch'")
+    return meta
+
+
+def register_checkpoint(
+    session: Session, path: Path, *, name: str | None = None, activate: bool = True
+) -> ModelVersion:
+    """The ModelVersion for ``path`` (same bytes -> the existing row), activated if asked."""
+    path = path.resolve()
+    meta = checkpoint_metadata(path)
+    sha = storage.sha256_file(path)
+    version = repo.model_version_by_sha(session, sha)
+    if version is None:
+        version = repo.add_model_version(
+            session,
+            ModelVersion(
+                name=name or f"{path.stem}-{sha[:8]}",
+                checkpoint_path=str(path),
+                sha256=sha,
+                arch=str(meta["arch"]),
+                threshold=float(meta.get("threshold", 0.5)),
+                metrics=dict(meta.get("metrics") or {}),
+            ),
+            activate=activate,
+        )
+    elif activate and not version.active:
+        repo.activate_model_version(session, version.id)
+    return version

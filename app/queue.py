@@ -1,0 +1,93 @@
+"""The Celery app factory and the publishing side of the queue (torch-free: the API uses it).
+
+Queues: ``inference`` (analyse_series) and ``training``. The default local broker is kombu's
+SQLAlchemy transport on a SQLite file (``sqla+sqlite:///<data_dir>/broker.db``): it needs no
+server, works across processes (the API publishes, a separate worker consumes) and keeps
+messages on disk; the filesystem transport would also work, but it drops a message when it is
+read, so a worker killed mid-job would lose it (with SQLAlchemy the sweeper still catches up).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+ANALYSE_SERIES = "amaqc.analyse_series"
+QUEUES = ("inference", "training")
+
+logger = logging.getLogger(__name__)
+
+
+def make_celery(broker_url: str) -> Celery:
+    """A Celery app for ``broker_url`` with the service's queues and delivery guarantees."""
+    app = Celery("amaqc", broker=broker_url, set_as_current=False)
+    options: dict[str, object] = {}
+    if broker_url.startswith("sqla+sqlite"):
+        # kombu hands these to create_engine: wait for SQLite's lock instead of failing at once
+        # (kombu polls the table every second when idle; its polling_interval option would
+        # be passed to create_engine too, so it cannot be changed here)
+        options = {"connect_args": {"timeout": 30}}
+    elif broker_url.startswith("redis"):
+        # a job not acked within this long is redelivered (keep it above the slowest job)
+        options = {"visibility_timeout": 3600}
+    app.conf.update(
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        task_default_queue="inference",
+        task_default_exchange="inference",
+        task_default_routing_key="inference",
+        task_routes={ANALYSE_SERIES: {"queue": "inference"}, "amaqc.train*": {"queue": "training"}},
+        task_acks_late=True,  # ack after the job ran: a worker that dies loses nothing
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return app
+
+
+@lru_cache(maxsize=4)
+def publisher(broker_url: str) -> Celery:
+    """The process's publishing app for ``broker_url``."""
+    return make_celery(broker_url)
+
+
+def enqueue_analysis(broker_url: str, series_id: int) -> bool:
+    """Send ``analyse_series(series_id)``; False (logged) when the broker is unreachable: the
+    series stays queued in the database and the sweeper sends it again."""
+    try:
+        publisher(broker_url).send_task(
+            ANALYSE_SERIES,
+            args=[series_id],
+            queue="inference",
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as exc:  # broker down: the database row is the source of truth
+        logger.warning("could not enqueue series %s (%s); the sweeper will retry", series_id, exc)
+        return False
+    return True
+
+
+def queue_depth(broker_url: str, queue: str = "inference") -> int | None:
+    """Messages waiting in ``queue``; None when the broker cannot tell or is unreachable."""
+    try:
+        with publisher(broker_url).connection_for_write() as conn:
+            _, count, _ = conn.default_channel.queue_declare(queue=queue, passive=True)
+            return int(count)
+    except Exception:
+        return None
+
+
+def broker_reachable(broker_url: str) -> bool:
+    try:
+        with publisher(broker_url).connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,38 @@
+"""No Docker engine here: parse docker-compose.yml and check what it would run exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.main import get_command
+
+from app.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_production_topology() -> None:
+    assert set(_compose()["services"]) == {"postgres", "redis", "migrate", "api", "worker"}
+
+
+def test_every_amaqc_command_in_compose_exists() -> None:
+    known = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for name, service in _compose()["services"].items():
+        command = service.get("command")
+        if service.get("image", "").startswith("amaqc") and command:
+            assert command[0] in known, f"service {name} runs unknown `amaqc {command[0]}`"
+
+
+def test_worker_reserves_an_nvidia_gpu() -> None:
+    devices = _compose()["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+def test_dockerfile_base_image_is_a_build_arg() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text

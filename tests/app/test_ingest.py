@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db.models import Instance, Series
+from app.db.session import session_scope
+from tests.utils.service import dicom_bytes, png_bytes, series_files, zip_bytes
+
+
+def _count(settings: Settings, model: type) -> int:
+    with session_scope(settings.database_url) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_series_upload_is_accepted_with_a_status_url(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    r = client.post("/api/v1/series", files=series_files(3), headers=scanner)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["status_url"] == f"/api/v1/series/{body['series_id']}"
+    assert _count(settings, Instance) == 3
+    assert client.get(body["status_url"], headers=scanner).json()["status"] == "queued"
+
+
+def test_originals_are_stored_content_addressed(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    client.post("/api/v1/series", files=series_files(2), headers=scanner)
+    with session_scope(settings.database_url) as session:
+        paths = [i.storage_path for i in session.scalars(select(Instance))]
+    for rel in paths:
+        stored = settings.storage_dir / rel
+        import hashlib
+
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == stored.name.split(".")[0]
+
+
+def test_resent_instances_are_not_duplicated(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    files = series_files(2)
+    first = client.post("/api/v1/series", files=files, headers=scanner).json()
+    again = client.post("/api/v1/series", files=files, headers=scanner).json()
+    assert again["series_id"] == first["series_id"] and again["new_instances"] == 0
+    assert _count(settings, Instance) == 2
+
+
+def test_png_series_and_zip_of_pngs_are_accepted(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    archive = zip_bytes({"a/1.png": png_bytes(), "a/2.png": png_bytes() + b"", "__MACOSX/x": b""})
+    r = client.post(
+        "/api/v1/series", files=[("files", ("s.zip", archive, "application/zip"))], headers=scanner
+    )
+    assert r.status_code == 202, r.text
+    assert _count(settings, Instance) == 1  # the two PNGs have the same bytes
+
+
+def test_slices_of_one_dicom_series_join_it(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    ids = set()
+    for n in (1, 2):
+        one = [
+            (
+                "files",
+                (f"{n}.dcm", dicom_bytes(series_uid="1.2.3.9", instance=n), "application/dicom"),
+            )
+        ]
+        r = client.post("/api/v1/slices", files=one, headers=scanner)
+        assert r.status_code == 202, r.text
+        ids.add(r.json()["series_id"])
+    assert len(ids) == 1 and _count(settings, Series) == 1
+    assert (
+        client.get(f"/api/v1/series/{ids.pop()}", headers=scanner).json()["status"] == "receiving"
+    )
+
+
+def test_the_api_process_never_imports_torch() -> None:
+    code = "import sys, app.api.main; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

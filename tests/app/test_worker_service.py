@@ -1,0 +1,93 @@
+"""The inference service in-process (real model, real SQLite): verdicts, idempotency, failures."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.config import SeriesRule, Settings
+from app.db.models import InstanceVerdict, Series, SeriesVerdict
+from app.db.session import session_scope
+from app.worker.inference import analyse, series_verdict_values
+from tests.utils.service import series_files
+
+
+def _upload(client: TestClient, headers: dict[str, str], n: int = 2) -> int:
+    return int(
+        client.post("/api/v1/series", files=series_files(n), headers=headers).json()["series_id"]
+    )
+
+
+def _count(settings: Settings, model: type) -> int:
+    with session_scope(settings.database_url) as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_analyse_writes_instance_and_series_verdicts(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    series_id = _upload(client, scanner)
+    assert analyse(settings, series_id) == "done"
+    body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
+    assert body["status"] == "done" and body["verdict"]["label"] in ("artifact", "clean")
+    assert all(i["probability"] is not None for i in body["instances"])
+    assert body["model_version"]["arch"] == "resnet18"
+
+
+def test_a_redelivered_job_writes_no_second_verdict(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    series_id = _upload(client, scanner)
+    analyse(settings, series_id)
+    assert analyse(settings, series_id) == "already done"
+    assert _count(settings, InstanceVerdict) == 2 and _count(settings, SeriesVerdict) == 1
+
+
+def test_a_missing_stored_file_fails_the_series_with_a_reason(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    series_id = _upload(client, scanner, n=1)
+    for path in settings.storage_dir.rglob("*.dcm"):
+        path.unlink()
+    assert analyse(settings, series_id) == "failed"
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, series_id)
+        assert series is not None and series.status == "failed"
+        assert "stored file unusable" in (series.error or "")
+
+
+def test_heatmap_is_a_png_once_scored(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    series_id = _upload(client, scanner, n=1)
+    instance = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()["instances"][0]
+    assert client.get(instance["heatmap_url"], headers=scanner).status_code == 404
+    analyse(settings, series_id)
+    r = client.get(instance["heatmap_url"], headers=scanner)
+    assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+
+
+def test_count_rule_needs_k_flagged_slices() -> None:
+    values = series_verdict_values({1: 0.9, 2: 0.8, 3: 0.1}, 0.5, SeriesRule("count:3"))
+    assert values["label"] == 0 and values["flagged"] == [1, 2] and values["probability"] == 0.1
+
+
+def test_fraction_rule_flags_when_enough_slices_are_artifacts() -> None:
+    values = series_verdict_values({1: 0.9, 2: 0.8, 3: 0.1}, 0.5, SeriesRule("fraction:0.5"))
+    assert values["label"] == 1 and values["probability"] == 0.8
+
+
+def test_no_patient_identifier_is_logged(
+    client: TestClient,
+    settings: Settings,
+    scanner: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    series_id = _upload(client, scanner)
+    analyse(settings, series_id)
+    assert caplog.records, "expected some log records"
+    assert "Doe^Jane" not in caplog.text and "PID-SECRET-42" not in caplog.text

@@ -1,0 +1,95 @@
+"""Factories for the QC service tests: a tiny checkpoint, DICOM series, settings, keys."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .images import phantom
+
+TINY_NORMALIZATION = {"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 128}
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A small untrained resnet18 checkpoint (patch 64) the worker can serve."""
+    import model
+
+    meta = model.CheckpointMeta(
+        arch="resnet18", patch_size=64, patch_stride=64, normalization=TINY_NORMALIZATION
+    )
+    return model.save_checkpoint(path, model.build_model("resnet18"), meta)
+
+
+def dicom_bytes(
+    image: np.ndarray | None = None,
+    *,
+    series_uid: str = "1.2.826.0.1.3680043.8.498.1",
+    instance: int = 1,
+    sop_uid: str | None = None,
+    pixels: bool = True,
+    rows: int | None = None,
+) -> bytes:
+    """A 16-bit MR Image Storage object of one series, as bytes."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    image = phantom(64, seed=instance) if image is None else image
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = series_uid + ".0"
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = "MR"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "PID-SECRET-42"
+    ds.SeriesDescription = "t2_tse_tra"
+    ds.InstanceNumber = instance
+    ds.Rows, ds.Columns = image.shape if rows is None else (rows, rows)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if pixels:
+        ds.PixelData = (np.clip(image, 0, 1) * 4095).astype(np.uint16).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def png_bytes(image: np.ndarray | None = None) -> bytes:
+    from PIL import Image
+
+    image = phantom(64) if image is None else image
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 65535).astype(np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16) | 0  # S_IFLNK
+            zf.writestr(info, target)
+    return buffer.getvalue()
+
+
+def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[tuple]:
+    """``files=`` for httpx: n DICOM slices of one series."""
+    return [
+        (
+            "files",
+            (f"s{i}.dcm", dicom_bytes(series_uid=series_uid, instance=i + 1), "application/dicom"),
+        )
+        for i in range(n)
+    ]
