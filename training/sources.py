@@ -211,7 +211,14 @@ def _download(
 def _download_debian(package: str, members: list[str], tmp: Path) -> dict[str, Path]:
     # apt-get picks the candidate version of this machine's release; the per-file SHA-256,
     # not the package revision, is what pins the data.
-    _run(["apt-get", "download", package], cwd=tmp, what=package, client="apt-get")
+    try:
+        _run(["apt-get", "download", package], cwd=tmp, what=package, client="apt-get")
+    except SourceError as exc:
+        if "Unable to locate" not in str(exc):
+            raise
+        # A fresh machine has no package lists yet: fetch them once, then try again.
+        _run(["apt-get", "update", "-qq"], cwd=tmp, what="package lists", client="apt-get")
+        _run(["apt-get", "download", package], cwd=tmp, what=package, client="apt-get")
     debs = sorted(tmp.glob(f"{package}_*.deb"))
     if not debs:
         raise SourceError(f"apt-get download {package} left no {package}_*.deb in {tmp}")
