@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from tests.utils.images import make_phantom
 from training.artifacts import GibbsParams, apply_gibbs, kspace_error
 from training.augment import (
     Bias,
@@ -29,24 +30,6 @@ from training.augment import (
     head_mask,
     random_realism,
 )
-
-
-def make_phantom(n: int = 128) -> np.ndarray:
-    """T1-like head of ellipses: bright scalp, dark skull, grey < white matter, dark ventricles."""
-    y, x = np.mgrid[-1 : 1 : complex(0, n), -1 : 1 : complex(0, n)]
-    img = np.zeros((n, n), np.float32)
-    for cy, cx, ry, rx, value in [
-        (0.0, 0.0, 0.85, 0.7, 1.0),
-        (0.0, 0.0, 0.78, 0.63, 0.1),
-        (0.0, 0.0, 0.74, 0.59, 0.55),
-        (0.0, 0.0, 0.6, 0.45, 0.75),
-        (-0.1, -0.15, 0.25, 0.08, 0.2),
-        (-0.1, 0.15, 0.25, 0.08, 0.2),
-        (0.4, 0.0, 0.08, 0.08, 0.9),
-    ]:
-        img[((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0] = value
-    out = ndimage.gaussian_filter(img, 1.0)
-    return out / out.max()
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 
 def phantom(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -20,6 +21,25 @@ def phantom(size: int = 96, seed: int = 0) -> np.ndarray:
     )
     img += 0.02 * rng.standard_normal((size, size)) * (r < 1)
     return np.clip(img, 0, 1).astype(np.float32)
+
+
+def make_phantom(n: int = 128) -> np.ndarray:
+    """Head-like ellipses (scalp, skull, grey and white matter, ventricles, a lesion), max 1,
+    slightly blurred as a real acquisition is."""
+    y, x = np.mgrid[-1 : 1 : complex(0, n), -1 : 1 : complex(0, n)]
+    img = np.zeros((n, n), np.float32)
+    for cy, cx, ry, rx, value in [
+        (0.0, 0.0, 0.85, 0.7, 1.0),
+        (0.0, 0.0, 0.78, 0.63, 0.1),
+        (0.0, 0.0, 0.74, 0.59, 0.55),
+        (0.0, 0.0, 0.6, 0.45, 0.75),
+        (-0.1, -0.15, 0.25, 0.08, 0.2),
+        (-0.1, 0.15, 0.25, 0.08, 0.2),
+        (0.4, 0.0, 0.08, 0.08, 0.9),
+    ]:
+        img[((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0] = value
+    out = ndimage.gaussian_filter(img, 1.0)
+    return out / out.max()
 
 
 def write_png16(path: Path, image: np.ndarray) -> Path:
