@@ -164,6 +164,27 @@ def _meta(
     )
 
 
+def make_loader(
+    dataset: TrainPatches,
+    batch_size: int,
+    num_workers: int,
+    sampler: DistributedSampler[Any] | None,
+    device: torch.device,
+) -> DataLoader[tuple[torch.Tensor, int]]:
+    """Batches of the patch stream. Workers are *not* persistent: each epoch forks them anew
+    from the main process, so they see the epoch that ``dataset.set_epoch`` set (persistent
+    workers keep the copy of the first epoch and would replay the same samples forever)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=num_workers,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def _device(cfg: TrainConfig, rank: int) -> torch.device:
     if cfg.device:
         return torch.device(cfg.device)
@@ -203,15 +224,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         realism=cfg.realism,
     )
     sampler = DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size // world,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda",
-    )
+    loader = make_loader(dataset, cfg.batch_size // world, cfg.num_workers, sampler, device)
     if len(loader) == 0:
         raise ValueError(
             f"samples_per_epoch {cfg.samples_per_epoch} is smaller than one batch "

@@ -76,3 +76,17 @@ def test_anatomy_crop_prefers_foreground() -> None:
     # A single random crop (tries=1) often misses the anatomy: the preference is doing the work.
     single = [anatomy_crop(image, 32, rng, tries=1) for _ in range(50)]
     assert sum(float((c > 0.1).float().mean()) < 0.15 for c in single) > 5
+
+
+def test_loader_workers_see_each_new_epoch() -> None:
+    from training.train import make_loader
+
+    ds = _ds(_samples(), samples_per_epoch=8)
+    loader = make_loader(ds, 4, 1, None, torch.device("cpu"))
+    first = torch.cat([x for x, _ in loader])
+    ds.set_epoch(1)
+    second = torch.cat([x for x, _ in loader])
+    ds.set_epoch(0)
+    again = torch.cat([x for x, _ in loader])
+    assert not torch.equal(first, second)  # a worker process generated epoch 1's samples
+    assert torch.equal(first, again)
