@@ -101,7 +101,8 @@ def render_card(
     lines = [
         "# Model card: amaqc default detector",
         "",
-        f"File: `{out.as_posix()}` ({out.stat().st_size / 1e6:.1f} MB, float16 safetensors). "
+        f"File: `{_rel(out, Path.cwd())}` ({out.stat().st_size / 1e6:.1f} MB, float16 "
+        "safetensors). "
         f"Architecture `{meta_dict['arch']}` (ResNet-18 + SE + pyramid fusion), patches of "
         f"{meta_dict['patch_size']} px on slices resized to "
         f"{meta_dict['normalization']['size']} px, aggregation `{meta_dict['aggregation']['how']}`,"
