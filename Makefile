@@ -39,6 +39,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

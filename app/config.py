@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def max_request_bytes(self) -> int:
+        """A whole request body: the upload limit plus 1 MiB for multipart framing and fields."""
+        return self.max_upload_bytes + 1024 * 1024
+
+    @property
     def max_unzipped_bytes(self) -> int:
         return int(self.max_unzipped_mb * 1024 * 1024)
 

@@ -18,7 +18,7 @@ from app.ingest.errors import IngestError
 from app.sweeper import Sweeper
 
 from .metrics import Metrics
-from .routes import health, ingest, instances, series
+from .routes import dicomweb, health, ingest, instances, series
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(ingest.router)
@@ -64,8 +64,7 @@ def _body_limit(app: FastAPI) -> Callable[..., Awaitable[Response]]:
     ) -> Response:
         length = request.headers.get("content-length", "")
         settings = _settings(app)
-        slack = 1024 * 1024  # multipart boundaries and form fields
-        if length.isdigit() and int(length) > settings.max_upload_bytes + slack:
+        if length.isdigit() and int(length) > settings.max_request_bytes:
             return JSONResponse(
                 {
                     "detail": f"the upload is {int(length)} bytes, over "
@@ -90,6 +89,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(api_router)
+    app.include_router(dicomweb.router)
     app.include_router(health.router)
     return app
 

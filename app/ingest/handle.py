@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy.exc import IntegrityError
@@ -39,10 +36,7 @@ def handle_upload(
     Raises:
         IngestError: for any bad input, before anything was stored.
     """
-    tmp_root = settings.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=tmp_root))
-    try:
+    with uploads.private_workdir(settings) as workdir:
         incoming = uploads.receive(parts, workdir, settings)
         if single and len(incoming) != 1:
             raise IngestError(422, f"expected one image, got {len(incoming)} files")
@@ -68,8 +62,6 @@ def handle_upload(
         except BaseException:
             session.rollback()
             raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     logger.info(
         "series %s: %d new instance(s) from key %s", result.series_id, result.new_instances, key.id
     )

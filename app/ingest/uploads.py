@@ -8,8 +8,12 @@ it lands) and a cap on the bytes it may expand to. Client file names are kept on
 from __future__ import annotations
 
 import re
+import shutil
 import stat
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +33,18 @@ class IncomingFile:
 
     name: str
     path: Path
+
+
+@contextmanager
+def private_workdir(settings: Settings) -> Iterator[Path]:
+    """A fresh folder under ``<data_dir>/tmp`` for one upload, removed afterwards."""
+    tmp_root = settings.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(dir=tmp_root))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def display_name(raw: str | None, fallback: str) -> str:

@@ -1,9 +1,11 @@
-"""Fixtures for the service: a tiny checkpoint, a migrated SQLite data dir, an API client."""
+"""Fixtures for the service: a tiny checkpoint, a migrated SQLite data dir, an API client, and
+the full stack (database + broker + a real worker) both ways."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from app.db import repo
 from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
-from tests.utils.service import tiny_checkpoint
+from tests.utils.service import start_worker, stop_process, tiny_checkpoint
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +74,9 @@ def radiographer(settings: Settings) -> dict[str, str]:
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on 127.0.0.1 for this test session, dropped afterwards."""
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on 127.0.0.1, dropped when the block ends."""
     name = f"amaqc_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
@@ -80,10 +84,50 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # pragma: no cover - depends on the machine
         pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is not usable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from app.db.session import get_engine
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        from app.db.session import get_engine
 
-    get_engine.cache_clear()  # (engines of this process hold connections to it)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        get_engine.cache_clear()  # (engines of this process hold connections to it)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session."""
+    with pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path) -> Iterator[Settings]:
+    """Migrated database + broker + a real worker process: SQLite and the local SQLAlchemy
+    broker, or PostgreSQL (a database of its own) and Redis on 127.0.0.1 (database 13,
+    flushed first)."""
+    data = tmp_path / "data"
+    with ExitStack() as cleanup:
+        if request.param == "sqlite":
+            settings = make_settings(data, checkpoint, series_stable_seconds=1)
+        else:
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            settings = make_settings(
+                data,
+                checkpoint,
+                database_url=cleanup.enter_context(pg_database()),
+                broker_url=REDIS_URL,
+                series_stable_seconds=1,
+            )
+        data.mkdir(parents=True)
+        upgrade(settings.database_url)
+        with session_scope(settings.database_url) as session:
+            register_checkpoint(session, checkpoint)
+        worker = start_worker(settings)
+        try:
+            yield settings
+        finally:
+            stop_process(worker)

@@ -1,16 +1,10 @@
 """Both ways for real, no mocks: the API (in-process) enqueues, a real Celery worker
 subprocess analyses, verdict rows appear. SQLite + local SQLAlchemy broker, and PostgreSQL +
-Redis on 127.0.0.1 (Redis database 13, flushed first)."""
+Redis on 127.0.0.1 (the ``stack`` fixture of conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,57 +13,9 @@ from sqlalchemy import func, select
 from app.config import Settings, get_settings
 from app.db.models import InstanceVerdict, SeriesVerdict
 from app.db.session import session_scope
-from app.migrate import upgrade
-from app.model_versions import register_checkpoint
 from app.sweeper import sweep
-from tests.app.conftest import auth, make_settings, new_key
+from tests.app.conftest import auth, new_key
 from tests.utils.service import dicom_bytes, series_files
-
-REDIS_URL = "redis://127.0.0.1:6379/13"
-
-
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "AMAQC_DATA_DIR": str(settings.data_dir),
-        "AMAQC_DATABASE_URL": settings.database_url,
-        "AMAQC_BROKER_URL": settings.broker_url,
-        "AMAQC_CHECKPOINT": str(settings.checkpoint),
-    }
-    log = (settings.data_dir / "worker.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"], env=env, stdout=log, stderr=log
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path) -> Iterator[Settings]:
-    data = tmp_path / "data"
-    if request.param == "sqlite":
-        settings = make_settings(data, checkpoint, series_stable_seconds=1)
-    else:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        pg_url = request.getfixturevalue("pg_url")
-        settings = make_settings(
-            data, checkpoint, database_url=pg_url, broker_url=REDIS_URL, series_stable_seconds=1
-        )
-    data.mkdir(parents=True)
-    upgrade(settings.database_url)
-    with session_scope(settings.database_url) as session:
-        register_checkpoint(session, checkpoint)
-    worker = _start_worker(settings)
-    yield settings
-    _stop(worker)
 
 
 def _client(settings: Settings) -> TestClient:

@@ -1,12 +1,18 @@
-"""Factories for the QC service tests: a tiny checkpoint, DICOM series, settings, keys."""
+"""Factories for the QC service tests: a tiny checkpoint, DICOM series, a worker process."""
 
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from app.config import Settings
 
 from .images import phantom
 
@@ -93,3 +99,28 @@ def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") ->
         )
         for i in range(n)
     ]
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """A real Celery worker process for ``settings``, logging to ``<data_dir>/worker.log``."""
+    env = {
+        **os.environ,
+        "AMAQC_DATA_DIR": str(settings.data_dir),
+        "AMAQC_DATABASE_URL": settings.database_url,
+        "AMAQC_BROKER_URL": settings.broker_url,
+        "AMAQC_CHECKPOINT": str(settings.checkpoint),
+    }
+    with (settings.data_dir / "worker.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"], env=env, stdout=log, stderr=log
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM (Celery's warm shutdown), then SIGKILL after ``timeout`` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
