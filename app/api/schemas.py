@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from fastapi import Request
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from app.db.models import Instance, InstanceVerdict
 
 
 class SeriesAccepted(BaseModel):
@@ -83,3 +87,18 @@ def label_name(label: int | None) -> Literal["artifact", "clean"] | None:
     if label is None:
         return None
     return "artifact" if label else "clean"
+
+
+def instance_public(
+    instance: Instance, verdict: InstanceVerdict | None, request: Request
+) -> InstancePublic:
+    """The API view of one slice and its verdict (``None`` until it is scored)."""
+    return InstancePublic(
+        id=instance.id,
+        instance_number=instance.instance_number,
+        frame_index=instance.frame_index,
+        probability=verdict.probability if verdict else None,
+        label=label_name(verdict.label) if verdict else None,
+        image_url=request.url_for("instance_image", instance_id=instance.id).path,
+        heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,
+    )

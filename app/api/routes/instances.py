@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from app import storage
 from app.api import render
 from app.api.deps import ReadableInstance, SessionDep, SettingsDep
-from app.api.schemas import InstancePublic, label_name
+from app.api.schemas import InstancePublic, instance_public
 from app.config import Settings
 from app.db import repo
 from app.db.models import Instance
@@ -36,15 +36,7 @@ def get_instance(
 ) -> InstancePublic:
     """One slice and its newest verdict (null until scored)."""
     verdict = repo.latest_instance_verdicts(session, [instance.id]).get(instance.id)
-    return InstancePublic(
-        id=instance.id,
-        instance_number=instance.instance_number,
-        frame_index=instance.frame_index,
-        probability=verdict.probability if verdict else None,
-        label=label_name(verdict.label) if verdict else None,
-        image_url=request.url_for("instance_image", instance_id=instance.id).path,
-        heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,
-    )
+    return instance_public(instance, verdict, request)
 
 
 @router.get("/{instance_id}/image.png", name="instance_image", responses={200: PNG})

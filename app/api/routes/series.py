@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query, Request
 
 from app.api.deps import CurrentKey, ReadableSeries, SessionDep
 from app.api.schemas import (
-    InstancePublic,
     ModelVersionPublic,
     SeriesListPublic,
     SeriesPublic,
     SeriesSummary,
     Timings,
     VerdictPublic,
+    instance_public,
     label_name,
 )
 from app.db import repo
@@ -49,20 +49,7 @@ def get_series(series: ReadableSeries, session: SessionDep, request: Request) ->
         else repo.latest_instance_verdicts(session, [i.id for i in instances])
     )
     version = repo.model_version(session, verdict.model_version_id) if verdict else None
-    items = []
-    for inst in instances:
-        v = by_instance.get(inst.id)
-        items.append(
-            InstancePublic(
-                id=inst.id,
-                instance_number=inst.instance_number,
-                frame_index=inst.frame_index,
-                probability=v.probability if v else None,
-                label=label_name(v.label) if v else None,
-                image_url=request.url_for("instance_image", instance_id=inst.id).path,
-                heatmap_url=request.url_for("instance_heatmap", instance_id=inst.id).path,
-            )
-        )
+    items = [instance_public(inst, by_instance.get(inst.id), request) for inst in instances]
     return SeriesPublic(
         id=series.id,
         status=series.status,
