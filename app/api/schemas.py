@@ -12,10 +12,19 @@ if TYPE_CHECKING:
     from app.db.models import Instance, InstanceVerdict
 
 
+class SkippedObject(BaseModel):
+    """A DICOM object of the upload that is not an image (SR, PR, ...), not stored."""
+
+    file: str
+    sop_instance_uid: str | None
+    reason: str
+
+
 class SeriesAccepted(BaseModel):
     series_id: int
     status_url: str
     new_instances: int
+    skipped: list[SkippedObject] = []
 
 
 class SliceAccepted(SeriesAccepted):

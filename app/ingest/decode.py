@@ -14,7 +14,7 @@ from pathlib import Path
 
 from app.config import Settings
 
-from .errors import IngestError
+from .errors import IngestError, NonImageObject
 from .uploads import IncomingFile
 
 
@@ -59,6 +59,8 @@ def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
     ext = content_extension(incoming.path)
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
+    if ext == ".dcm":
+        _refuse_non_image(incoming.name, path)
     _check_pixels(incoming.name, path, ext, settings.max_pixels)
     if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
         raise IngestError(413, f"{incoming.name}: expands to more than the unpacked-size limit")
@@ -125,6 +127,28 @@ def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
         if ext == ".dcm":  # not DICOM after all: let the reader name the problem
             return 1, 1, 1
         raise IngestError(422, f"{name}: unreadable image header ({exc})") from None
+
+
+def _refuse_non_image(name: str, path: Path) -> None:
+    """Raise :class:`NonImageObject` when ``path`` is a readable DICOM object of a non-image
+    SOP class without pixel data; return for anything else (an image object that is broken)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, defer_size=256)
+    except (InvalidDicomError, OSError, ValueError, EOFError):
+        return
+    if any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        return
+    sop_class = ds.get("SOPClassUID")
+    if sop_class is None:
+        return
+    label = getattr(sop_class, "name", "") or str(sop_class)
+    if "Image Storage" in label:  # an image SOP class missing its pixels: broken, not skipped
+        return
+    uid = ds.get("SOPInstanceUID")
+    raise NonImageObject(name, f"{label} ({sop_class})", str(uid) if uid else None)
 
 
 def _with_dicom_ids(decoded: DecodedFile) -> DecodedFile:

@@ -13,8 +13,8 @@ from app.db.models import ApiKey
 from app.queue import enqueue_analysis
 
 from . import service, uploads
-from .decode import decode
-from .errors import IngestError
+from .decode import DecodedFile, decode
+from .errors import IngestError, NonImageObject
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +30,19 @@ def handle_upload(
     scanner: str | None = None,
     complete: bool = True,
     single: bool = False,
-) -> tuple[service.IngestResult, list[int]]:
-    """Validate everything, then store it; returns the result and the new instance ids.
+) -> tuple[service.IngestResult, list[int], list[NonImageObject]]:
+    """Validate everything, then store it; returns the result, the new instance ids and the
+    non-image DICOM objects (SR, PR, ...) that were skipped, each with its reason.
 
     Raises:
-        IngestError: for any bad input, before anything was stored.
+        IngestError: for any bad input, before anything was stored (also when nothing but
+            non-image objects came).
     """
     with uploads.private_workdir(settings) as workdir:
         incoming = uploads.receive(parts, workdir, settings)
         if single and len(incoming) != 1:
             raise IngestError(422, f"expected one image, got {len(incoming)} files")
-        decoded = [decode(f, settings) for f in incoming]
+        decoded, skipped = _decode_all(incoming, settings)
         try:
             result = service.ingest(
                 session,
@@ -67,4 +69,20 @@ def handle_upload(
     )
     if result.enqueue:  # after the commit: the worker must find the rows
         enqueue_analysis(settings.broker_url, result.series_id)
-    return result, instance_ids
+    return result, instance_ids, skipped
+
+
+def _decode_all(
+    incoming: list[uploads.IncomingFile], settings: Settings
+) -> tuple[list[DecodedFile], list[NonImageObject]]:
+    """Decode every file; non-image objects are set aside, any other problem refuses all."""
+    decoded, skipped = [], []
+    for item in incoming:
+        try:
+            decoded.append(decode(item, settings))
+        except NonImageObject as exc:
+            skipped.append(exc)
+    if not decoded and skipped:
+        reasons = "; ".join(exc.detail for exc in skipped)
+        raise IngestError(422, f"no image in the upload: {reasons}")
+    return decoded, skipped

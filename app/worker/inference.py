@@ -98,7 +98,10 @@ def _fail(settings: Settings, series_id: int, reason: str) -> str:
 def analyse(settings: Settings, series_id: int) -> str:
     """Score the series' unscored slices; write its verdict when the series is complete.
 
-    Returns a short outcome (``done``, ``scored``, ``already done``, ``failed``, ``missing``).
+    The series verdict is recomputed from the slice verdicts of every instance the series has
+    now, so a slice that arrives after a verdict updates it; a redelivered job that finds
+    nothing new writes nothing. Returns a short outcome (``done``, ``scored``,
+    ``already done``, ``failed``, ``missing``).
     """
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
@@ -110,23 +113,47 @@ def analyse(settings: Settings, series_id: int) -> str:
             reason = "no active model version (register one: amaqc up does it on first start)"
             repo.mark_finished(session, series, "failed", reason)
             return "failed"
-        if series.complete and repo.series_verdict(session, series_id, version.id):
-            if series.status != "done":
-                repo.mark_finished(session, series, "done", None)
-            return "already done"
-        if series.complete:
-            repo.mark_processing(session, series)
         instances = repo.series_instances(session, series_id)
         scored = repo.instance_verdicts(session, [i.id for i in instances], version.id)
         todo = [i for i in instances if i.id not in scored]
-    try:
-        predictor = predictor_for(version)
-        pixels = load_pixels(settings, todo)
-    except BadSeriesData as exc:
-        return _fail(settings, series_id, str(exc))
-    start = time.perf_counter()
-    predictions = predictor.predict(pixels) if pixels else []
-    logger.info("series %s: %d slices in %.3f s", series_id, len(todo), time.perf_counter() - start)
+        if series.complete and todo:
+            repo.mark_processing(session, series)
+    if todo:
+        try:
+            predictor = predictor_for(version)
+            pixels = load_pixels(settings, todo)
+        except BadSeriesData as exc:
+            return _fail(settings, series_id, str(exc))
+        start = time.perf_counter()
+        predictions = predictor.predict(pixels)
+        elapsed = time.perf_counter() - start
+        logger.info("series %s: %d slices in %.3f s", series_id, len(todo), elapsed)
+        _write_instance_verdicts(settings, version, todo, predictions)
+    with session_scope(settings.database_url) as session:
+        series = repo.get_series(session, series_id)
+        if series is None or not series.complete:
+            return "scored"
+        instances = repo.series_instances(session, series_id)
+        verdicts = repo.instance_verdicts(session, [i.id for i in instances], version.id)
+        values = series_verdict_values(
+            {i: v.probability for i, v in verdicts.items()}, version.threshold, settings.rule
+        )
+        current = repo.series_verdict(session, series_id, version.id)
+        unchanged = current is not None and all(
+            getattr(current, name) == value for name, value in values.items()
+        )
+        if not unchanged:
+            repo.put_series_verdict(
+                session, {"series_id": series_id, "model_version_id": version.id, **values}
+            )
+        if series.status != "done" or not unchanged:
+            repo.mark_finished(session, series, "done", None)
+    return "already done" if unchanged and not todo else "done"
+
+
+def _write_instance_verdicts(
+    settings: Settings, version: ModelVersion, todo: Sequence[Instance], predictions: Any
+) -> None:
     with session_scope(settings.database_url) as session:
         existing = repo.instance_verdicts(session, [i.id for i in todo], version.id)
         for inst, pred in zip(todo, predictions, strict=True):
@@ -143,15 +170,3 @@ def analyse(settings: Settings, series_id: int) -> str:
                     patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
                 ),
             )
-        series = repo.get_series(session, series_id)
-        if series is None or not series.complete:
-            return "scored"
-        verdicts = repo.instance_verdicts(session, [i.id for i in instances], version.id)
-        values = series_verdict_values(
-            {i: v.probability for i, v in verdicts.items()}, version.threshold, settings.rule
-        )
-        repo.put_series_verdict(
-            session, {"series_id": series_id, "model_version_id": version.id, **values}
-        )
-        repo.mark_finished(session, series, "done", None)
-    return "done"

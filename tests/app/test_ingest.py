@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db.models import Instance, Series
 from app.db.session import session_scope
+from tests.utils.dicomweb import sr_dataset, to_bytes
 from tests.utils.service import dicom_bytes, png_bytes, series_files, zip_bytes
 
 
@@ -60,6 +61,33 @@ def test_png_series_and_zip_of_pngs_are_accepted(
     )
     assert r.status_code == 202, r.text
     assert _count(settings, Instance) == 1  # the two PNGs have the same bytes
+
+
+def test_non_image_objects_are_skipped_per_instance_with_a_reason(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    sr = sr_dataset(series_uid="1.2.826.0.1.3680043.8.498.7")
+    files = [*series_files(2), ("files", ("report.dcm", to_bytes(sr), "application/dicom"))]
+    r = client.post("/api/v1/series", files=files, headers=scanner)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["new_instances"] == 2
+    [skipped] = body["skipped"]
+    assert skipped["file"] == "report.dcm"
+    assert skipped["sop_instance_uid"] == str(sr.SOPInstanceUID)
+    assert "Basic Text SR" in skipped["reason"] and "not an image" in skipped["reason"]
+    assert _count(settings, Instance) == 2  # the SR was not stored
+
+
+def test_an_upload_of_only_non_image_objects_is_refused(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    files = [("files", ("report.dcm", to_bytes(sr_dataset()), "application/dicom"))]
+    for endpoint in ("/api/v1/series", "/api/v1/slices"):
+        r = client.post(endpoint, files=files, headers=scanner)
+        assert r.status_code == 422, r.text
+        assert "report.dcm" in r.json()["detail"] and "not an image" in r.json()["detail"]
+    assert _count(settings, Series) == 0 and _count(settings, Instance) == 0
 
 
 def test_slices_of_one_dicom_series_join_it(

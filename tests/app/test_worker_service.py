@@ -46,6 +46,28 @@ def test_a_redelivered_job_writes_no_second_verdict(
     assert _count(settings, InstanceVerdict) == 2 and _count(settings, SeriesVerdict) == 1
 
 
+def test_a_slice_arriving_after_the_verdict_updates_it(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    series_id = _upload(client, scanner, n=2)
+    assert analyse(settings, series_id) == "done"
+    later = series_files(3)[2:]  # a third instance of the same series
+    r = client.post("/api/v1/series", files=later, headers=scanner)
+    assert r.json()["series_id"] == series_id and r.json()["new_instances"] == 1
+    assert analyse(settings, series_id) == "done"
+    assert _count(settings, InstanceVerdict) == 3 and _count(settings, SeriesVerdict) == 1
+    with session_scope(settings.database_url) as session:
+        probabilities = {
+            v.instance_id: v.probability for v in session.scalars(select(InstanceVerdict))
+        }
+        verdict = session.scalars(select(SeriesVerdict)).one()
+        expected = series_verdict_values(probabilities, verdict.threshold, settings.rule)
+        assert verdict.probability == expected["probability"]
+        assert verdict.flagged == expected["flagged"]
+        assert session.get(Series, series_id).status == "done"  # type: ignore[union-attr]
+    assert analyse(settings, series_id) == "already done"
+
+
 def test_a_missing_stored_file_fails_the_series_with_a_reason(
     client: TestClient, settings: Settings, scanner: dict[str, str]
 ) -> None:

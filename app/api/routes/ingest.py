@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from app.api.deps import IngestKey, Multipart, SessionDep, SettingsDep
-from app.api.schemas import SeriesAccepted, SliceAccepted
+from app.api.schemas import SeriesAccepted, SkippedObject, SliceAccepted
+from app.ingest.errors import NonImageObject
 from app.ingest.handle import handle_upload
 
 router = APIRouter(tags=["ingest"])
@@ -35,8 +36,10 @@ def upload_series(
     protocol: OptionalText = None,
     scanner: OptionalText = None,
 ) -> SeriesAccepted:
-    """Upload one complete series; its verdict follows (poll ``status_url``)."""
-    result, _ = handle_upload(
+    """Upload one complete series; its verdict follows (poll ``status_url``). DICOM objects
+    that are not images (SR, presentation states, ...) are skipped and listed in ``skipped``
+    with their reason; any other bad file refuses the whole upload."""
+    result, _, skipped = handle_upload(
         session,
         settings,
         key,
@@ -47,8 +50,18 @@ def upload_series(
     )
     url = str(request.url_for("get_series", series_id=result.series_id).path)
     return SeriesAccepted(
-        series_id=result.series_id, status_url=url, new_instances=result.new_instances
+        series_id=result.series_id,
+        status_url=url,
+        new_instances=result.new_instances,
+        skipped=_skipped(skipped),
     )
+
+
+def _skipped(objects: list[NonImageObject]) -> list[SkippedObject]:
+    return [
+        SkippedObject(file=o.name, sop_instance_uid=o.sop_instance_uid, reason=o.detail)
+        for o in objects
+    ]
 
 
 @router.post(
@@ -70,7 +83,7 @@ def upload_slice(
     """Upload one image: its slice verdict comes at once; a DICOM slice joins its series
     (SeriesInstanceUID), whose verdict follows once no new slice came for
     ``AMAQC_SERIES_STABLE_SECONDS``."""
-    result, instance_ids = handle_upload(
+    result, instance_ids, _ = handle_upload(
         session,
         settings,
         key,
