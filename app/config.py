@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=1.0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
+    #: POST a JSON event here when a series verdict is written (empty: no webhook)
+    webhook_url: str = ""
+    #: when set, each event carries ``X-Amaqc-Signature: sha256=<HMAC-SHA256 of the body>``
+    webhook_secret: str = ""
+    #: ``flagged``: only artifact verdicts; ``all``: every series verdict
+    webhook_events: Literal["flagged", "all"] = "flagged"
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from app.notify import DeliveryFailed
+
 from .celery_app import celery_app
 
 
@@ -16,9 +18,30 @@ from .celery_app import celery_app
     max_retries=8,
 )
 def analyse_series(series_id: int) -> str:
-    """Score every slice of the series without a verdict and write the series verdict."""
+    """Score every slice of the series without a verdict and write the series verdict; a
+    new series verdict is then pushed to the webhook (when one is set)."""
     from app.config import get_settings
 
     from .inference import analyse
 
-    return analyse(get_settings(), series_id)
+    settings = get_settings()
+    outcome = analyse(settings, series_id)
+    if outcome == "done" and settings.webhook_url:
+        notify_series.apply_async((series_id,), queue="inference")
+    return outcome
+
+
+@celery_app.task(
+    name="amaqc.notify_series",
+    acks_late=True,
+    autoretry_for=(DeliveryFailed, OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=10,
+)
+def notify_series(series_id: int) -> str:
+    """POST the series' verdict event to ``AMAQC_WEBHOOK_URL`` (retried while it is down)."""
+    from app.config import get_settings
+    from app.notify import notify_series as send
+
+    return send(get_settings(), series_id)

@@ -102,8 +102,16 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def worker_env() -> dict[str, str]:
+    """Extra environment of the stack's worker process (a test module overrides this)."""
+    return {}
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path) -> Iterator[Settings]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path, worker_env: dict[str, str]
+) -> Iterator[Settings]:
     """Migrated database + broker + a real worker process: SQLite and the local SQLAlchemy
     broker, or PostgreSQL (a database of its own) and Redis on 127.0.0.1 (database 13,
     flushed first)."""
@@ -126,7 +134,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path) -> I
         upgrade(settings.database_url)
         with session_scope(settings.database_url) as session:
             register_checkpoint(session, checkpoint)
-        worker = start_worker(settings)
+        worker = start_worker(settings, worker_env)
         try:
             yield settings
         finally:

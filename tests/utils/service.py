@@ -101,14 +101,18 @@ def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") ->
     ]
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """A real Celery worker process for ``settings``, logging to ``<data_dir>/worker.log``."""
+def start_worker(
+    settings: Settings, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker process for ``settings`` (plus ``extra_env``), logging to
+    ``<data_dir>/worker.log``."""
     env = {
         **os.environ,
         "AMAQC_DATA_DIR": str(settings.data_dir),
         "AMAQC_DATABASE_URL": settings.database_url,
         "AMAQC_BROKER_URL": settings.broker_url,
         "AMAQC_CHECKPOINT": str(settings.checkpoint),
+        **(extra_env or {}),
     }
     with (settings.data_dir / "worker.log").open("wb") as log:
         return subprocess.Popen(
