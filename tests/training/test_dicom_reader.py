@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.encoders.base import JPEGLSLosslessEncoder
 from pydicom.sequence import Sequence
@@ -22,7 +22,6 @@ from pydicom.uid import (
     UID,
     BasicTextSRStorage,
     EnhancedMRImageStorage,
-    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -30,9 +29,9 @@ from pydicom.uid import (
     JPEGLSLossless,
     MRImageStorage,
     RLELossless,
-    generate_uid,
 )
 
+from tests.utils.images import dicom_dataset
 from training.io import UnreadableImage, count_slices, read_slices
 
 RNG = np.random.default_rng(0)
@@ -47,20 +46,10 @@ def mr_dataset(
     sop_class: UID = MRImageStorage,
 ) -> Dataset:
     """An MR Image Storage dataset holding ``pixels``: (H, W) or (frames, H, W), 16-bit."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
-    ds.PatientName = "Doe^Jane"
+    ds = dicom_dataset(sop_class, instance=7)
     ds.PatientID = "PID-4711"
     ds.PatientBirthDate = "19800101"
     ds.SeriesDescription = "t2_tse_tra"
-    ds.InstanceNumber = 7
     ds.Rows, ds.Columns = pixels.shape[-2:]
     if pixels.ndim == 3:
         ds.NumberOfFrames = pixels.shape[0]

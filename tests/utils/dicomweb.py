@@ -6,7 +6,7 @@ import io
 
 from pydicom.dataset import Dataset
 
-from .images import phantom
+from .images import dicom_dataset, phantom
 from .service import dicom_bytes
 
 BOUNDARY = "0f3cf5c0-70e0-41ef-baef-c6f9f65ec3e1"
@@ -51,21 +51,10 @@ def mr_dataset(series_uid: str, instance: int, size: int = 64) -> Dataset:
 
 def sr_dataset(series_uid: str = "1.2.826.0.1.3680043.8.498.99") -> Dataset:
     """A Basic Text SR: a valid DICOM object that is not an image."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import BasicTextSRStorage
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = BasicTextSRStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = BasicTextSRStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = series_uid + ".0"
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = "SR"
-    ds.PatientID = "PID-SECRET-42"
+    ds = dicom_dataset(BasicTextSRStorage, series_uid=series_uid, modality="SR")
+    del ds.InstanceNumber
     ds.ValueType = "CONTAINER"
     return ds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -60,26 +61,51 @@ def write_jpeg(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def write_dicom(path: Path, image: np.ndarray, instance: int = 1) -> Path:
-    """A minimal uncompressed 16-bit MR Image Storage object."""
+def dicom_dataset(
+    sop_class: str | None = None,
+    *,
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    instance: int = 1,
+    modality: str = "MR",
+) -> Any:
+    """A pydicom Dataset with file meta, identifiers and a fake patient, but no pixels:
+    ``sop_class`` defaults to MR Image Storage; ``series_uid`` also sets the study UID."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPClassUID = sop_class or MRImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MR"
+    if series_uid is not None:
+        ds.StudyInstanceUID = series_uid + ".0"
+        ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "PID-SECRET-42"
     ds.InstanceNumber = instance
-    ds.Rows, ds.Columns = image.shape
+    return ds
+
+
+def set_pixels_12bit(ds: Any, image: np.ndarray, rows: int | None = None) -> Any:
+    """Store a [0, 1] (H, W) image as 12-bit unsigned MONOCHROME2 pixels (``rows`` overrides
+    the declared size, to build inconsistent objects)."""
+    ds.Rows, ds.Columns = image.shape if rows is None else (rows, rows)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.PixelData = (np.clip(image, 0, 1) * 4095).astype(np.uint16).tobytes()
+    return ds
+
+
+def write_dicom(path: Path, image: np.ndarray, instance: int = 1) -> Path:
+    """A minimal uncompressed 16-bit MR Image Storage object."""
+    ds = set_pixels_12bit(dicom_dataset(instance=instance), image)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path

@@ -14,7 +14,7 @@ import numpy as np
 
 from app.config import Settings
 
-from .images import phantom
+from .images import dicom_dataset, phantom, set_pixels_12bit
 
 TINY_NORMALIZATION = {"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 128}
 
@@ -38,32 +38,14 @@ def dicom_bytes(
     pixels: bool = True,
     rows: int | None = None,
 ) -> bytes:
-    """A 16-bit MR Image Storage object of one series, as bytes."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
+    """A 16-bit MR Image Storage object of one series, as bytes (``pixels=False``: without
+    pixel data; ``rows``: declare another size)."""
     image = phantom(64, seed=instance) if image is None else image
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = series_uid + ".0"
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = "MR"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "PID-SECRET-42"
+    ds = dicom_dataset(series_uid=series_uid, sop_uid=sop_uid, instance=instance)
     ds.SeriesDescription = "t2_tse_tra"
-    ds.InstanceNumber = instance
-    ds.Rows, ds.Columns = image.shape if rows is None else (rows, rows)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if pixels:
-        ds.PixelData = (np.clip(image, 0, 1) * 4095).astype(np.uint16).tobytes()
+    set_pixels_12bit(ds, image, rows)
+    if not pixels:
+        del ds.PixelData
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

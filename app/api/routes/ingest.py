@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, BinaryIO
 
-from fastapi import APIRouter, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
 
 from app.api.deps import IngestKey, Multipart, SessionDep, SettingsDep
 from app.api.schemas import SeriesAccepted, SkippedObject, SliceAccepted
@@ -20,6 +21,28 @@ Files = Annotated[
 OptionalText = Annotated[str | None, Form(max_length=200)]
 
 
+@dataclass(frozen=True)
+class UploadForm:
+    """The multipart fields both ingest routes take."""
+
+    parts: list[tuple[str | None, BinaryIO]]
+    series_uid: str | None
+    protocol: str | None
+    scanner: str | None
+
+
+def upload_form(
+    files: Files = None,
+    series_uid: OptionalText = None,
+    protocol: OptionalText = None,
+    scanner: OptionalText = None,
+) -> UploadForm:
+    return UploadForm([(f.filename, f.file) for f in files or []], series_uid, protocol, scanner)
+
+
+Upload = Annotated[UploadForm, Depends(upload_form)]
+
+
 @router.post(
     "/series",
     status_code=status.HTTP_202_ACCEPTED,
@@ -31,10 +54,7 @@ def upload_series(
     key: IngestKey,
     session: SessionDep,
     settings: SettingsDep,
-    files: Files = None,
-    series_uid: OptionalText = None,
-    protocol: OptionalText = None,
-    scanner: OptionalText = None,
+    form: Upload,
 ) -> SeriesAccepted:
     """Upload one complete series; its verdict follows (poll ``status_url``). DICOM objects
     that are not images (SR, presentation states, ...) are skipped and listed in ``skipped``
@@ -43,10 +63,10 @@ def upload_series(
         session,
         settings,
         key,
-        [(f.filename, f.file) for f in files or []],
-        series_uid=series_uid,
-        protocol=protocol,
-        scanner=scanner,
+        form.parts,
+        series_uid=form.series_uid,
+        protocol=form.protocol,
+        scanner=form.scanner,
     )
     url = str(request.url_for("get_series", series_id=result.series_id).path)
     return SeriesAccepted(
@@ -75,10 +95,7 @@ def upload_slice(
     key: IngestKey,
     session: SessionDep,
     settings: SettingsDep,
-    files: Files = None,
-    series_uid: OptionalText = None,
-    protocol: OptionalText = None,
-    scanner: OptionalText = None,
+    form: Upload,
 ) -> SliceAccepted:
     """Upload one image: its slice verdict comes at once; a DICOM slice joins its series
     (SeriesInstanceUID), whose verdict follows once no new slice came for
@@ -87,10 +104,10 @@ def upload_slice(
         session,
         settings,
         key,
-        [(f.filename, f.file) for f in files or []],
-        series_uid=series_uid,
-        protocol=protocol,
-        scanner=scanner,
+        form.parts,
+        series_uid=form.series_uid,
+        protocol=form.protocol,
+        scanner=form.scanner,
         complete=False,
         single=True,
     )
