@@ -145,11 +145,21 @@ def train(
     severities: Annotated[
         str, typer.Option(help="Comma-separated severities to simulate for training.")
     ] = "moderate,severe",
+    max_false_alarm_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The threshold may flag at most this fraction of clean validation slices "
+            "(1 = unconstrained F1 optimum).",
+        ),
+    ] = 0.1,
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
-    Keeps the best epoch by validation F1, chooses the threshold on validation, stops early,
-    and writes a training-curve PNG and a JSON log beside the checkpoint.
+    Keeps the best epoch by validation F1, with the threshold chosen on validation among those
+    that flag at most --max-false-alarm-rate of the clean slices; stops early, and writes a
+    training-curve PNG and a JSON log beside the checkpoint.
     """
     from training.train import TrainConfig
     from training.train import train as run
@@ -179,6 +189,7 @@ def train(
             fp16_checkpoint=fp16,
             realism=realism,
             severities=tuple(x.strip() for x in severities.split(",") if x.strip()),
+            max_false_alarm_rate=None if max_false_alarm_rate >= 1.0 else max_false_alarm_rate,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -47,16 +47,31 @@ def binary_metrics(
     }
 
 
-def best_threshold(y_true: Sequence[int], prob: Sequence[float]) -> float:
+def best_threshold(
+    y_true: Sequence[int], prob: Sequence[float], max_false_alarm_rate: float | None = None
+) -> float:
     """The threshold maximising F1 on (validation) data; ties go to the higher threshold (fewer
-    false alarms). Falls back to 0.5 when a class is missing."""
+    false alarms). Falls back to 0.5 when a class is missing.
+
+    With ``max_false_alarm_rate``, only thresholds that flag at most that fraction of the clean
+    slices count: a weak model's unconstrained F1 optimum is "flag everything" (F1 = 2p/(1+p)
+    at prevalence p), which is useless to a radiographer. When even the highest score would
+    flag too many clean slices, the threshold sits just above the highest clean score.
+    """
     y = np.asarray(y_true, dtype=int)
     p = np.asarray(prob, dtype=float)
     if len(np.unique(y)) < 2:
         return 0.5
-    candidates = np.unique(p)
-    best, best_f1 = 0.5, -1.0
+    if max_false_alarm_rate is not None and not 0.0 <= max_false_alarm_rate <= 1.0:
+        raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {max_false_alarm_rate}")
+    clean = np.sort(p[y == 0])
+    candidates = np.append(np.unique(p), np.nextafter(p.max(), np.inf))
+    best, best_f1 = float(candidates[-1]), -1.0
     for t in candidates[::-1]:
+        if max_false_alarm_rate is not None:
+            false_alarms = len(clean) - np.searchsorted(clean, t, side="left")
+            if false_alarms > max_false_alarm_rate * len(clean) + 1e-9:
+                break  # lower thresholds only flag more clean slices
         f1 = f1_score(y, (p >= t).astype(int), zero_division=0)
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(t), float(f1)

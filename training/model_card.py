@@ -92,6 +92,13 @@ def _row(name: str, m: dict[str, Any]) -> str:
     return f"| {name} | {m['n']} | " + " | ".join(_pct(m[k]) for k in METRIC_KEYS) + " |"
 
 
+def _threshold_rule(cfg: dict[str, Any]) -> str:
+    rate = cfg.get("max_false_alarm_rate")
+    if rate is None:
+        return "F1-optimal on validation"
+    return f"F1-optimal on validation among thresholds flagging <= {rate:.0%} of clean slices"
+
+
 def render_card(
     *, meta_dict: dict[str, Any], results: dict[str, Any], out: Path, command: str, img_rel: str
 ) -> str:
@@ -106,7 +113,7 @@ def render_card(
         f"Architecture `{meta_dict['arch']}` (ResNet-18 + SE + pyramid fusion), patches of "
         f"{meta_dict['patch_size']} px on slices resized to "
         f"{meta_dict['normalization']['size']} px, aggregation `{meta_dict['aggregation']['how']}`,"
-        f" decision threshold **{meta_dict['threshold']:.3f}** (F1-optimal on validation). "
+        f" decision threshold **{meta_dict['threshold']:.3f}** ({_threshold_rule(cfg)}). "
         f"amaqc {meta_dict['amaqc_version']}, created {meta_dict['created_at']}.",
         "",
         "## Training",

@@ -69,6 +69,9 @@ class TrainConfig:
     distributed: bool = False
     init_from: Path | None = None
     fp16_checkpoint: bool = False
+    #: the decision threshold is the F1 optimum among those flagging at most this fraction of
+    #: the clean validation slices (None: unconstrained F1 optimum)
+    max_false_alarm_rate: float | None = 0.1
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -82,6 +85,9 @@ class TrainConfig:
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
+        rate = self.max_false_alarm_rate
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {rate}")
         if not self.severities or any(s not in SEVERITIES for s in self.severities):
             raise ValueError(
                 f"severities must be a non-empty subset of {SEVERITIES}, got {self.severities}"
@@ -136,11 +142,14 @@ def _ensure_both_classes(samples: list[Sample], seed: int, cfg: TrainConfig) -> 
     return [s for s, _ in pairs]
 
 
-def validate(predictor: Predictor, samples: list[Sample]) -> tuple[dict[str, Any], np.ndarray]:
-    """Slice-level validation: probabilities, the F1-optimal threshold and metrics at it."""
+def validate(
+    predictor: Predictor, samples: list[Sample], max_false_alarm_rate: float | None = None
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Slice-level validation: probabilities, the F1-optimal threshold (among those within the
+    false-alarm bound, when given) and the metrics at it."""
     probs = predict_samples(predictor, samples)
     labels = np.array([s.label for s in samples])
-    threshold = best_threshold(labels, probs)
+    threshold = best_threshold(labels, probs, max_false_alarm_rate)
     return binary_metrics(labels, probs, threshold), probs
 
 
@@ -295,7 +304,9 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         stop = torch.zeros(1)
         if rank == 0:
             meta = _meta(cfg, norm, 0.5, {}, {})
-            val, _ = validate(Predictor((net, meta), device=device), val_samples)
+            val, _ = validate(
+                Predictor((net, meta), device=device), val_samples, cfg.max_false_alarm_rate
+            )
             net.train()
             log = EpochLog(
                 epoch,

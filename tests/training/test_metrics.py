@@ -41,6 +41,31 @@ def test_best_threshold_separates_separable_data() -> None:
     assert binary_metrics(y, p, t)["f1"] == 1.0
 
 
+def test_a_false_alarm_bound_keeps_a_weak_model_from_flagging_everything() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 50)
+    p = np.concatenate([rng.uniform(0.4, 0.8, 50), rng.uniform(0.45, 0.9, 50)])  # weak, overlapping
+    loose = binary_metrics(y, p, best_threshold(y, p))
+    assert loose["recall"] == 1.0 and loose["confusion"]["fp"] >= 40  # the F1 optimum: flag all
+    t = best_threshold(y, p, max_false_alarm_rate=0.1)
+    bounded = binary_metrics(y, p, t)
+    assert bounded["confusion"]["fp"] <= 5 and bounded["recall"] > 0
+    # no threshold at <= 10 % false alarms scores a higher F1
+    for other in np.unique(p):
+        m = binary_metrics(y, p, other)
+        if m["confusion"]["fp"] <= 5:
+            assert m["f1"] <= bounded["f1"] + 1e-12
+
+
+def test_when_the_top_score_is_clean_a_zero_bound_flags_nothing() -> None:
+    y = np.array([1, 0, 1, 0])
+    p = np.array([0.2, 0.9, 0.5, 0.1])
+    t = best_threshold(y, p, max_false_alarm_rate=0.0)
+    assert t > 0.9 and binary_metrics(y, p, t)["confusion"]["fp"] == 0
+    with pytest.raises(ValueError, match="max_false_alarm_rate"):
+        best_threshold(y, p, max_false_alarm_rate=1.5)
+
+
 def test_plots_are_written(tmp_path: Path) -> None:
     roc = plot_roc({"a": ([0, 1, 0, 1], [0.2, 0.8, 0.4, 0.6])}, tmp_path / "roc.png")
     cm = plot_confusion({"tn": 3, "fp": 1, "fn": 0, "tp": 5}, tmp_path / "cm.png")

@@ -95,7 +95,12 @@ def test_early_stopping_stops_after_patience(data: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("kw", "name"),
-    [({"batch_size": 0}, "batch_size"), ({"patch": 256}, "patch"), ({"lr": 0.0}, "lr")],
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"patch": 256}, "patch"),
+        ({"lr": 0.0}, "lr"),
+        ({"max_false_alarm_rate": 1.5}, "max_false_alarm_rate"),
+    ],
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path: Path, kw: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
