@@ -41,18 +41,18 @@ def create_review(
     foreign = sorted(set(body.slices) - own)
     if foreign:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"slices: instance(s) {', '.join(map(str, foreign))} are not in series {series.id}",
         )
     if body.label == "clean" and "artifact" in body.slices.values():
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "a series labelled clean cannot have a slice labelled artifact",
         )
     every_slice_clean = own and set(body.slices) == own and "artifact" not in body.slices.values()
     if body.label == "artifact" and every_slice_clean:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             "a series labelled artifact needs at least one artifact slice "
             "(every slice is labelled clean)",
         )
