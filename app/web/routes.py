@@ -24,6 +24,13 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
 
 
+def _insecure_transport(request: Request, cookie_secure: bool) -> bool:
+    """True when a Secure cookie will not be kept: plain HTTP to a host other than loopback."""
+    host = request.url.hostname or ""
+    local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+    return cookie_secure and request.url.scheme == "http" and not local
+
+
 def _page(
     request: Request, name: str, user: WebUser | None, code: int = 200, **ctx: Any
 ) -> Response:
@@ -40,7 +47,8 @@ def _page(
 def login_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if signed_in(request, session, settings) is not None:
         return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
-    return _page(request, "login.html", None)
+    insecure = _insecure_transport(request, settings.cookie_secure)
+    return _page(request, "login.html", None, insecure=insecure)
 
 
 @router.post("/login", response_class=HTMLResponse)

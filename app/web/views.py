@@ -98,7 +98,7 @@ def series_data(session: Session, series_id: int, request: Request) -> dict[str,
         "error": series.error,
         "scanner": series.scanner,
         "protocol": series.protocol,
-        "received_at": series.received_at.isoformat(timespec="seconds"),
+        "received_at": series.received_at.strftime("%Y-%m-%d %H:%M:%S"),
         "verdict": {
             "label": label_name(verdict.label),
             "probability": verdict.probability,

@@ -102,3 +102,12 @@ def test_the_session_secret_is_generated_once_and_kept(settings: Settings) -> No
     assert web_session.decode(settings, value) is not None
     other = settings.model_copy(update={"secret_key": "another secret"})
     assert web_session.decode(other, value) is None
+
+
+def test_login_page_warns_when_the_cookie_cannot_be_kept(client: TestClient) -> None:
+    # plain HTTP to a host that is not loopback: the browser drops a Secure cookie
+    assert "AMAQC_COOKIE_SECURE=false" in client.get("/login").text
+
+
+def test_login_page_does_not_warn_over_https(web: TestClient) -> None:
+    assert "AMAQC_COOKIE_SECURE" not in web.get("/login").text

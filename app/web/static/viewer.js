@@ -125,7 +125,7 @@
 
   const svgNS = "http://www.w3.org/2000/svg";
   function chart() {
-    const svg = $("chart"), w = 640, h = 120, pad = 16;
+    const svg = $("chart"), w = 320, h = 110, pad = 12;
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     svg.innerHTML = "";
     const bw = (w - 2 * pad) / Math.max(1, slices.length);
@@ -155,7 +155,9 @@
     state.index = Math.max(0, Math.min(slices.length - 1, i));
     stage.dataset.index = state.index;
     thumbs.forEach((t, j) => { t.classList.toggle("sel", j === state.index); t.setAttribute("aria-selected", j === state.index); });
-    thumbs[state.index].scrollIntoView({ block: "nearest", inline: "nearest" });
+    const strip = $("strip"), t = thumbs[state.index];  // keep the selected thumb in view
+    strip.scrollTo({ top: t.offsetTop - (strip.clientHeight - t.offsetHeight) / 2,
+      left: t.offsetLeft - (strip.clientWidth - t.offsetWidth) / 2 });
     chart(); info(); draw();
   }
 
