@@ -113,3 +113,11 @@ def test_event_poller_sends_new_series_verdicts_and_reviews(
 
 def test_event_stream_needs_a_session(web: TestClient) -> None:
     assert web.get("/worklist/events").status_code == 401
+
+
+def test_viewer_of_a_series_without_verdict_says_so(web: TestClient, settings: Settings) -> None:
+    series_id = _upload(web, new_key(settings, "scanner"), "1.2.8.1")
+    sign_in(web, new_key(settings, "radiographer"))
+    page = web.get(f"/series/{series_id}").text
+    assert "No verdict yet: status queued" in page
+    assert re.search(r'id="submit-review"\s+disabled', page)
