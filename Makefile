@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup services run test lint typecheck format bench clean
+.PHONY: setup services browser run test lint typecheck format bench screenshots clean
 
 # torch/torchvision are pinned in pyproject.toml and installed with pip from the local mirror.
 $(STAMP): pyproject.toml
@@ -18,6 +18,12 @@ setup: $(STAMP)
 services:
 	@bash .ci/services.sh
 
+# Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded at test time).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
+
 # The QC service on http://127.0.0.1:8000 with SQLite + a local broker under ./.amaqc
 # (migrates, registers the served checkpoint, prints an admin key on first start; Ctrl-C stops).
 run: setup
@@ -30,7 +36,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup services lint typecheck
+test: setup services browser lint typecheck
 	$(BIN)/python -m pytest
 
 format: setup
@@ -41,6 +47,10 @@ bench: setup
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/service.py
+
+# Retake the README's UI screenshots (docs/img/ui-*.png) with the browser test.
+screenshots: setup services browser
+	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser.py -k sqlite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

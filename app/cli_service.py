@@ -19,6 +19,9 @@ from .cli import app, console, fail
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
+#: open worklist event streams do not end by themselves: stop waiting for them after this
+GRACEFUL_SECONDS = 5
+
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data folder (default $AMAQC_DATA_DIR or ./.amaqc)."),
@@ -84,7 +87,12 @@ def api(
     import uvicorn
 
     settings = _settings(data_dir)
-    uvicorn.run("app.api.main:app", host=host or settings.host, port=port or settings.port)
+    uvicorn.run(
+        "app.api.main:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+    )
 
 
 @app.command()
@@ -147,7 +155,12 @@ def up(
         console.print("admin key (shown once; create more with `amaqc keys create`):")
         print(admin_key, flush=True)
     try:
-        uvicorn.run("app.api.main:app", host=host or settings.host, port=port or settings.port)
+        uvicorn.run(
+            "app.api.main:app",
+            host=host or settings.host,
+            port=port or settings.port,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        )
     finally:
         if worker_proc.poll() is None:
             worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown

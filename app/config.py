@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     #: ``flagged``: only artifact verdicts; ``all``: every series verdict
     webhook_events: Literal["flagged", "all"] = "flagged"
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: signs the web UI's session cookie; default: a random key kept in ``<data_dir>/secret_key``
+    secret_key: str = ""
+    #: how long a web UI sign-in lasts
+    session_hours: float = Field(default=12.0, gt=0)
+    #: the session cookie's ``Secure`` flag: browsers send it over HTTPS and to http://localhost
+    #: and http://127.0.0.1 only; turn off to serve the UI over plain HTTP on another host
+    cookie_secure: bool = True
+    #: how often the worklist's event stream looks in the database for new verdicts
+    events_poll_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:

@@ -3,6 +3,7 @@ checks, and the series / instance a caller may read. Handlers never repeat these
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -14,6 +15,10 @@ from app.config import Settings, get_settings
 from app.db import repo
 from app.db.models import ApiKey, Instance, Series
 from app.db.session import new_session
+from app.web import session as web_session
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+UI_ROLES = ("radiographer", "admin")
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -30,18 +35,44 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="an amaqc API key")
 
 
+def signed_in(
+    request: Request, session: Session, settings: Settings
+) -> tuple[ApiKey, web_session.WebSession] | None:
+    """The key and session of a valid web UI session cookie (radiographer or admin keys)."""
+    web = web_session.decode(settings, request.cookies.get(web_session.COOKIE))
+    key = session.get(ApiKey, web.key_id) if web else None
+    if web is None or key is None or key.revoked or key.role not in UI_ROLES:
+        return None
+    return key, web
+
+
 def current_key(
+    request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    """The caller's API key from ``Authorization: Bearer <key>``; 401 when missing/unknown."""
+    """The caller's API key from ``Authorization: Bearer <key>``, else from the web UI's
+    session cookie (then a request that changes something must carry the page's CSRF token
+    in ``X-CSRF-Token``); 401 when there is neither."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or not credentials.credentials:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send the header 'Authorization: Bearer <key>'",
-            headers=challenge,
-        )
+        found = signed_in(request, session, settings)
+        if found is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key: send the header 'Authorization: Bearer <key>'",
+                headers=challenge,
+            )
+        key, web = found
+        token = request.headers.get(web_session.CSRF_HEADER, "")
+        if request.method not in SAFE_METHODS and not hmac.compare_digest(token, web.csrf):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"a request signed in by cookie must send the page's {web_session.CSRF_HEADER} "
+                "header",
+            )
+        return key
     key = repo.find_api_key(session, credentials.credentials)
     if key is None:
         raise HTTPException(
@@ -68,6 +99,7 @@ def require_role(*roles: str) -> Any:
 
 
 IngestKey = Annotated[ApiKey, require_role("scanner", "admin")]
+ReviewerKey = Annotated[ApiKey, require_role(*UI_ROLES)]
 AdminKey = Annotated[ApiKey, require_role("admin")]
 
 

@@ -11,19 +11,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings, get_settings
 from app.ingest.errors import IngestError
 from app.sweeper import Sweeper
+from app.web import events as web_events
+from app.web import routes as web_routes
+from app.web.deps import HERE as WEB_DIR
+from app.web.deps import NotSignedIn, WebForbidden, templates
 
 from .metrics import Metrics
-from .routes import dicomweb, health, ingest, instances, series
+from .routes import dicomweb, health, ingest, instances, reviews, series
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(ingest.router)
 api_router.include_router(series.router)
 api_router.include_router(instances.router)
+api_router.include_router(reviews.router)
 
 
 def _settings(app: FastAPI) -> Settings:
@@ -54,6 +60,17 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+async def _not_signed_in(_: Request, __: Exception) -> Response:
+    return RedirectResponse("/login", status_code=303)
+
+
+async def _web_forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WebForbidden)
+    return templates.TemplateResponse(
+        request, "error.html", {"user": None, "message": exc.message}, status_code=403
+    )
 
 
 def _body_limit(app: FastAPI) -> Callable[..., Awaitable[Response]]:
@@ -91,6 +108,12 @@ def create_app() -> FastAPI:
     app.include_router(api_router)
     app.include_router(dicomweb.router)
     app.include_router(health.router)
+    # the radiographer web UI
+    app.add_exception_handler(NotSignedIn, _not_signed_in)
+    app.add_exception_handler(WebForbidden, _web_forbidden)
+    app.include_router(web_routes.router)
+    app.include_router(web_events.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     return app
 
 

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from app.db.models import Instance, InstanceVerdict
+    from app.db.models import Instance, InstanceVerdict, Review
 
 
 class SkippedObject(BaseModel):
@@ -44,6 +44,8 @@ class InstancePublic(BaseModel):
     id: int
     instance_number: int | None
     frame_index: int
+    rows: int
+    cols: int
     probability: float | None
     label: Literal["artifact", "clean"] | None
     image_url: str
@@ -106,8 +108,60 @@ def instance_public(
         id=instance.id,
         instance_number=instance.instance_number,
         frame_index=instance.frame_index,
+        rows=instance.rows,
+        cols=instance.cols,
         probability=verdict.probability if verdict else None,
         label=label_name(verdict.label) if verdict else None,
         image_url=request.url_for("instance_image", instance_id=instance.id).path,
         heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,
+    )
+
+
+class ReviewCreate(BaseModel):
+    """A review: the series label, optional labels of single slices (by instance id), a
+    comment. Whether it confirms or overrides the model follows from the verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Literal["artifact", "clean"]
+    slices: dict[int, Literal["artifact", "clean"]] = Field(default_factory=dict)
+    comment: str = Field(default="", max_length=4000)
+
+
+class ReviewPublic(BaseModel):
+    id: int
+    series_id: int
+    label: Literal["artifact", "clean"]
+    model_label: Literal["artifact", "clean"] | None
+    #: "confirmed" or "overridden" (the model's verdict), "labelled" when there was none
+    decision: Literal["confirmed", "overridden", "labelled"]
+    slices: dict[int, Literal["artifact", "clean"]]
+    comment: str
+    reviewer: str
+    created_at: datetime
+
+
+class ReviewsPublic(BaseModel):
+    items: list[ReviewPublic]
+
+
+def review_decision(
+    label: int, model_label: int | None
+) -> Literal["confirmed", "overridden", "labelled"]:
+    if model_label is None:
+        return "labelled"
+    return "confirmed" if label == model_label else "overridden"
+
+
+def review_public(review: Review) -> ReviewPublic:
+    return ReviewPublic(
+        id=review.id,
+        series_id=review.series_id,
+        label="artifact" if review.label else "clean",
+        model_label=label_name(review.model_label),
+        decision=review_decision(review.label, review.model_label),
+        slices={s.instance_id: "artifact" if s.label else "clean" for s in review.slices},
+        comment=review.comment,
+        reviewer=review.reviewer,
+        created_at=review.created_at,
     )

@@ -157,3 +157,41 @@ class SeriesVerdict(Base):
     rule: Mapped[str] = mapped_column(String(40))
     threshold: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    """A radiographer's judgement of a series verdict; the newest review of a series counts.
+
+    ``label`` is the reviewer's series label (1 = artifact); ``model_label`` the verdict it
+    judged (null when the series had none), so confirm/override is ``label == model_label``.
+    ``reviewer`` keeps the key's name at review time (labels outlive keys).
+    """
+
+    __tablename__ = "review"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    label: Mapped[int] = mapped_column(Integer)
+    model_label: Mapped[int | None]
+    model_probability: Mapped[float | None] = mapped_column(Float)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    slices: Mapped[list[ReviewSlice]] = relationship(
+        back_populates="review", order_by="ReviewSlice.instance_id", lazy="selectin"
+    )
+
+
+class ReviewSlice(Base):
+    """A per-slice label within a review (only for the slices the reviewer labelled)."""
+
+    __tablename__ = "review_slice"
+    __table_args__ = (UniqueConstraint("review_id", "instance_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("review.id"), index=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"))
+    label: Mapped[int] = mapped_column(Integer)
+
+    review: Mapped[Review] = relationship(back_populates="slices", lazy="raise")

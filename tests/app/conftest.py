@@ -139,3 +139,31 @@ def stack(
             yield settings
         finally:
             stop_process(worker)
+
+
+def set_threshold(settings: Settings, threshold: float) -> None:
+    """Make the active model's verdicts deterministic whatever the tiny model outputs:
+    0.0 flags every slice (probability >= 0), 1.01 flags none."""
+    with session_scope(settings.database_url) as session:
+        version = repo.active_model_version(session)
+        assert version is not None
+        version.threshold = threshold
+
+
+@pytest.fixture
+def web(settings: Settings) -> Iterator[TestClient]:
+    """An API client on https://testserver, so the Secure session cookie is kept and sent."""
+    from app.api.main import app
+
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app, base_url="https://testserver") as test_client:
+        yield test_client
+    app.dependency_overrides.clear()
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    """Sign ``client`` in with ``key``; returns the page's CSRF token."""
+    r = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = client.get("/").text
+    return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]

@@ -45,6 +45,23 @@ def instance_image(instance: ReadableInstance, settings: SettingsDep) -> Respons
     return Response(render.slice_png(_pixels(settings, instance)), media_type="image/png")
 
 
+@router.get(
+    "/{instance_id}/pixels",
+    name="instance_pixels",
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def instance_pixels(instance: ReadableInstance, settings: SettingsDep) -> Response:
+    """The slice's pixel values as little-endian float32, row-major; the shape is in the
+    ``X-Amaqc-Shape: rows,cols`` header (the viewer's window/level works on these)."""
+    pixels = np.ascontiguousarray(_pixels(settings, instance), dtype="<f4")
+    rows, cols = pixels.shape
+    return Response(
+        pixels.tobytes(),
+        media_type="application/octet-stream",
+        headers={"X-Amaqc-Shape": f"{rows},{cols}"},
+    )
+
+
 @router.get("/{instance_id}/heatmap.png", name="instance_heatmap", responses={200: PNG})
 def instance_heatmap(
     instance: ReadableInstance, session: SessionDep, settings: SettingsDep

@@ -1,0 +1,260 @@
+"""Queries of the radiographer UI: the worklist, reviews, the label export, and the change
+watermarks the worklist's event stream polls. Like ``repo``: flush, never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .models import ApiKey, Instance, ModelVersion, Review, ReviewSlice, Series, SeriesVerdict
+
+FINAL_STATUSES = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class WorklistFilter:
+    """What the worklist shows; ``date_from``/``date_to`` bound the time received (UTC)."""
+
+    flagged_only: bool = False
+    unreviewed_only: bool = False
+    scanner: str | None = None
+    protocol: str | None = None  # case-insensitive substring
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    series: Series
+    verdict: SeriesVerdict | None
+    review: Review | None
+    n_slices: int
+
+
+def _newest(model: type[SeriesVerdict] | type[Review]) -> object:
+    return (
+        select(func.max(model.id))
+        .where(model.series_id == Series.id)
+        .correlate(Series)
+        .scalar_subquery()
+    )
+
+
+def worklist(
+    session: Session,
+    filters: WorklistFilter,
+    *,
+    limit: int = 100,
+    cursor: int | None = None,
+    ids: Iterable[int] | None = None,
+) -> tuple[list[WorklistRow], int | None]:
+    """Series newest first with their newest verdict and review, and the next page's cursor
+    (the last id shown). ``ids`` restricts the query to those series (the event stream)."""
+    n_slices = (
+        select(func.count(Instance.id))
+        .where(Instance.series_id == Series.id)
+        .correlate(Series)
+        .scalar_subquery()
+    )
+    query = (
+        select(Series, SeriesVerdict, Review, n_slices)
+        .outerjoin(SeriesVerdict, SeriesVerdict.id == _newest(SeriesVerdict))
+        .outerjoin(Review, Review.id == _newest(Review))
+    )
+    if filters.flagged_only:
+        query = query.where(SeriesVerdict.label == 1)
+    if filters.unreviewed_only:
+        query = query.where(Review.id.is_(None))
+    if filters.scanner:
+        query = query.where(Series.scanner == filters.scanner)
+    if filters.protocol:
+        query = query.where(Series.protocol.ilike(f"%{_escape_like(filters.protocol)}%", "\\"))
+    if filters.date_from is not None:
+        query = query.where(Series.received_at >= filters.date_from)
+    if filters.date_to is not None:
+        query = query.where(Series.received_at < filters.date_to)
+    if ids is not None:
+        query = query.where(Series.id.in_(list(ids)))
+    if cursor is not None:
+        query = query.where(Series.id < cursor)
+    rows = session.execute(query.order_by(Series.id.desc()).limit(limit + 1)).all()
+    items = [WorklistRow(s, v, r, int(n)) for s, v, r, n in rows[:limit]]
+    next_cursor = items[-1].series.id if len(rows) > limit and items else None
+    return items, next_cursor
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def scanners(session: Session) -> list[str]:
+    """The distinct scanner names seen, for the worklist's filter."""
+    rows = session.scalars(select(Series.scanner).where(Series.scanner.is_not(None)).distinct())
+    return sorted(s for s in rows if s)
+
+
+# --- reviews ---------------------------------------------------------------------------
+
+
+def add_review(
+    session: Session,
+    series: Series,
+    key: ApiKey,
+    *,
+    label: int,
+    slices: dict[int, int],
+    comment: str,
+    verdict: SeriesVerdict | None,
+) -> Review:
+    """A new review of ``series`` by ``key``; ``slices`` maps instance ids to labels."""
+    review = Review(
+        series_id=series.id,
+        api_key_id=key.id,
+        reviewer=key.name,
+        label=label,
+        model_label=verdict.label if verdict else None,
+        model_probability=verdict.probability if verdict else None,
+        model_version_id=verdict.model_version_id if verdict else None,
+        comment=comment,
+    )
+    review.slices = [ReviewSlice(instance_id=i, label=v) for i, v in sorted(slices.items())]
+    session.add(review)
+    session.flush()
+    return review
+
+
+def series_reviews(session: Session, series_id: int) -> list[Review]:
+    """Every review of a series, newest first."""
+    return list(
+        session.scalars(
+            select(Review).where(Review.series_id == series_id).order_by(Review.id.desc())
+        )
+    )
+
+
+def model_versions(session: Session) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
+
+
+@dataclass(frozen=True)
+class ExportSlice:
+    """One labelled slice of the export."""
+
+    instance: Instance
+    series: Series
+    review: Review
+    label: int
+    source: str  # "slice" (labelled by the reviewer) or "series" (a clean series)
+    model_version: str | None
+    shares_file: bool = field(default=False)  # other frames of the same stored file exist
+
+
+def export_slices(session: Session) -> list[ExportSlice]:
+    """The labelled slices of each series' newest review, series by series.
+
+    A slice's label is the reviewer's label for it; without one, every slice of a series the
+    reviewer called clean is clean, and a slice of an artifact series stays unlabelled (which
+    of its slices show the artifact is not known).
+    """
+    newest = select(func.max(Review.id)).group_by(Review.series_id).scalar_subquery()
+    reviews = list(session.scalars(select(Review).where(Review.id.in_(newest))))
+    if not reviews:
+        return []
+    series_ids = [r.series_id for r in reviews]
+    series = {s.id: s for s in session.scalars(select(Series).where(Series.id.in_(series_ids)))}
+    instances = list(
+        session.scalars(
+            select(Instance)
+            .where(Instance.series_id.in_(series_ids))
+            .order_by(Instance.series_id, Instance.instance_number, Instance.id)
+        )
+    )
+    per_file: dict[str, int] = {}
+    for inst in instances:
+        per_file[inst.storage_path] = per_file.get(inst.storage_path, 0) + 1
+    versions = {v.id: v.name for v in model_versions(session)}
+    by_series: dict[int, list[Instance]] = {}
+    for inst in instances:
+        by_series.setdefault(inst.series_id, []).append(inst)
+    out: list[ExportSlice] = []
+    for review in sorted(reviews, key=lambda r: r.series_id):
+        labelled = {s.instance_id: s.label for s in review.slices}
+        for inst in by_series.get(review.series_id, []):
+            if inst.id in labelled:
+                label, source = labelled[inst.id], "slice"
+            elif review.label == 0:
+                label, source = 0, "series"
+            else:
+                continue
+            out.append(
+                ExportSlice(
+                    instance=inst,
+                    series=series[review.series_id],
+                    review=review,
+                    label=label,
+                    source=source,
+                    model_version=versions.get(review.model_version_id or -1),
+                    shares_file=per_file[inst.storage_path] > 1,
+                )
+            )
+    return out
+
+
+# --- change watermarks for the event stream ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The newest series, verdict and review ids seen: ``s12.v9.r3`` in an event id."""
+
+    series: int
+    verdict: int
+    review: int
+
+    def __str__(self) -> str:
+        return f"s{self.series}.v{self.verdict}.r{self.review}"
+
+    @classmethod
+    def parse(cls, text: str) -> Watermark | None:
+        try:
+            s, v, r = (int(part[1:]) for part in text.split("."))
+        except ValueError:
+            return None
+        return cls(s, v, r) if text == str(cls(s, v, r)) else None
+
+
+def watermark(session: Session) -> Watermark:
+    def newest(column: object) -> int:
+        return int(session.scalar(select(func.max(column))) or 0)  # type: ignore[arg-type]
+
+    return Watermark(newest(Series.id), newest(SeriesVerdict.id), newest(Review.id))
+
+
+def changed_since(session: Session, mark: Watermark) -> tuple[set[int], Watermark]:
+    """Series with a new row (series, verdict or review) after ``mark``, and the new mark."""
+    now = watermark(session)
+    changed = set(session.scalars(select(Series.id).where(Series.id > mark.series)))
+    changed |= set(
+        session.scalars(select(SeriesVerdict.series_id).where(SeriesVerdict.id > mark.verdict))
+    )
+    changed |= set(session.scalars(select(Review.series_id).where(Review.id > mark.review)))
+    return changed, now
+
+
+def statuses(session: Session, ids: Sequence[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = session.execute(select(Series.id, Series.status).where(Series.id.in_(list(ids))))
+    return {int(i): s for i, s in rows}
+
+
+def unfinished(session: Session) -> dict[int, str]:
+    """Series still receiving, queued or processing, with their status."""
+    rows = session.execute(
+        select(Series.id, Series.status).where(Series.status.not_in(FINAL_STATUSES))
+    )
+    return {int(i): s for i, s in rows}

@@ -1,0 +1,59 @@
+"""Who is signed in to the web UI, as dependencies: pages redirect to ``/login`` when nobody
+is, and answer 403 when the key's role may not see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+
+from app.api.deps import SessionDep, SettingsDep, signed_in
+from app.db.models import ApiKey
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+class NotSignedIn(Exception):
+    """A page was asked for without a valid session: the handler redirects to /login."""
+
+
+class WebForbidden(Exception):
+    """The signed-in key's role may not see the page (rendered as a 403 page)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class WebUser:
+    key: ApiKey
+    csrf: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.key.role == "admin"
+
+
+def web_user(request: Request, session: SessionDep, settings: SettingsDep) -> WebUser:
+    found = signed_in(request, session, settings)
+    if found is None:
+        raise NotSignedIn
+    key, web = found
+    return WebUser(key, web.csrf)
+
+
+def web_admin(user: Annotated[WebUser, Depends(web_user)]) -> WebUser:
+    if not user.is_admin:
+        raise WebForbidden(
+            f"this page is for admin keys; you are signed in with a {user.key.role} key"
+        )
+    return user
+
+
+UserDep = Annotated[WebUser, Depends(web_user)]
+AdminDep = Annotated[WebUser, Depends(web_admin)]

@@ -1,0 +1,130 @@
+"""The radiographer web UI's pages: sign-in, worklist, series viewer, and a minimal admin page.
+
+Server-rendered with Jinja2; ``static/`` holds the small scripts. Sign-in takes a radiographer
+or admin key and keeps a signed session cookie (``session.py``); scanner keys cannot sign in.
+URLs carry series ids and filters, never patient data.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.deps import UI_ROLES, SessionDep, SettingsDep, signed_in
+from app.db import repo, reviews
+
+from . import session as web_session
+from .deps import AdminDep, UserDep, WebUser, templates
+from .views import parse_filters, row_view, series_data
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 100
+
+
+def _insecure_transport(request: Request, cookie_secure: bool) -> bool:
+    """True when a Secure cookie will not be kept: plain HTTP to a host other than loopback."""
+    host = request.url.hostname or ""
+    local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+    return cookie_secure and request.url.scheme == "http" and not local
+
+
+def _page(
+    request: Request, name: str, user: WebUser | None, code: int = 200, **ctx: Any
+) -> Response:
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"user": user, **ctx},
+        status_code=code,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    if signed_in(request, session, settings) is not None:
+        return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
+    insecure = _insecure_transport(request, settings.cookie_secure)
+    return _page(request, "login.html", None, insecure=insecure)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    api_key: Annotated[str, Form()] = "",
+) -> Response:
+    """Sign in with a radiographer or admin key (401 unknown key, 403 scanner key)."""
+    key = repo.find_api_key(session, api_key.strip()) if api_key.strip() else None
+    if key is None:
+        error = "enter an API key" if not api_key.strip() else "unknown or revoked API key"
+        return _page(request, "login.html", None, status.HTTP_401_UNAUTHORIZED, error=error)
+    if key.role not in UI_ROLES:
+        error = (
+            f"a {key.role} key cannot sign in to the UI; sign in with a radiographer or "
+            "admin key (amaqc keys create --role radiographer --name ...)"
+        )
+        return _page(request, "login.html", None, status.HTTP_403_FORBIDDEN, error=error)
+    value, _ = web_session.encode(settings, key.id)
+    response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
+    web_session.set_cookie(response, settings, value)
+    return response
+
+
+@router.post("/logout")
+def logout(user: UserDep, settings: SettingsDep, csrf: Annotated[str, Form()] = "") -> Response:
+    if not hmac.compare_digest(csrf, user.csrf):
+        return Response("missing or wrong CSRF token; reload the page", status.HTTP_403_FORBIDDEN)
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    web_session.clear_cookie(response, settings)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def worklist_page(request: Request, user: UserDep, session: SessionDep) -> Response:
+    """Newest series first; flagged ones highlighted; filters in the query string."""
+    params = dict(request.query_params)
+    filters, problems = parse_filters(params)
+    cursor = params.get("cursor", "")
+    mark = reviews.watermark(session)  # before the rows: the stream sends anything newer
+    rows, next_cursor = reviews.worklist(
+        session, filters, limit=PAGE_SIZE, cursor=int(cursor) if cursor.isdigit() else None
+    )
+    query = {k: v for k, v in params.items() if k != "cursor" and v}
+    return _page(
+        request,
+        "worklist.html",
+        user,
+        rows=[row_view(r) for r in rows],
+        next_cursor=next_cursor,
+        params=params,
+        query=query,
+        problems=problems,
+        scanners=reviews.scanners(session),
+        since=str(mark),
+        paged=bool(cursor),
+    )
+
+
+@router.get("/series/{series_id}", response_class=HTMLResponse)
+def series_page(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
+    data = series_data(session, series_id, request)
+    if data is None:
+        return _page(
+            request,
+            "error.html",
+            user,
+            status.HTTP_404_NOT_FOUND,
+            message=f"series {series_id} not found",
+        )
+    return _page(request, "series.html", user, series=data)
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, user: AdminDep, session: SessionDep) -> Response:
+    """Model versions (admin keys only; the full admin pages build on this)."""
+    return _page(request, "admin.html", user, versions=reviews.model_versions(session))

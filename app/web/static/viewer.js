@@ -1,0 +1,263 @@
+// Series viewer: slice strip, large view with window/level on the raw pixel values, patch
+// heatmap overlay, probability chart, keyboard navigation, and the review form.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("series-data").textContent);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const slices = data.slices;
+  const $ = (id) => document.getElementById(id);
+  const stage = $("stage"), imageCanvas = $("image"), heatCanvas = $("heat");
+  const state = { index: 0, heat: true, opacity: 0.5, lo: null, hi: null, range: null, labels: {} };
+  const pixelCache = new Map();
+  const threshold = data.verdict ? data.verdict.threshold : 0.5;
+
+  // --- pixels and window/level -------------------------------------------------------
+  async function pixels(slice) {
+    if (!pixelCache.has(slice.id)) {
+      pixelCache.set(slice.id, fetch(slice.pixels_url, { credentials: "same-origin" }).then(async (r) => {
+        if (!r.ok) throw new Error((await r.json()).detail || r.statusText);
+        const [rows, cols] = r.headers.get("X-Amaqc-Shape").split(",").map(Number);
+        return { rows, cols, values: new Float32Array(await r.arrayBuffer()) };
+      }));
+    }
+    return pixelCache.get(slice.id);
+  }
+
+  function percentiles(values, lowP, highP) {
+    const step = Math.max(1, Math.floor(values.length / 20000));
+    const sample = [];
+    for (let i = 0; i < values.length; i += step) sample.push(values[i]);
+    sample.sort((a, b) => a - b);
+    const at = (p) => sample[Math.min(sample.length - 1, Math.floor(p * (sample.length - 1)))];
+    return [at(lowP), at(highP)];
+  }
+
+  function autoWindow(px) {
+    const [lo, hi] = percentiles(px.values, 0.005, 0.995);
+    const [min, max] = percentiles(px.values, 0, 1);
+    state.range = [min, max > min ? max : min + 1];
+    state.lo = lo; state.hi = hi > lo ? hi : lo + 1;
+    syncSliders();
+  }
+
+  function syncSliders() {
+    const [min, max] = state.range, span = max - min;
+    $("ww").value = Math.round(((state.hi - state.lo) / span) * 1000);
+    $("wl").value = Math.round((((state.hi + state.lo) / 2 - min) / span) * 1000);
+    const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
+    $("wl-info").textContent = `W ${fmt(state.hi - state.lo)} / L ${fmt((state.hi + state.lo) / 2)}`;
+  }
+
+  function slidersToWindow() {
+    const [min, max] = state.range, span = max - min;
+    const width = Math.max(1, Number($("ww").value)) / 1000 * span;
+    const level = min + (Number($("wl").value) / 1000) * span;
+    state.lo = level - width / 2; state.hi = level + width / 2;
+    syncSliders();
+    draw();
+  }
+
+  // --- drawing -----------------------------------------------------------------------
+  async function draw() {
+    const slice = slices[state.index];
+    let px;
+    try { px = await pixels(slice); } catch (err) { $("slice-info").textContent = "cannot load slice: " + err.message; return; }
+    if (slice !== slices[state.index]) return;  // another slice was selected meanwhile
+    if (state.lo === null) autoWindow(px);
+    imageCanvas.width = heatCanvas.width = px.cols;
+    imageCanvas.height = heatCanvas.height = px.rows;
+    const ctx = imageCanvas.getContext("2d");
+    const img = ctx.createImageData(px.cols, px.rows);
+    const scale = 255 / (state.hi - state.lo);
+    for (let i = 0, j = 0; i < px.values.length; i++, j += 4) {
+      const v = Math.max(0, Math.min(255, (px.values[i] - state.lo) * scale));
+      img.data[j] = img.data[j + 1] = img.data[j + 2] = v; img.data[j + 3] = 255;
+    }
+    ctx.putImageData(img, 0, 0);
+    drawHeat(slice, px);
+  }
+
+  function drawHeat(slice, px) {
+    const ctx = heatCanvas.getContext("2d");
+    ctx.clearRect(0, 0, heatCanvas.width, heatCanvas.height);
+    const map = slice.patch_map;
+    if (!map || !map.length) return;
+    // the (rows, cols) patch probabilities stretched over the slice, as the PNG heatmap does
+    const cells = document.createElement("canvas");
+    cells.width = map[0].length; cells.height = map.length;
+    const cctx = cells.getContext("2d"), cimg = cctx.createImageData(cells.width, cells.height);
+    map.forEach((row, r) => row.forEach((p, c) => {
+      const j = (r * cells.width + c) * 4;
+      cimg.data[j] = 255; cimg.data[j + 1] = 40; cimg.data[j + 2] = 40;
+      cimg.data[j + 3] = Math.round(Math.max(0, Math.min(1, p)) * 255);
+    }));
+    cctx.putImageData(cimg, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(cells, 0, 0, px.cols, px.rows);
+  }
+
+  function showHeat() {
+    heatCanvas.style.opacity = state.heat ? state.opacity : 0;
+    $("heat-toggle").checked = state.heat;
+    stage.dataset.heat = state.heat ? "on" : "off";
+  }
+
+  function info() {
+    const s = slices[state.index];
+    const p = s.probability === null ? "not scored" : `p = ${s.probability.toFixed(2)} (${s.label})`;
+    const mine = state.labels[s.id] ? ` · your label: ${state.labels[s.id]}` : "";
+    $("slice-info").textContent = `Slice ${state.index + 1} / ${slices.length}` +
+      (s.number !== null ? ` · #${s.number}` : "") + ` · ${p}${mine}`;
+  }
+
+  // --- slice strip and chart -----------------------------------------------------------
+  const thumbs = slices.map((s, i) => {
+    const t = document.createElement("button");
+    t.type = "button"; t.className = "thumb" + (s.label === "artifact" ? " flag" : "");
+    t.setAttribute("role", "option"); t.dataset.index = i;
+    t.innerHTML = `<img loading="lazy" alt="slice ${i + 1}" src="${s.image_url}">` +
+      `<span>${i + 1} · ${s.probability === null ? "–" : s.probability.toFixed(2)}</span>` +
+      `<span class="lab"></span>`;
+    t.addEventListener("click", () => select(i));
+    $("strip").appendChild(t);
+    return t;
+  });
+
+  const svgNS = "http://www.w3.org/2000/svg";
+  function chart() {
+    const svg = $("chart"), w = 320, h = 110, pad = 12;
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.innerHTML = "";
+    const bw = (w - 2 * pad) / Math.max(1, slices.length);
+    const y = (p) => h - pad - p * (h - 2 * pad);
+    slices.forEach((s, i) => {
+      const p = s.probability || 0, r = document.createElementNS(svgNS, "rect");
+      r.setAttribute("x", pad + i * bw + 1); r.setAttribute("width", Math.max(1, bw - 2));
+      r.setAttribute("y", y(p)); r.setAttribute("height", Math.max(1, y(0) - y(p)));
+      r.setAttribute("class", "bar" + (s.label === "artifact" ? " flag" : "") + (i === state.index ? " sel" : ""));
+      const title = document.createElementNS(svgNS, "title");
+      title.textContent = `slice ${i + 1}: ${s.probability === null ? "not scored" : s.probability.toFixed(3)}`;
+      r.appendChild(title);
+      r.addEventListener("click", () => select(i));
+      svg.appendChild(r);
+    });
+    const line = document.createElementNS(svgNS, "line");
+    line.setAttribute("x1", pad); line.setAttribute("x2", w - pad);
+    line.setAttribute("y1", y(threshold)); line.setAttribute("y2", y(threshold));
+    line.setAttribute("class", "thr"); svg.appendChild(line);
+    const label = document.createElementNS(svgNS, "text");
+    label.setAttribute("x", w - pad); label.setAttribute("y", y(threshold) - 3);
+    label.setAttribute("text-anchor", "end"); label.textContent = `threshold ${threshold.toFixed(2)}`;
+    svg.appendChild(label);
+  }
+
+  function select(i) {
+    state.index = Math.max(0, Math.min(slices.length - 1, i));
+    stage.dataset.index = state.index;
+    thumbs.forEach((t, j) => { t.classList.toggle("sel", j === state.index); t.setAttribute("aria-selected", j === state.index); });
+    const strip = $("strip"), t = thumbs[state.index];  // keep the selected thumb in view
+    strip.scrollTo({ top: t.offsetTop - (strip.clientHeight - t.offsetHeight) / 2,
+      left: t.offsetLeft - (strip.clientWidth - t.offsetWidth) / 2 });
+    chart(); info(); draw();
+  }
+
+  // --- slice labels and the review ------------------------------------------------------
+  function setLabel(i, label) {
+    const id = slices[i].id;
+    if (label) state.labels[id] = label; else delete state.labels[id];
+    refreshLabels();
+  }
+
+  function refreshLabels() {
+    slices.forEach((s, i) => {
+      const lab = thumbs[i].querySelector(".lab");
+      lab.textContent = state.labels[s.id] || ""; lab.className = "lab " + (state.labels[s.id] || "");
+    });
+    const n = Object.keys(state.labels).length;
+    $("slice-label-count").textContent = n ? `${n} of ${slices.length} labelled` : "none";
+    info();
+  }
+
+  function chosenLabel() {
+    const checked = document.querySelector('#review input[name="label"]:checked');
+    return checked ? checked.value : null;
+  }
+
+  function decision() {
+    const el = $("decision"), label = chosenLabel();
+    if (!data.verdict || !label) { el.textContent = ""; el.className = "decision"; return; }
+    const same = label === data.verdict.label;
+    el.textContent = same ? "Confirms the model's verdict" : `Overrides the model (${data.verdict.label})`;
+    el.className = "decision " + (same ? "confirmed" : "overridden");
+  }
+
+  function history() {
+    const ol = $("history");
+    ol.innerHTML = "";
+    if (!data.reviews.length) { ol.innerHTML = "<li class='muted'>not reviewed yet</li>"; return; }
+    for (const r of data.reviews) {
+      const li = document.createElement("li");
+      li.textContent = `${r.text} by ${r.reviewer}, ${r.at} UTC` + (r.comment ? ` — “${r.comment}”` : "");
+      ol.appendChild(li);
+    }
+  }
+
+  $("review").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = $("review-status"), label = chosenLabel();
+    if (!label) { status.textContent = "Choose artifact or clean."; return; }
+    $("submit-review").disabled = true;
+    status.textContent = "Saving…";
+    try {
+      const r = await fetch(data.review_url, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify({ label, slices: state.labels, comment: $("comment").value }),
+      });
+      const body = await r.json();
+      if (!r.ok) throw new Error(body.detail || r.statusText);
+      status.textContent = `Saved: ${body.decision} (${body.label}) by ${body.reviewer}.`;
+      data.reviews.unshift({ text: `${body.decision} (${body.label})`, reviewer: body.reviewer,
+        at: body.created_at.slice(0, 19), comment: body.comment });
+      history();
+    } catch (err) {
+      status.textContent = "Not saved: " + err.message;
+    } finally {
+      $("submit-review").disabled = false;
+    }
+  });
+  document.querySelectorAll('#review input[name="label"]').forEach((r) => r.addEventListener("change", decision));
+  $("use-model").addEventListener("click", () => {
+    slices.forEach((s, i) => { if (s.label) setLabel(i, s.label); });
+  });
+  $("clear-slices").addEventListener("click", () => { state.labels = {}; refreshLabels(); });
+
+  // --- controls and keys ----------------------------------------------------------------
+  $("heat-toggle").addEventListener("change", (e) => { state.heat = e.target.checked; showHeat(); });
+  $("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value) / 100; state.heat = true; showHeat(); });
+  $("ww").addEventListener("input", slidersToWindow);
+  $("wl").addEventListener("input", slidersToWindow);
+  $("wl-auto").addEventListener("click", async () => { autoWindow(await pixels(slices[state.index])); draw(); });
+
+  document.addEventListener("keydown", (event) => {
+    const t = event.target;
+    if (t.closest && t.closest("textarea, select, input:not([type=checkbox]):not([type=radio])")) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const keys = {
+      ArrowRight: () => select(state.index + 1), ArrowDown: () => select(state.index + 1),
+      ArrowLeft: () => select(state.index - 1), ArrowUp: () => select(state.index - 1),
+      Home: () => select(0), End: () => select(slices.length - 1),
+      h: () => { state.heat = !state.heat; showHeat(); },
+      a: () => setLabel(state.index, "artifact"), c: () => setLabel(state.index, "clean"),
+      u: () => setLabel(state.index, null),
+    };
+    const run = keys[event.key];
+    if (run) { event.preventDefault(); run(); }
+  });
+
+  if (!slices.length) { $("slice-info").textContent = "This series has no slices."; return; }
+  const firstFlagged = slices.findIndex((s) => s.label === "artifact");
+  $("opacity").value = state.opacity * 100;
+  showHeat(); decision(); history(); refreshLabels();
+  select(firstFlagged >= 0 ? firstFlagged : 0);
+})();

@@ -1,0 +1,136 @@
+"""What the templates show: worklist rows and the series viewer's data, from database rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+from app.api.schemas import label_name, review_decision
+from app.db import repo, reviews
+from app.db.models import Review
+from app.db.reviews import WorklistFilter, WorklistRow
+
+from .deps import templates
+
+
+def review_state(review: Review | None) -> dict[str, Any]:
+    if review is None:
+        return {"state": "unreviewed", "text": "unreviewed", "reviewer": None, "at": None}
+    decision = review_decision(review.label, review.model_label)
+    return {
+        "state": decision,
+        "text": f"{decision} ({label_name(review.label)})",
+        "reviewer": review.reviewer,
+        "at": review.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def row_view(row: WorklistRow) -> dict[str, Any]:
+    """One worklist row as plain values (rendered by ``_row.html``)."""
+    s, v = row.series, row.verdict
+    return {
+        "id": s.id,
+        "received_at": s.received_at.isoformat(timespec="seconds"),
+        "received_text": s.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "scanner": s.scanner or "",
+        "protocol": s.protocol or "",
+        "n_slices": row.n_slices,
+        "status": s.status,
+        "label": label_name(v.label) if v else None,
+        "flagged": bool(v and v.label),
+        "probability": f"{v.probability:.2f}" if v else "",
+        "flagged_count": v.flagged_count if v else None,
+        "review": review_state(row.review),
+    }
+
+
+def render_row(row: WorklistRow) -> str:
+    return templates.get_template("_row.html").render(row=row_view(row))
+
+
+def parse_filters(params: dict[str, str]) -> tuple[WorklistFilter, list[str]]:
+    """The worklist filter from query parameters, and a message per unusable one."""
+    problems: list[str] = []
+
+    def day(name: str) -> datetime | None:
+        text = params.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return datetime.combine(date.fromisoformat(text), time(), UTC)
+        except ValueError:
+            problems.append(f"{name}: {text!r} is not a date (YYYY-MM-DD); ignored")
+            return None
+
+    date_to = day("to")
+    filters = WorklistFilter(
+        flagged_only=params.get("flagged") in ("1", "on", "true"),
+        unreviewed_only=params.get("unreviewed") in ("1", "on", "true"),
+        scanner=params.get("scanner", "").strip() or None,
+        protocol=params.get("protocol", "").strip() or None,
+        date_from=day("from"),
+        date_to=date_to + timedelta(days=1) if date_to else None,  # "to" includes that day
+    )
+    return filters, problems
+
+
+def series_data(session: Session, series_id: int, request: Request) -> dict[str, Any] | None:
+    """Everything the viewer draws, as JSON-able values (None when the series is unknown)."""
+    series = repo.get_series(session, series_id)
+    if series is None:
+        return None
+    verdict = repo.series_verdict(session, series.id)
+    instances = repo.series_instances(session, series.id)
+    ids = [i.id for i in instances]
+    by_instance = (
+        repo.instance_verdicts(session, ids, verdict.model_version_id)
+        if verdict
+        else repo.latest_instance_verdicts(session, ids)
+    )
+    version = repo.model_version(session, verdict.model_version_id) if verdict else None
+    history = reviews.series_reviews(session, series.id)
+    return {
+        "id": series.id,
+        "status": series.status,
+        "error": series.error,
+        "scanner": series.scanner,
+        "protocol": series.protocol,
+        "received_at": series.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "verdict": {
+            "label": label_name(verdict.label),
+            "probability": verdict.probability,
+            "threshold": verdict.threshold,
+            "rule": verdict.rule,
+            "flagged": list(verdict.flagged),
+        }
+        if verdict
+        else None,
+        "model_version": {"name": version.name, "arch": version.arch} if version else None,
+        "slices": [
+            {
+                "id": inst.id,
+                "number": inst.instance_number,
+                "rows": inst.rows,
+                "cols": inst.cols,
+                "probability": by_instance[inst.id].probability if inst.id in by_instance else None,
+                "label": label_name(by_instance[inst.id].label) if inst.id in by_instance else None,
+                "patch_map": by_instance[inst.id].patch_map if inst.id in by_instance else None,
+                "image_url": request.url_for("instance_image", instance_id=inst.id).path,
+                "pixels_url": request.url_for("instance_pixels", instance_id=inst.id).path,
+            }
+            for inst in instances
+        ],
+        "reviews": [
+            {
+                "label": label_name(r.label),
+                **review_state(r),
+                "comment": r.comment,
+                "slices": {str(s.instance_id): label_name(s.label) for s in r.slices},
+            }
+            for r in history
+        ],
+        "review_url": f"/api/v1/series/{series.id}/reviews",
+    }
