@@ -5,6 +5,11 @@ verdict is expected."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -238,3 +243,45 @@ def test_the_listener_key_is_created_once(backend: Settings) -> None:
             pass
     with session_scope(backend.database_url) as session:
         assert session.scalar(select(func.count(ApiKey.id))) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_amaqc_dicom_listen_answers_c_echo_and_stops_on_sigterm(settings: Settings) -> None:
+    port = _free_port()
+    env = {**os.environ, "AMAQC_DATA_DIR": str(settings.data_dir)}
+    command = [sys.executable, "-m", "app", "dicom-listen", "--port", str(port), "--ae-title", "QC"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        scu = AE(ae_title=SCANNER_AE)
+        scu.add_requested_context(Verification)
+        deadline = time.monotonic() + 60
+        while True:  # until the listener is up
+            assoc = scu.associate("127.0.0.1", port, ae_title="QC")
+            if assoc.is_established or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert assoc.is_established, proc.stdout.read().decode() if proc.stdout else ""
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, output
+    assert f"AE title QC on 127.0.0.1:{port}" in output and "DICOM listener stopped" in output
+
+
+def test_amaqc_dicom_listen_on_a_port_in_use_is_a_one_line_error(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "AMAQC_DATA_DIR": str(settings.data_dir)}
+        command = [sys.executable, "-m", "app", "dicom-listen", "--port", str(port)]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
