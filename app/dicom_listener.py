@@ -23,6 +23,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -190,7 +191,10 @@ class DicomListener:
         self._sweeper: Sweeper | None = None
         self._key_id: int | None = None
         self._lock = threading.Lock()
-        self._tallies: dict[int, Counter[str]] = {}
+        # per association (weak: an entry goes with its association)
+        self._tallies: WeakKeyDictionary[Any, Counter[str]] = WeakKeyDictionary()
+        #: bytes received since the last complete C-STORE request; -1: aborted
+        self._inflight: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
 
     def start(self) -> None:
         """Find or create the uploader key, bind, serve in background threads; also run the
@@ -209,6 +213,7 @@ class DicomListener:
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, syntaxes)
         handlers = [
+            (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),
             (evt.EVT_ABORTED, self._on_end),
@@ -244,11 +249,38 @@ class DicomListener:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    @property
+    def _inflight_limit(self) -> int:
+        """The upload limit plus room for PDU and PDV headers and the command set."""
+        limit = self.settings.max_upload_bytes
+        return limit + limit // 100 + 64 * 1024
+
+    def _on_data(self, event: Any) -> None:
+        """Abort an association whose instance grows past the upload limit while it arrives:
+        pynetdicom holds a dataset in memory until it is complete."""
+        key = event.assoc
+        with self._lock:
+            received = self._inflight.get(key, 0)
+            if received < 0:  # aborted already: the rest of what is in flight
+                return
+            received += len(event.data)
+            over = received > self._inflight_limit
+            self._inflight[key] = -1 if over else received
+        if over:
+            logger.warning(
+                "association from %s aborted: an instance of more than AMAQC_MAX_UPLOAD_MB=%g MB",
+                event.assoc.requestor.ae_title,
+                self.settings.max_upload_mb,
+            )
+            event.assoc.abort(block=False)
+
     def _on_store(self, event: Any) -> Dataset:
         assert self._key_id is not None
+        with self._lock:
+            self._inflight[event.assoc] = 0  # the dataset is complete; the next one counts
         received = receive_instance(self.settings, self._key_id, event.encoded_dataset())
         with self._lock:
-            tally = self._tallies.setdefault(id(event.assoc), Counter())
+            tally = self._tallies.setdefault(event.assoc, Counter())
             tally["stored" if received.status == SUCCESS else f"{received.status:#06x}"] += 1
         if received.status != SUCCESS:
             logger.info(
@@ -261,7 +293,7 @@ class DicomListener:
 
     def _on_end(self, event: Any) -> None:
         with self._lock:
-            tally = self._tallies.pop(id(event.assoc), Counter())
+            tally = self._tallies.pop(event.assoc, Counter())
         if tally:
             stored = tally.pop("stored", 0)
             logger.info(

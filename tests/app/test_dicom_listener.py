@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -146,6 +148,24 @@ def test_sending_a_series_again_stores_nothing_twice(backend: Settings) -> None:
     assert len(stored_objects(backend)) == 3
 
 
+def test_parallel_associations_of_one_new_series_all_succeed(backend: Settings) -> None:
+    # senders that create the same series at once: the ones that lose the race on the unique
+    # Series Instance UID are stored on a second try, not refused
+    senders = 4
+    ready = threading.Barrier(senders)
+
+    def send(first: int) -> list[int]:
+        with association(listener) as assoc:
+            datasets = [mr_dataset(SERIES, n) for n in range(first, first + 3)]
+            ready.wait(timeout=30)
+            return [store(assoc, ds)[0] for ds in datasets]
+
+    with listening(backend) as listener, ThreadPoolExecutor(senders) as pool:
+        results = list(pool.map(send, [1 + 3 * i for i in range(senders)]))
+    assert results == [[0x0000] * 3] * senders
+    assert series_count(backend) == 1 and instance_count(backend, SERIES) == 3 * senders
+
+
 def test_an_sr_gets_a_failure_with_its_reason_and_is_not_stored(backend: Settings) -> None:
     with listening(backend) as listener, association(listener) as assoc:
         status, comment = store(assoc, sr_dataset())
@@ -174,6 +194,28 @@ def test_an_instance_over_the_pixel_limit_is_refused_as_out_of_resources(
         status, comment = store(assoc, mr_dataset(SERIES, 1))
     assert status == 0xA700 and "AMAQC_MAX_PIXELS" in comment, comment
     assert series_count(settings) == 0
+
+
+def test_an_instance_over_the_byte_limit_is_refused_or_its_association_aborted(
+    backend: Settings,
+) -> None:
+    settings = backend.model_copy(update={"max_upload_mb": 0.1})  # 104857 bytes
+    with listening(settings) as listener:
+        with association(listener) as assoc:
+            assert store(assoc, mr_dataset(SERIES, 1))[0] == 0x0000
+            # received whole (within the slack for PDU headers), then refused
+            status, comment = store(assoc, mr_dataset(SERIES, 2, size=230))
+            assert status == 0xA700 and "AMAQC_MAX_UPLOAD_MB=0.1" in comment, comment
+        scu = AE(ae_title=SCANNER_AE)
+        scu.add_requested_context(MRImageStorage)
+        assoc = scu.associate("127.0.0.1", listener.port, ae_title=listener.ae_title)
+        # 512 KiB of pixels: aborted while it arrives, never held in memory whole
+        assert "Status" not in assoc.send_c_store(mr_dataset(SERIES, 3, size=512))
+        deadline = time.monotonic() + 10
+        while not assoc.is_aborted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert assoc.is_aborted
+    assert instance_count(settings, SERIES) == 1
 
 
 def test_an_rle_compressed_instance_is_stored(backend: Settings) -> None:
