@@ -18,7 +18,7 @@ RUN python3 -m pip install --no-cache-dir --no-deps -e . \
     && useradd --create-home --uid 10001 amaqc && mkdir -p /data && chown amaqc /data
 USER amaqc
 VOLUME ["/data"]
-EXPOSE 8000
+EXPOSE 8000 11112
 HEALTHCHECK --interval=15s --timeout=5s CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')" || exit 1
 ENTRYPOINT ["amaqc"]
 CMD ["api", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,4 +1,5 @@
-"""``amaqc`` subcommands of the QC service: migrate, keys, api, worker, and ``up`` (all in one).
+"""``amaqc`` subcommands of the QC service: migrate, keys, api, worker, dicom-listen, and ``up``
+(all in one).
 
 Imported at the bottom of ``app.cli``. Nothing here imports torch; the worker loads it lazily.
 """
@@ -112,6 +113,61 @@ def worker(
     celery_app.worker_main([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"])
 
 
+def _start_listener(settings, **where: object):  # type: ignore[no-untyped-def]
+    """A started :class:`app.dicom_listener.DicomListener`, or a clear error and exit 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.dicom_listener import DicomListener, ListenerKeyError
+
+    try:
+        listener = DicomListener(settings, **where)  # type: ignore[arg-type]
+        listener.start()
+    except (ListenerKeyError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from None
+    except SQLAlchemyError as exc:
+        raise fail(f"database not usable ({type(exc).__name__}); run `amaqc migrate`") from None
+    console.print(
+        f"DICOM listener: AE title {listener.ae_title} on {listener.host}:{listener.port}, "
+        f"calling AE titles {', '.join(settings.allowed_aes) or 'any'}"
+    )
+    return listener
+
+
+@app.command("dicom-listen")
+def dicom_listen(
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default AMAQC_DICOM_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default AMAQC_DICOM_PORT, 11112).")
+    ] = None,
+    ae_title: Annotated[
+        str | None, typer.Option(help="This AE title (default AMAQC_DICOM_AE_TITLE, AMAQC).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Receive DICOM instances pushed with C-STORE (a scanner or PACS destination); each is
+    stored and analysed like POST /api/v1/slices. Run ``amaqc migrate`` first."""
+    import logging
+    import threading
+
+    settings = _settings(data_dir)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    listener = _start_listener(settings, host=host, port=port, ae_title=ae_title)
+    try:
+        stop.wait()
+    finally:
+        listener.stop()
+        console.print("DICOM listener stopped")
+
+
 def _bootstrap(settings) -> str | None:  # type: ignore[no-untyped-def]
     """Register the default checkpoint if no model is active; create the first admin key.
 
@@ -138,9 +194,17 @@ def _bootstrap(settings) -> str | None:  # type: ignore[no-untyped-def]
 def up(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    dicom_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also receive DICOM C-STORE on this port, bound to --host or AMAQC_DICOM_HOST "
+            "(default: no listener)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Everything on one machine: migrate, register the model, start a worker and the API."""
+    """Everything on one machine: migrate, register the model, start a worker and the API
+    (and the DICOM listener with ``--dicom-port``)."""
     import uvicorn
 
     settings = _settings(data_dir)
@@ -148,6 +212,9 @@ def up(
     _migrate(settings.database_url)
     admin_key = _bootstrap(settings)
     env = {**os.environ, "AMAQC_DATA_DIR": str(settings.data_dir)}
+    listener = None  # started first: a port in use stops `up` before the worker exists
+    if dicom_port:  # its threads live in this process; the API runs the sweeper
+        listener = _start_listener(settings, host=host, port=dicom_port, sweep=False)
     worker_proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
     url = f"http://{host or settings.host}:{port or settings.port}"
     console.print(f"amaqc on {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
@@ -162,6 +229,8 @@ def up(
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
     finally:
+        if listener is not None:
+            listener.stop()
         if worker_proc.poll() is None:
             worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
             try:

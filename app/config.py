@@ -16,6 +16,23 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RULES = ("any", "count", "fraction")
+_AE_TITLE_MAX = 16
+
+
+def parse_ae_titles(text: str) -> list[str]:
+    """``"MR1, MR2 CT_3"`` -> ``["MR1", "MR2", "CT_3"]`` (commas or spaces); each checked."""
+    return [check_ae_title(t) for t in text.replace(",", " ").split()]
+
+
+def check_ae_title(title: str) -> str:
+    """A DICOM AE title (PS3.5 AE): 1..16 characters, no backslash or control characters;
+    leading and trailing spaces are not significant and are removed."""
+    stripped = title.strip()
+    if not stripped or len(stripped) > _AE_TITLE_MAX:
+        raise ValueError(f"AE title must be 1 to 16 characters, got {title!r}")
+    if "\\" in stripped or not stripped.isascii() or not stripped.isprintable():
+        raise ValueError(f"AE title may hold printable ASCII except backslash, got {title!r}")
+    return stripped
 
 
 def default_checkpoint() -> Path:
@@ -110,10 +127,21 @@ class Settings(BaseSettings):
     cookie_secure: bool = True
     #: how often the worklist's event stream looks in the database for new verdicts
     events_poll_seconds: float = Field(default=1.0, gt=0)
+    #: the DICOM C-STORE listener (``amaqc dicom-listen``): its AE title, bind address and port
+    dicom_ae_title: str = "AMAQC"
+    dicom_host: str = "127.0.0.1"
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    #: calling AE titles allowed to associate, separated by commas or spaces; empty: any
+    dicom_allowed_aes: str = ""
+    #: the name of the scanner API key recorded as uploader of what the listener receives
+    #: (created on the listener's first start; revoke it to stop the listener from storing)
+    dicom_key_name: str = Field(default="dicom listener", min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
         SeriesRule(self.series_rule)  # raises on a bad rule, naming it
+        self.dicom_ae_title = check_ae_title(self.dicom_ae_title)
+        parse_ae_titles(self.dicom_allowed_aes)  # raises on a bad title, naming it
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'amaqc.db'}"
         if not self.broker_url:
@@ -123,6 +151,11 @@ class Settings(BaseSettings):
     @property
     def rule(self) -> SeriesRule:
         return SeriesRule(self.series_rule)
+
+    @property
+    def allowed_aes(self) -> list[str]:
+        """The calling AE titles the DICOM listener accepts; empty: any."""
+        return parse_ae_titles(self.dicom_allowed_aes)
 
     @property
     def max_upload_bytes(self) -> int:

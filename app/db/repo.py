@@ -51,6 +51,11 @@ def find_api_key(session: Session, plain: str) -> ApiKey | None:
     )
 
 
+def api_keys_named(session: Session, name: str) -> list[ApiKey]:
+    """Every key called ``name`` (revoked ones too), oldest first."""
+    return list(session.scalars(select(ApiKey).where(ApiKey.name == name).order_by(ApiKey.id)))
+
+
 def count_api_keys(session: Session, role: str | None = None) -> int:
     query = select(func.count(ApiKey.id))
     if role is not None:

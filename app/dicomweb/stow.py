@@ -57,26 +57,45 @@ def _store_failure(exc: Exception) -> tuple[FailureReason, str]:
     )
 
 
-def _store_series(
-    session: Session, settings: Settings, key: ApiKey, parts: list[Accepted]
+def store_series(
+    session: Session,
+    settings: Settings,
+    key: ApiKey,
+    parts: list[Accepted],
+    *,
+    complete: bool = True,
 ) -> list[Outcome]:
-    """Store the checked instances of one series in one transaction, then enqueue it."""
+    """Store the checked instances of one series in one transaction, then enqueue it.
+
+    ``complete``: the parts are the whole series (STOW-RS), else slices that join it and wait
+    for it to become stable (the C-STORE listener). A transaction that lost a race with a
+    concurrent upload of the same series (a unique constraint) is tried once more: by then
+    the series exists, and an instance stored meanwhile is found, not stored twice.
+    """
     files = [p.decoded for p in parts]
-    try:
-        result = service.ingest(
-            session,
-            settings.storage_dir,
-            files,
-            key,
-            series_uid=None,
-            protocol=None,
-            scanner=None,
-            complete=True,
-        )
-        session.commit()
-    except (IngestError, IntegrityError, OSError) as exc:
-        session.rollback()
-        reason, detail = _store_failure(exc)
+    for attempt in (1, 2):
+        try:
+            result = service.ingest(
+                session,
+                settings.storage_dir,
+                files,
+                key,
+                series_uid=None,
+                protocol=None,
+                scanner=None,
+                complete=complete,
+            )
+            session.commit()
+            break
+        except IntegrityError as exc:
+            session.rollback()
+            if attempt == 1:
+                continue
+            failure: Exception = exc
+        except (IngestError, OSError) as exc:
+            session.rollback()
+            failure = exc
+        reason, detail = _store_failure(failure)
         return [
             Rejected(
                 p.part,
@@ -108,7 +127,7 @@ def store_parts(
         else:
             by_series.setdefault(checked.decoded.series_instance_uid, []).append(checked)
     for series_parts in by_series.values():
-        outcomes.extend(_store_series(session, settings, key, series_parts))
+        outcomes.extend(store_series(session, settings, key, series_parts))
     outcomes.sort(key=lambda o: o.part)
     reasons = Counter(f"{o.reason:#06x}" for o in outcomes if isinstance(o, Rejected))
     logger.info(

@@ -35,3 +35,23 @@ def test_series_rule_gives_the_number_of_flagged_slices_needed(
 def test_a_bad_series_rule_is_refused_by_name(bad: str) -> None:
     with pytest.raises(ValueError, match=bad):
         Settings(series_rule=bad)
+
+
+def test_dicom_settings_take_ae_titles_separated_by_commas_or_spaces() -> None:
+    s = Settings(dicom_allowed_aes="MR1, MR_2  CT3", dicom_ae_title=" QC ")
+    assert s.allowed_aes == ["MR1", "MR_2", "CT3"] and s.dicom_ae_title == "QC"
+    assert Settings().allowed_aes == [] and Settings().dicom_port == 11112
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("dicom_ae_title", "A" * 17),
+        ("dicom_ae_title", "   "),
+        ("dicom_allowed_aes", "MR1,BAD\\AE"),
+        ("dicom_allowed_aes", "MR1,AETITLE_LONGER_THAN_16"),
+    ],
+)
+def test_a_bad_ae_title_is_refused_by_name(field: str, bad: str) -> None:
+    with pytest.raises(ValueError, match="AE title"):
+        Settings(**{field: bad})

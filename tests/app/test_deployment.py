@@ -17,7 +17,22 @@ def _compose() -> dict:
 
 
 def test_compose_has_the_production_topology() -> None:
-    assert set(_compose()["services"]) == {"postgres", "redis", "migrate", "api", "worker"}
+    assert set(_compose()["services"]) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "api",
+        "worker",
+        "dicom",
+    }
+
+
+def test_the_dicom_service_publishes_the_port_it_listens_on() -> None:
+    dicom = _compose()["services"]["dicom"]
+    command = dicom["command"]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert f"{port}:{port}" in dicom["ports"] and port in " ".join(dicom["healthcheck"]["test"])
 
 
 def test_every_amaqc_command_in_compose_exists() -> None:
