@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=1.0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
+    #: the fixed validation set every training job scores its candidate and the active version
+    #: on (a labelled folder in any layout ``amaqc train`` reads, all of it); default: the
+    #: ``val`` split of the job's own data (docs/retraining.md)
+    validation_dir: Path | None = None
+    #: DataLoader worker processes of a training job (0: load in the job's own process)
+    training_loader_workers: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
@@ -124,6 +130,16 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def training_dir(self) -> Path:
+        """Working folders of training jobs (``job-<id>/``: data, state, logs, curves)."""
+        return self.data_dir / "training"
+
+    @property
+    def models_dir(self) -> Path:
+        """Checkpoints that training jobs register."""
+        return self.data_dir / "models"
 
 
 @lru_cache

@@ -18,12 +18,14 @@ from app.ingest.errors import IngestError
 from app.sweeper import Sweeper
 
 from .metrics import Metrics
-from .routes import dicomweb, health, ingest, instances, series
+from .routes import dicomweb, health, ingest, instances, models, series, training_jobs
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(ingest.router)
 api_router.include_router(series.router)
 api_router.include_router(instances.router)
+api_router.include_router(training_jobs.router)
+api_router.include_router(models.router)
 
 
 def _settings(app: FastAPI) -> Settings:

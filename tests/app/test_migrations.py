@@ -17,6 +17,8 @@ TABLES = {
     "instance_verdict",
     "series_verdict",
     "model_version",
+    "training_job",
+    "model_activation",
 }
 
 
