@@ -299,3 +299,12 @@ def test_reviewed_slices_become_a_split_dataset_with_simulated_artifacts(
 def test_reviews_of_a_single_series_cannot_be_split() -> None:
     with pytest.raises(ValueError, match="at least 2 series"):
         validation_series([7, 7, 7])
+
+
+def test_a_worker_refuses_an_unknown_queue() -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    result = CliRunner().invoke(app, ["worker", "--queues", "inference,trainnig"])
+    assert result.exit_code != 0 and "unknown queue" in result.output
