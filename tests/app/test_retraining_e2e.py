@@ -19,13 +19,16 @@ from app.config import Settings, get_settings
 from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
-from tests.app.conftest import REDIS_URL, auth, make_settings, new_key, pg_database
+from tests.app.conftest import auth, make_settings, new_key, pg_database
 from tests.utils.datasets import tiny_dataset
 from tests.utils.server import serve
 from tests.utils.service import series_files, start_worker, stop_process, worker_log
 
 TINY_JOB = {"epochs": 2, "samples_per_epoch": 20, "batch_size": 10, "patch": 64, "size": 64}
 WAIT_S = 240
+#: a Redis database of its own: a worker of another test session on conftest's database 13
+#: (e.g. on a shared machine) would otherwise take these jobs
+REDIS_URL = "redis://127.0.0.1:6379/11"
 
 
 class Stack:
@@ -105,9 +108,11 @@ def stack(
 def _events(stack: Stack, url: str) -> list[tuple[str, dict[str, Any]]]:
     """Every server-sent event of ``url`` until the stream ends."""
     out, event = [], ""
+    deadline = time.monotonic() + WAIT_S
     with stack.http.stream("GET", url, timeout=WAIT_S) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
+        for line in response.iter_lines():  # (a keep-alive comes at least every 15 s)
+            assert time.monotonic() < deadline, f"stream still open after {WAIT_S} s: {out}"
             if line.startswith("event: "):
                 event = line.removeprefix("event: ")
             elif line.startswith("data: "):
