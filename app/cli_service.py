@@ -100,16 +100,29 @@ def api(
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes (prefork pool).")] = 1,
     pool: Annotated[str, typer.Option(help="solo (one process) or prefork.")] = "solo",
-    queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "inference,training",
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated queues: inference (verdicts) and/or training (training "
+            "jobs). Production runs one worker per kind: --queues inference on the GPU "
+            "inference hosts, --queues training (one at a time) on the trainer."
+        ),
+    ] = "inference",
     data_dir: DataDir = None,
 ) -> None:
-    """Run a Celery worker for the inference and training queues."""
+    """Run a Celery worker (default: the inference queue)."""
+    from app.queue import QUEUES
+
+    unknown = [q for q in queues.split(",") if q.strip() not in QUEUES]
+    if unknown or not queues.strip():
+        raise fail(f"--queues: unknown queue(s) {unknown}; choose from {', '.join(QUEUES)}")
     _settings(data_dir)
     from app.worker.celery_app import celery_app
 
     args = ["worker", "-Q", queues, "--pool", pool, "-l", "INFO"]
     if pool != "solo":
         args += ["--concurrency", str(concurrency)]
+    args += ["-n", f"{queues.replace(',', '+')}@%h"]
     celery_app.worker_main([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"])
 
 
@@ -203,8 +216,8 @@ def up(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Everything on one machine: migrate, register the model, start a worker and the API
-    (and the DICOM listener with ``--dicom-port``)."""
+    """Everything on one machine: migrate, register the model, start the inference and the
+    training worker and the API (and the DICOM listener with ``--dicom-port``)."""
     import uvicorn
 
     settings = _settings(data_dir)
@@ -215,7 +228,9 @@ def up(
     listener = None  # started first: a port in use stops `up` before the worker exists
     if dicom_port:  # its threads live in this process; the API runs the sweeper
         listener = _start_listener(settings, host=host, port=dicom_port, sweep=False)
-    worker_proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
+    # Two children, each on its own queue: verdicts never wait behind a training job.
+    children = _Children(env, {"inference": "inference", "training": "training"})
+    children.start()
     url = f"http://{host or settings.host}:{port or settings.port}"
     console.print(f"amaqc on {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
     if admin_key:
@@ -231,10 +246,55 @@ def up(
     finally:
         if listener is not None:
             listener.stop()
-        if worker_proc.poll() is None:
-            worker_proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
-            try:
-                worker_proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker_proc.kill()
+        children.stop()
         console.print("amaqc stopped")
+
+
+class _Children:
+    """The worker children of ``amaqc up``, one per queue; a child that exits is started
+    again on its own queue (at most :attr:`MAX_RESTARTS` times each)."""
+
+    MAX_RESTARTS = 5
+
+    def __init__(self, env: dict[str, str], queues: dict[str, str]) -> None:
+        import threading
+
+        self.env = env
+        self.queues = queues
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts = dict.fromkeys(queues, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="amaqc-children", daemon=True)
+
+    def _spawn(self, name: str) -> None:
+        cmd = [sys.executable, "-m", "app", "worker", "--queues", self.queues[name]]
+        self.procs[name] = subprocess.Popen(cmd, env=self.env)
+
+    def start(self) -> None:
+        for name in self.queues:
+            self._spawn(name)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(2.0):
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None or self._stop.is_set():
+                    continue
+                if self.restarts[name] >= self.MAX_RESTARTS:
+                    continue
+                self.restarts[name] += 1
+                console.print(
+                    f"[yellow]{name} worker exited ({proc.returncode}); starting it again[/]"
+                )
+                self._spawn(name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

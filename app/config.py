@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     #: the name of the scanner API key recorded as uploader of what the listener receives
     #: (created on the listener's first start; revoke it to stop the listener from storing)
     dicom_key_name: str = Field(default="dicom listener", min_length=1, max_length=200)
+    #: the fixed validation set every training job scores its candidate and the active version
+    #: on (a labelled folder in any layout ``amaqc train`` reads, all of it); default: the
+    #: ``val`` split of the job's own data (docs/retraining.md)
+    validation_dir: Path | None = None
+    #: DataLoader worker processes of a training job (0: load in the job's own process)
+    training_loader_workers: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
@@ -173,6 +179,16 @@ class Settings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def training_dir(self) -> Path:
+        """Working folders of training jobs (``job-<id>/``: data, state, logs, curves)."""
+        return self.data_dir / "training"
+
+    @property
+    def models_dir(self) -> Path:
+        """Checkpoints that training jobs register."""
+        return self.data_dir / "models"
 
 
 @lru_cache

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import storage
-from app.db import repo
-from app.db.models import ModelVersion
+from app.db import repo, repo_training
+from app.db.models import ModelActivation, ModelVersion
 
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -48,11 +48,13 @@ def checkpoint_metadata(path: Path) -> dict[str, Any]:
 def register_checkpoint(
     session: Session, path: Path, *, name: str | None = None, activate: bool = True
 ) -> ModelVersion:
-    """The ModelVersion for ``path`` (same bytes -> the existing row), activated if asked."""
+    """The ModelVersion for ``path`` (same bytes -> the existing row), activated if asked (and
+    then recorded in the activation history as kind ``register``)."""
     path = path.resolve()
     meta = checkpoint_metadata(path)
     sha = storage.sha256_file(path)
     version = repo.model_version_by_sha(session, sha)
+    previous = repo.active_model_version(session) if activate else None
     if version is None:
         version = repo.add_model_version(
             session,
@@ -68,4 +70,16 @@ def register_checkpoint(
         )
     elif activate and not version.active:
         repo.activate_model_version(session, version.id)
+    else:
+        return version
+    if activate:
+        repo_training.add_activation(
+            session,
+            ModelActivation(
+                version_id=version.id,
+                previous_version_id=previous.id if previous else None,
+                kind="register",
+                details={"checkpoint": str(path)},
+            ),
+        )
     return version

@@ -1,8 +1,9 @@
 """The Celery app factory and the publishing side of the queue (torch-free: the API uses it).
 
-Queues: ``inference`` (analyse_series) and ``training``. The default local broker is kombu's
-SQLAlchemy transport on a SQLite file (``sqla+sqlite:///<data_dir>/broker.db``): it needs no
-server, works across processes (the API publishes, a separate worker consumes) and keeps
+Queues: ``inference`` (analyse_series) and ``training`` (train_model, consumed by a separate
+worker process with concurrency 1: ``amaqc worker --queues training``). The default local
+broker is kombu's SQLAlchemy transport on a SQLite file (``sqla+sqlite:///<data_dir>/broker.db``):
+it needs no server, works across processes (the API publishes, a separate worker consumes) and keeps
 messages on disk; the filesystem transport would also work, but it drops a message when it is
 read, so a worker killed mid-job would lose it (with SQLAlchemy the sweeper still catches up).
 """
@@ -16,6 +17,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 ANALYSE_SERIES = "amaqc.analyse_series"
+TRAIN_MODEL = "amaqc.train_model"
 QUEUES = ("inference", "training")
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def make_celery(broker_url: str) -> Celery:
         task_default_queue="inference",
         task_default_exchange="inference",
         task_default_routing_key="inference",
-        task_routes={ANALYSE_SERIES: {"queue": "inference"}, "amaqc.train*": {"queue": "training"}},
+        task_routes={ANALYSE_SERIES: {"queue": "inference"}, TRAIN_MODEL: {"queue": "training"}},
         task_acks_late=True,  # ack after the job ran: a worker that dies loses nothing
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -70,6 +72,23 @@ def enqueue_analysis(broker_url: str, series_id: int) -> bool:
         )
     except Exception as exc:  # broker down: the database row is the source of truth
         logger.warning("could not enqueue series %s (%s); the sweeper will retry", series_id, exc)
+        return False
+    return True
+
+
+def enqueue_training(broker_url: str, job_id: int) -> bool:
+    """Send ``train_model(job_id)`` to the ``training`` queue; False (logged) when the broker
+    is unreachable (the caller fails the job: nothing re-sends training jobs)."""
+    try:
+        publisher(broker_url).send_task(
+            TRAIN_MODEL,
+            args=[job_id],
+            queue="training",
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as exc:
+        logger.warning("could not enqueue training job %s (%s)", job_id, exc)
         return False
     return True
 

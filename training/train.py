@@ -134,12 +134,22 @@ class TrainResult:
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def _ensure_both_classes(samples: list[Sample], seed: int, cfg: TrainConfig) -> list[Sample]:
-    """A validation split of clean slices only gets a fixed simulated artifact copy of each."""
+def with_both_classes(
+    samples: list[Sample],
+    seed: int,
+    kinds: tuple[str, ...] = KINDS,
+    severities: tuple[str, ...] = ("moderate", "severe"),
+) -> list[Sample]:
+    """A validation set of clean slices only gets a fixed simulated artifact copy of each
+    (seeded: the same set on every run); one with both classes is returned as it is."""
     if {s.label for s in samples} == {0, 1}:
         return samples
-    pairs = simulated_pairs(samples, seed=seed, kinds=cfg.kinds, severities=cfg.severities)
+    pairs = simulated_pairs(samples, seed=seed, kinds=kinds, severities=severities)
     return [s for s, _ in pairs]
+
+
+def _ensure_both_classes(samples: list[Sample], seed: int, cfg: TrainConfig) -> list[Sample]:
+    return with_both_classes(samples, seed, cfg.kinds, cfg.severities)
 
 
 def validate(

@@ -23,13 +23,24 @@ from app.web.deps import HERE as WEB_DIR
 from app.web.deps import NotSignedIn, WebForbidden, templates
 
 from .metrics import Metrics
-from .routes import dicomweb, health, ingest, instances, reviews, series
+from .routes import (
+    dicomweb,
+    health,
+    ingest,
+    instances,
+    models,
+    reviews,
+    series,
+    training_jobs,
+)
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(ingest.router)
 api_router.include_router(series.router)
 api_router.include_router(instances.router)
 api_router.include_router(reviews.router)
+api_router.include_router(training_jobs.router)
+api_router.include_router(models.router)
 
 
 def _settings(app: FastAPI) -> Settings:

@@ -23,6 +23,9 @@ from .types import UTCDateTime, utcnow
 
 ROLES = ("scanner", "radiographer", "admin")
 STATUSES = ("receiving", "queued", "processing", "done", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVATION_KINDS = ("register", "explicit", "auto", "rollback")
 
 # Named constraints, so migrations can alter them on every backend.
 NAMING = {
@@ -115,7 +118,12 @@ class Instance(Base):
 
 
 class ModelVersion(Base):
-    """A registered checkpoint; exactly one is ``active`` and serves new verdicts."""
+    """A registered checkpoint; exactly one is ``active`` and serves new verdicts.
+
+    Versions a training job registers carry their ``parent`` (the version fine-tuned from),
+    the training data summary, metrics on the fixed validation set beside the then-active
+    version's (``validation``) and a ROC curve PNG (``roc_path``).
+    """
 
     __tablename__ = "model_version"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -126,6 +134,60 @@ class ModelVersion(Base):
     threshold: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    data_summary: Mapped[dict[str, Any] | None]
+    validation: Mapped[dict[str, Any] | None]
+    roc_path: Mapped[str | None] = mapped_column(String(1000))
+
+
+class TrainingJob(Base):
+    """A retraining job: what to train on and how, its progress, and how it ended.
+
+    ``status`` is one of :data:`JOB_STATUSES`; the worker stops a running job at its next
+    training step once ``cancel_requested`` is set. ``progress`` holds epoch, step, loss, the
+    latest validation metrics and an ETA; ``log`` the last lines of the job's log; a finished
+    job's ``result_version_id`` is the version it registered and ``activation`` says whether it
+    was activated and why, with both models' numbers on the fixed validation set.
+    """
+
+    __tablename__ = "training_job"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    source: Mapped[dict[str, Any]]
+    params: Mapped[dict[str, Any]]
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    result_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    requested_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id"))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: deliveries that started it (a worker lost mid-job redelivers it; it resumes)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    activation: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelActivation(Base):
+    """One change of the active version (the activation history; rollback walks it back).
+
+    ``kind`` is one of :data:`ACTIVATION_KINDS`; ``undone`` marks an activation a rollback
+    reverted, so repeated rollbacks step further back.
+    """
+
+    __tablename__ = "model_activation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"), index=True)
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("training_job.id"))
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -45,3 +45,14 @@ def notify_series(series_id: int) -> str:
     from app.notify import notify_series as send
 
     return send(get_settings(), series_id)
+
+
+@celery_app.task(name="amaqc.train_model", acks_late=True)
+def train_model(job_id: int) -> str:
+    """Run training job ``job_id`` (queue ``training``) to its end; no automatic retry: a
+    failed job says why and is started again by a new request."""
+    from app.config import get_settings
+
+    from .training import run_training_job
+
+    return run_training_job(get_settings(), job_id)

@@ -134,7 +134,7 @@ def stack(
         upgrade(settings.database_url)
         with session_scope(settings.database_url) as session:
             register_checkpoint(session, checkpoint)
-        worker = start_worker(settings, worker_env)
+        worker = start_worker(settings, env=worker_env)
         try:
             yield settings
         finally:

@@ -24,6 +24,7 @@ def test_compose_has_the_production_topology() -> None:
         "api",
         "worker",
         "dicom",
+        "trainer",
     }
 
 
@@ -41,6 +42,13 @@ def test_every_amaqc_command_in_compose_exists() -> None:
         command = service.get("command")
         if service.get("image", "").startswith("amaqc") and command:
             assert command[0] in known, f"service {name} runs unknown `amaqc {command[0]}`"
+
+
+def test_training_jobs_run_on_their_own_worker() -> None:
+    services = _compose()["services"]
+    assert services["worker"]["command"][-1] == "inference"
+    trainer = services["trainer"]["command"]
+    assert trainer[trainer.index("--queues") + 1] == "training"
 
 
 def test_worker_reserves_an_nvidia_gpu() -> None:

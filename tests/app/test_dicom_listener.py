@@ -37,6 +37,7 @@ from app.dicom_listener import DicomListener, ListenerKeyError
 from app.migrate import upgrade
 from tests.app.conftest import REDIS_URL, make_settings, pg_database
 from tests.utils.dicomweb import mr_dataset, sr_dataset
+from tests.utils.service import worker_log
 
 SERIES = "1.2.826.0.1.3680043.8.498.4001"
 SCANNER_AE = "MR_SCANNER_1"
@@ -131,7 +132,7 @@ def test_a_series_sent_in_one_association_gets_its_series_verdict(stack: Setting
                     break
             time.sleep(0.3)
         else:
-            log = (settings.data_dir / "worker.log").read_text()[-3000:]
+            log = worker_log(settings).read_text()[-3000:]
             raise AssertionError(f"no series verdict within 120 s\nworker log:\n{log}")
     assert series.status == "done" and series.complete, series.error
     assert verdict.label in (0, 1) and len(ids) == len(scored) == 5

@@ -15,7 +15,7 @@ from app.db.models import InstanceVerdict, SeriesVerdict
 from app.db.session import session_scope
 from app.sweeper import sweep
 from tests.app.conftest import auth, new_key
-from tests.utils.service import dicom_bytes, series_files
+from tests.utils.service import dicom_bytes, series_files, worker_log
 
 
 def _client(settings: Settings) -> TestClient:
@@ -33,7 +33,7 @@ def _wait_done(client: TestClient, url: str, headers: dict[str, str], settings: 
             return body
         sweep(settings)  # closes stable slice series (the API's sweeper thread does this live)
         time.sleep(0.3)
-    log = (settings.data_dir / "worker.log").read_text()[-3000:]
+    log = worker_log(settings).read_text()[-3000:]
     raise AssertionError(f"no verdict within 120 s: {body}\nworker log:\n{log}")
 
 

@@ -19,6 +19,8 @@ TABLES = {
     "model_version",
     "review",
     "review_slice",
+    "training_job",
+    "model_activation",
 }
 
 

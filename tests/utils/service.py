@@ -84,22 +84,29 @@ def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") ->
 
 
 def start_worker(
-    settings: Settings, extra_env: dict[str, str] | None = None
+    settings: Settings, queues: str = "inference", env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """A real Celery worker process for ``settings`` (plus ``extra_env``), logging to
-    ``<data_dir>/worker.log``."""
-    env = {
+    """A real Celery worker process for ``settings`` consuming ``queues``, logging to
+    ``<data_dir>/worker-<queues>.log``; ``env`` adds environment variables."""
+    full_env = {
         **os.environ,
         "AMAQC_DATA_DIR": str(settings.data_dir),
         "AMAQC_DATABASE_URL": settings.database_url,
         "AMAQC_BROKER_URL": settings.broker_url,
         "AMAQC_CHECKPOINT": str(settings.checkpoint),
-        **(extra_env or {}),
+        **(env or {}),
     }
-    with (settings.data_dir / "worker.log").open("wb") as log:
+    with worker_log(settings, queues).open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "app", "worker"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "app", "worker", "--queues", queues],
+            env=full_env,
+            stdout=log,
+            stderr=log,
         )
+
+
+def worker_log(settings: Settings, queues: str = "inference") -> Path:
+    return settings.data_dir / f"worker-{queues.replace(',', '+')}.log"
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
