@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,9 +80,13 @@ def _settings(
         raise fail(str(exc)) from None
 
 
-def _run_with_progress(run: Callable[[Callable[[dict[str, Any]], None]], Any]) -> tuple[Any, int]:
-    """Call ``run(on_event)`` under two bars (sweep, current run); returns (result, reused)."""
-    reused = 0
+def _run_with_progress(
+    run: Callable[[Callable[[dict[str, Any]], None]], Any],
+) -> tuple[Any, Counter[str]]:
+    """Call ``run(on_event)`` under two bars (sweep, current run); returns the result and how
+    many runs were ``trained``, ``reused`` (evaluated before) and ``evaluated`` (trained
+    before, evaluated now)."""
+    counts: Counter[str] = Counter()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -94,7 +99,6 @@ def _run_with_progress(run: Callable[[Callable[[dict[str, Any]], None]], Any]) -
         current = progress.add_task("run", total=None, info="")
 
         def on_event(event: dict[str, Any]) -> None:
-            nonlocal reused
             kind = event["event"]
             if kind == "run_start":
                 progress.update(sweep, total=event["total"], completed=event["index"])
@@ -111,10 +115,12 @@ def _run_with_progress(run: Callable[[Callable[[dict[str, Any]], None]], Any]) -
                 v = event["val"]
                 progress.update(current, info=f"val F1 {v['f1']:.3f}")
             elif kind == "run_end":
-                reused += bool(event["skipped"])
+                how = (
+                    "reused" if event["skipped"] else "trained" if event["trained"] else "evaluated"
+                )
+                counts[how] += 1
                 m = event["metrics"]
                 auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-                how = "reused" if event["skipped"] else "trained"
                 progress.console.print(
                     f"{event['key']}: F1 {m['f1']:.3f}, AUC {auc}, acc {m['accuracy']:.3f} ({how})"
                 )
@@ -124,10 +130,10 @@ def _run_with_progress(run: Callable[[Callable[[dict[str, Any]], None]], Any]) -
             result = run(on_event)
         except (ValueError, FileNotFoundError) as exc:
             raise fail(str(exc)) from None
-    return result, reused
+    return result, counts
 
 
-def _finish(result: dict[str, Any], out: Path, publish: Path | None, reused: int) -> str:
+def _finish(result: dict[str, Any], out: Path, publish: Path | None, counts: Counter[str]) -> str:
     from training.experiment_report import publish as publish_doc
     from training.experiment_report import write_report
 
@@ -136,8 +142,10 @@ def _finish(result: dict[str, Any], out: Path, publish: Path | None, reused: int
     if publish is not None:
         publish_doc(result, out, publish, publish.parent / "img")
         where += f"; updated {publish}"
-    n = len(result["results"])
-    return f"{n} runs ({n - reused} trained, {reused} reused); {where}"
+    runs = f"{len(result['results'])} runs ({counts['trained']} trained, {counts['reused']} reused"
+    if counts["evaluated"]:
+        runs += f", {counts['evaluated']} evaluated from an earlier training"
+    return f"{runs}); {where}"
 
 
 @app.command()
@@ -194,7 +202,7 @@ def ablation(
         raise fail(f"--weights {weights!r}: every Dice weight must be in [0, 1)")
     if best_beta is not None and not 0.0 <= best_beta < 1.0:
         raise fail(f"--best-beta {best_beta}: must be in [0, 1)")
-    result, reused = _run_with_progress(
+    result, counts = _run_with_progress(
         lambda on_event: run_ablation(
             settings,
             out,
@@ -204,7 +212,7 @@ def ablation(
             on_event=on_event,
         )
     )
-    summary = _finish(result, out, publish, reused)
+    summary = _finish(result, out, publish, counts)
     console.print(f"ablation: best Dice weight {result['best_beta']:.1f}; {summary}")
 
 
@@ -250,13 +258,13 @@ def compare(
         size=size,
     )
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    result, reused = _run_with_progress(
+    result, counts = _run_with_progress(
         lambda on_event: run_compare(
             settings, out, seeds=range(seeds), models=chosen, on_event=on_event
         )
     )
     best = max(result["rows"], key=lambda r: r["metrics"]["f1"]["mean"] or 0.0)
-    summary = _finish(result, out, publish, reused)
+    summary = _finish(result, out, publish, counts)
     console.print(
         f"compare: best mean test F1 {best['column']} "
         f"({100 * (best['metrics']['f1']['mean'] or 0):.2f} %); {summary}"

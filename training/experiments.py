@@ -312,7 +312,7 @@ class Sweep:
             "eval_split": self.settings.split,
             "metrics": binary_metrics(labels, probs, predictor.threshold),
             "labels": labels.tolist(),
-            "probs": [round(float(p), 6) for p in probs],
+            "probs": [float(p) for p in probs],  # unrounded: rounding ties change the AUC
             "seconds": round(time.perf_counter() - t0, 1),
         }
         _write_json(self.result_path(spec), result)
@@ -326,6 +326,7 @@ class Sweep:
         results = {}
         for i, spec in enumerate(specs, start=done_before):
             skipped = self.done(spec)
+            trained = not skipped and not (self.runs_dir / spec.key / "train.json").is_file()
             on_event({"event": "run_start", "key": spec.key, "index": i, "total": total})
             results[spec.key] = self.run(spec, on_event)
             on_event(
@@ -335,6 +336,7 @@ class Sweep:
                     "index": i + 1,
                     "total": total,
                     "skipped": skipped,
+                    "trained": trained,
                     "metrics": results[spec.key]["metrics"],
                 }
             )
