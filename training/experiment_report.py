@@ -164,7 +164,13 @@ def render(result: dict[str, Any], img_rel: str = ".") -> str:
             f"#### {TITLES['variants_best']} (CE {1 - best:.1f} / Dice {best:.1f})\n",
             table_md(_by_table(rows, "variants_best")),
             "The paper reports that adding the Dice term makes plain ResNet18 worse and the "
-            "other three variants better:\n",
+            "other three variants better"
+            + (
+                " (here the best weight is cross-entropy only, so this stage repeats Table 1 and "
+                "cannot test that):\n"
+                if best == 0.0
+                else ":\n"
+            ),
             direction_md(rows, result["results"]),
             f"![ROC curves of the variants]({img_rel}/ablation-roc.png)\n",
             f"![Acc / Precision / Recall / F1 of the variants]({img_rel}/ablation-bars.png)\n",
