@@ -79,9 +79,10 @@ def info(
     console.print(table)
 
 
-# Register data/simulate/train/evaluate/predict (cli_training) and the QC service's
-# migrate/keys/api/worker/up (cli_service) on `app` (imported last: they import `app`).
-from . import cli_service, cli_training  # noqa: E402, F401
+# Register data/simulate/train/evaluate/predict (cli_training), ablation/compare
+# (cli_experiments) and the QC service's migrate/keys/api/worker/up (cli_service) on `app`
+# (imported last: they import `app`).
+from . import cli_experiments, cli_service, cli_training  # noqa: E402, F401
 
 
 def main() -> None:

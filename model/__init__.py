@@ -3,6 +3,7 @@
 Pure PyTorch: imports neither ``app`` nor ``training`` and reads no environment variables.
 """
 
+from . import baselines as _baselines  # noqa: F401  (registers the comparison baselines)
 from . import resnet as _resnet  # noqa: F401  (registers the four variants)
 from .checkpoint import (
     CheckpointError,

@@ -67,14 +67,15 @@ def publish(
 START, END = "<!-- measured:start -->", "<!-- measured:end -->"
 
 
-def write_between_markers(card: Path, measured: str) -> None:
-    """Replace the generated part of ``card`` (between the markers), keeping the hand-written
-    rest (limitations, reading of the numbers); a new card gets just the generated part."""
-    block = f"{START}\n{measured}{END}\n"
+def write_between_markers(card: Path, measured: str, *, start: str = START, end: str = END) -> None:
+    """Replace the generated part of ``card`` (between the ``start`` and ``end`` markers), keeping
+    the hand-written rest (limitations, reading of the numbers); a new card gets just the
+    generated part."""
+    block = f"{start}\n{measured}{end}\n"
     text = card.read_text() if card.is_file() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = block + text
     card.parent.mkdir(parents=True, exist_ok=True)

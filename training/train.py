@@ -55,6 +55,10 @@ class TrainConfig:
     size: int = 256
     aggregation: str = "topk_mean"
     seed: int = 0
+    #: Seed of the train/val split (for layouts without split folders) and of the validation
+    #: set's simulated artifacts; ``None`` = ``seed``. Sweeps over seeds fix it, so the seeds
+    #: vary the initialisation and the patch stream, not the data.
+    split_seed: int | None = None
     patience: int = 5
     time_budget_s: float | None = None
     num_workers: int = 1
@@ -226,9 +230,10 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
     emit = on_progress if (on_progress is not None and rank == 0) else (lambda _e: None)
 
     norm = Normalization(size=cfg.size)
-    train_samples = load_split(cfg.data, "train", seed=cfg.seed)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    train_samples = load_split(cfg.data, "train", seed=split_seed)
     val_samples = _ensure_both_classes(
-        load_split(cfg.data, cfg.val_split, seed=cfg.seed), cfg.seed + 1, cfg
+        load_split(cfg.data, cfg.val_split, seed=split_seed), split_seed + 1, cfg
     )
     data_summary = {"train": describe(train_samples), "val": describe(val_samples)}
     dataset = TrainPatches(
@@ -398,6 +403,7 @@ def _resume_key(cfg: TrainConfig) -> dict[str, Any]:
         "patch",
         "size",
         "seed",
+        "split_seed",
         "kinds",
         "severities",
         "simulate",
