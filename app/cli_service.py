@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .cli import app, console, fail
+from .supervise import Supervisor
 
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -229,7 +228,9 @@ def up(
     if dicom_port:  # its threads live in this process; the API runs the sweeper
         listener = _start_listener(settings, host=host, port=dicom_port, sweep=False)
     # Two children, each on its own queue: verdicts never wait behind a training job.
-    children = _Children(env, {"inference": "inference", "training": "training"})
+    children = Supervisor(
+        ["inference", "training"], env, report=lambda text: console.print(f"[yellow]{text}[/]")
+    )
     children.start()
     url = f"http://{host or settings.host}:{port or settings.port}"
     console.print(f"amaqc on {url} (docs {url}/docs), data in {settings.data_dir.resolve()}")
@@ -248,53 +249,3 @@ def up(
             listener.stop()
         children.stop()
         console.print("amaqc stopped")
-
-
-class _Children:
-    """The worker children of ``amaqc up``, one per queue; a child that exits is started
-    again on its own queue (at most :attr:`MAX_RESTARTS` times each)."""
-
-    MAX_RESTARTS = 5
-
-    def __init__(self, env: dict[str, str], queues: dict[str, str]) -> None:
-        import threading
-
-        self.env = env
-        self.queues = queues
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts = dict.fromkeys(queues, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="amaqc-children", daemon=True)
-
-    def _spawn(self, name: str) -> None:
-        cmd = [sys.executable, "-m", "app", "worker", "--queues", self.queues[name]]
-        self.procs[name] = subprocess.Popen(cmd, env=self.env)
-
-    def start(self) -> None:
-        for name in self.queues:
-            self._spawn(name)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(2.0):
-            for name, proc in list(self.procs.items()):
-                if proc.poll() is None or self._stop.is_set():
-                    continue
-                if self.restarts[name] >= self.MAX_RESTARTS:
-                    continue
-                self.restarts[name] += 1
-                console.print(
-                    f"[yellow]{name} worker exited ({proc.returncode}); starting it again[/]"
-                )
-                self._spawn(name)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
