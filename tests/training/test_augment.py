@@ -183,3 +183,15 @@ def test_ringing_is_far_milder_than_moderate_gibbs(phantom: np.ndarray) -> None:
 def test_ringing_rejects_artifact_strength() -> None:
     with pytest.raises(ValueError, match="keep .* got 0.5"):
         Ringing(keep=0.5)
+
+
+def test_realism_noise_never_drops_below_the_snr_floor() -> None:
+    from training.augment import SNR_RANGE, realism_record
+
+    rng = np.random.default_rng(0)
+    snrs = [
+        op["snr"] for _ in range(400) for op in realism_record(rng)["ops"] if op["op"] == "noise"
+    ]
+    assert len(snrs) > 200  # noise is drawn most of the time
+    assert SNR_RANGE[0] <= min(snrs) and max(snrs) <= SNR_RANGE[1]
+    assert min(snrs) < 12 and max(snrs) > 80  # the whole range is used
