@@ -9,7 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import ModelActivation, ModelVersion, TrainingJob
 
-ARCHS = ("amaresnet18", "resnet18", "resnet18_pyramid", "resnet18_se")  # = model.list_models()
+ARCHS = (  # = model.list_models() (a test checks; the API process does not import torch)
+    "amaresnet18",
+    "cnn2d",
+    "densenet121",
+    "resnet18",
+    "resnet18_pyramid",
+    "resnet18_se",
+    "unet_encoder",
+    "vgg16",
+    "vgg19",
+)
 
 
 class DatasetSource(BaseModel):
