@@ -114,6 +114,8 @@ def test_admin_trains_activates_and_rolls_back_in_the_browser(
         page.click("#start")
         expect(page.locator("#form-error")).to_contain_text("'..'")
         expect(page.locator("#path")).to_have_value("../outside")
+        assert sideways_overflow(page, 820, 1180) <= 0  # a tablet, portrait
+        page.set_viewport_size({"width": 1280, "height": 800})
 
         # a tiny job: 3 epochs of 4 steps on 64 px slices
         page.fill("#path", "datasets/tiny")
