@@ -50,7 +50,7 @@ bench: setup
 
 # Retake the README's UI screenshots (docs/img/ui-*.png) with the browser test.
 screenshots: setup services browser
-	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser.py -k sqlite
+	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser.py tests/app/test_browser_admin.py -k sqlite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

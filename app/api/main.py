@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from app.config import Settings, get_settings
 from app.ingest.errors import IngestError
 from app.sweeper import Sweeper
+from app.web import admin as web_admin
 from app.web import events as web_events
 from app.web import routes as web_routes
 from app.web.deps import HERE as WEB_DIR
@@ -119,10 +120,11 @@ def create_app() -> FastAPI:
     app.include_router(api_router)
     app.include_router(dicomweb.router)
     app.include_router(health.router)
-    # the radiographer web UI
+    # the web UI: radiographer pages and admin pages
     app.add_exception_handler(NotSignedIn, _not_signed_in)
     app.add_exception_handler(WebForbidden, _web_forbidden)
     app.include_router(web_routes.router)
+    app.include_router(web_admin.router)
     app.include_router(web_events.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     return app

@@ -18,6 +18,7 @@ from app.config import Settings
 from app.db import repo, repo_training
 from app.db.models import JOB_FINISHED, TrainingJob
 from app.model_versions import CheckpointUnusable, checkpoint_metadata
+from app.queue import enqueue_training
 
 from .sources import DataSourceError, resolve_dataset, reviewed_slices
 
@@ -126,6 +127,23 @@ def create_job(
             log="",
         ),
     )
+
+
+def submit_job(
+    session: Session, settings: Settings, body: TrainingJobCreate, *, key_id: int | None
+) -> TrainingJob:
+    """Create the job, commit, then queue it on ``training`` (the API and the admin pages
+    both start jobs this way). 503 when the broker is unreachable: the job is then failed,
+    since nothing would ever run it."""
+    job = create_job(session, settings, body, key_id=key_id)
+    session.commit()
+    if not enqueue_training(settings.broker_url, job.id):  # after the commit
+        fail_unqueued(session, job)
+        session.commit()
+        raise JobRequestError(
+            f"the broker is unreachable; training job {job.id} was not queued", 503
+        )
+    return job
 
 
 def cancel_job(session: Session, job: TrainingJob) -> TrainingJob:

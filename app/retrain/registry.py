@@ -74,9 +74,9 @@ def activate(
     )
 
 
-def rollback(session: Session, *, key_id: int | None = None) -> ModelActivation:
-    """Re-activate the version that was active before the current one was activated; repeated
-    rollbacks step further back through the history."""
+def rollback_target(session: Session) -> tuple[ModelVersion, ModelActivation]:
+    """The version a rollback would re-activate, and the activation it would undo; raises
+    :class:`ActivationRefused` (409) when there is none."""
     current = repo.active_model_version(session)
     if current is None:
         raise ActivationRefused("nothing to roll back: no model version is active")
@@ -88,14 +88,22 @@ def rollback(session: Session, *, key_id: int | None = None) -> ModelActivation:
         )
     target = repo.model_version(session, last.previous_version_id)
     assert target is not None  # a foreign key
+    return target, last
+
+
+def rollback(session: Session, *, key_id: int | None = None) -> ModelActivation:
+    """Re-activate the version that was active before the current one was activated; repeated
+    rollbacks step further back through the history."""
+    target, last = rollback_target(session)
     check_checkpoint(target)
+    current_id = last.version_id
     last.undone = True
     activation = activate(
         session,
         target,
         kind="rollback",
         key_id=key_id,
-        details={"undid_activation": last.id, "from_version": current.id},
+        details={"undid_activation": last.id, "from_version": current_id},
     )
     assert activation is not None  # the target is not the active version
     return activation

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.templating import Jinja2Templates
 
 from app.api.deps import SessionDep, SettingsDep, signed_in
@@ -57,3 +57,16 @@ def web_admin(user: Annotated[WebUser, Depends(web_user)]) -> WebUser:
 
 UserDep = Annotated[WebUser, Depends(web_user)]
 AdminDep = Annotated[WebUser, Depends(web_admin)]
+
+
+def render(
+    request: Request, name: str, user: WebUser | None, code: int = 200, **ctx: Any
+) -> Response:
+    """A page from ``templates/`` (never cached: pages show live state and patient data)."""
+    return templates.TemplateResponse(
+        request,
+        name,
+        {"user": user, **ctx},
+        status_code=code,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -1,4 +1,4 @@
-"""The radiographer web UI's pages: sign-in, worklist, series viewer, and a minimal admin page.
+"""The radiographer web UI's pages: sign-in, worklist, series viewer (admin pages: ``admin.py``).
 
 Server-rendered with Jinja2; ``static/`` holds the small scripts. Sign-in takes a radiographer
 or admin key and keeps a signed session cookie (``session.py``); scanner keys cannot sign in.
@@ -8,7 +8,7 @@ URLs carry series ids and filters, never patient data.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,7 +17,7 @@ from app.api.deps import UI_ROLES, SessionDep, SettingsDep, signed_in
 from app.db import repo, reviews
 
 from . import session as web_session
-from .deps import AdminDep, UserDep, WebUser, templates
+from .deps import UserDep, render
 from .views import parse_filters, row_view, series_data
 
 router = APIRouter(include_in_schema=False)
@@ -31,24 +31,12 @@ def _insecure_transport(request: Request, cookie_secure: bool) -> bool:
     return cookie_secure and request.url.scheme == "http" and not local
 
 
-def _page(
-    request: Request, name: str, user: WebUser | None, code: int = 200, **ctx: Any
-) -> Response:
-    return templates.TemplateResponse(
-        request,
-        name,
-        {"user": user, **ctx},
-        status_code=code,
-        headers={"Cache-Control": "no-store"},
-    )
-
-
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def loginrender(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     if signed_in(request, session, settings) is not None:
         return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     insecure = _insecure_transport(request, settings.cookie_secure)
-    return _page(request, "login.html", None, insecure=insecure)
+    return render(request, "login.html", None, insecure=insecure)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -62,13 +50,13 @@ def login(
     key = repo.find_api_key(session, api_key.strip()) if api_key.strip() else None
     if key is None:
         error = "enter an API key" if not api_key.strip() else "unknown or revoked API key"
-        return _page(request, "login.html", None, status.HTTP_401_UNAUTHORIZED, error=error)
+        return render(request, "login.html", None, status.HTTP_401_UNAUTHORIZED, error=error)
     if key.role not in UI_ROLES:
         error = (
             f"a {key.role} key cannot sign in to the UI; sign in with a radiographer or "
             "admin key (amaqc keys create --role radiographer --name ...)"
         )
-        return _page(request, "login.html", None, status.HTTP_403_FORBIDDEN, error=error)
+        return render(request, "login.html", None, status.HTTP_403_FORBIDDEN, error=error)
     value, _ = web_session.encode(settings, key.id)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     web_session.set_cookie(response, settings, value)
@@ -85,7 +73,7 @@ def logout(user: UserDep, settings: SettingsDep, csrf: Annotated[str, Form()] = 
 
 
 @router.get("/", response_class=HTMLResponse)
-def worklist_page(request: Request, user: UserDep, session: SessionDep) -> Response:
+def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Response:
     """Newest series first; flagged ones highlighted; filters in the query string."""
     params = dict(request.query_params)
     filters, problems = parse_filters(params)
@@ -95,7 +83,7 @@ def worklist_page(request: Request, user: UserDep, session: SessionDep) -> Respo
         session, filters, limit=PAGE_SIZE, cursor=int(cursor) if cursor.isdigit() else None
     )
     query = {k: v for k, v in params.items() if k != "cursor" and v}
-    return _page(
+    return render(
         request,
         "worklist.html",
         user,
@@ -111,20 +99,14 @@ def worklist_page(request: Request, user: UserDep, session: SessionDep) -> Respo
 
 
 @router.get("/series/{series_id}", response_class=HTMLResponse)
-def series_page(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
+def seriesrender(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
     data = series_data(session, series_id, request)
     if data is None:
-        return _page(
+        return render(
             request,
             "error.html",
             user,
             status.HTTP_404_NOT_FOUND,
             message=f"series {series_id} not found",
         )
-    return _page(request, "series.html", user, series=data)
-
-
-@router.get("/admin", response_class=HTMLResponse)
-def admin_page(request: Request, user: AdminDep, session: SessionDep) -> Response:
-    """Model versions (admin keys only; the full admin pages build on this)."""
-    return _page(request, "admin.html", user, versions=reviews.model_versions(session))
+    return render(request, "series.html", user, series=data)

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 WRITE_EVERY_S = 1.0
 LOG_LINES = 40
+#: at most this many points of the loss curve are kept in ``progress["loss_curve"]``
+CURVE_POINTS = 200
 #: a job whose worker was lost this many times fails instead of resuming again
 MAX_ATTEMPTS = 3
 
@@ -61,6 +63,9 @@ class Reporter:
         self.last_write = 0.0
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.progress: dict[str, Any] = {"epochs": self.epochs}
+        self.curve: list[list[float]] = []  # [epochs done (fractional), running loss]
+        self.curve_stride = 1  # keep every n-th step; doubles whenever the curve is full
+        self.epoch_history: list[dict[str, Any]] = []
 
     def line(self, text: str, *, write: bool = True) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -85,6 +90,7 @@ class Reporter:
                 eta_s=round(eta, 1) if eta is not None else None,
                 elapsed_s=round(elapsed, 1),
             )
+            self._curve_point(int(event["epoch"]), int(event["step"]), steps, float(event["loss"]))
             if self.budget is not None and elapsed > float(self.budget):
                 raise JobStopped(
                     "failed",
@@ -103,6 +109,15 @@ class Reporter:
                 best_epoch=int(event["best_epoch"]) + 1,
                 elapsed_s=round(elapsed, 1),
             )
+            self.epoch_history.append(
+                {
+                    "epoch": int(event["epoch"]) + 1,
+                    "train_loss": round(float(event["train_loss"]), 5),
+                    "val_f1": val.get("f1"),
+                    "val_roc_auc": val.get("roc_auc"),
+                }
+            )
+            self.progress["epoch_history"] = list(self.epoch_history)
             auc = val.get("roc_auc")
             self.line(
                 f"epoch {event['epoch'] + 1}/{self.epochs}: loss {event['train_loss']:.4f}, "
@@ -111,6 +126,18 @@ class Reporter:
                 else f"epoch {event['epoch'] + 1}/{self.epochs}: loss {event['train_loss']:.4f}, "
                 f"val F1 {val['f1']:.3f}"
             )
+
+    def _curve_point(self, epoch: int, step: int, steps: int, loss: float) -> None:
+        """One point of the loss curve (x in epochs), thinned so it stays under
+        :data:`CURVE_POINTS` points however long the job runs."""
+        index = epoch * steps + step
+        if index % self.curve_stride and step != steps:
+            return
+        self.curve.append([round(epoch + step / steps, 4), round(loss, 5)])
+        if len(self.curve) > CURVE_POINTS:
+            self.curve = self.curve[::2]  # (an odd length: keeps the first and last points)
+            self.curve_stride *= 2
+        self.progress["loss_curve"] = list(self.curve)
 
     def write(self) -> None:
         """Progress and log tail to the row; raises :class:`JobStopped` once cancelled."""

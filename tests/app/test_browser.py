@@ -15,20 +15,16 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from app.config import Settings, get_settings
 from tests.app.conftest import auth, new_key, set_threshold
+from tests.utils.browser import DOCS_IMG, WAIT_MS, chromium_page, sideways_overflow
 from tests.utils.images import phantom
 from tests.utils.server import serve
 from tests.utils.service import dicom_bytes
-
-CHROMIUM = Path("/usr/bin/chromium")
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-WAIT_MS = 90_000  # a verdict from a cold worker on a busy 2-core machine
 
 
 @pytest.fixture
@@ -45,21 +41,8 @@ def base_url(stack: Settings) -> Iterator[str]:
 
 @pytest.fixture
 def page(base_url: str) -> Iterator[object]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=base_url)
-        context.set_default_timeout(WAIT_MS)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+    with chromium_page(base_url) as page:
+        yield page
 
 
 def _upload(base_url: str, key: str, uid: str, n: int, **data: str) -> int:
@@ -99,10 +82,7 @@ def _wait_done(base_url: str, key: str, series_id: int) -> None:
 
 def _fits(page: object, width: int, height: int) -> None:
     """No sideways scrolling at this size, and the slice view is on screen."""
-    page.set_viewport_size({"width": width, "height": height})  # type: ignore[attr-defined]
-    overflow = page.evaluate(  # type: ignore[attr-defined]
-        "() => document.documentElement.scrollWidth - window.innerWidth"
-    )
+    overflow = sideways_overflow(page, width, height)
     assert overflow <= 0, f"{overflow} px wider than a {width} px window"
     box = page.locator("#stage").bounding_box()  # type: ignore[attr-defined]
     assert box and box["width"] >= 240 and box["x"] + box["width"] <= width

@@ -23,8 +23,7 @@ from app.config import Settings
 from app.db import repo_training
 from app.db.models import JOB_FINISHED, TrainingJob
 from app.db.session import new_session
-from app.queue import enqueue_training
-from app.retrain.jobs import JobRequestError, cancel_job, create_job, fail_unqueued
+from app.retrain.jobs import JobRequestError, cancel_job, submit_job
 
 router = APIRouter(
     prefix="/training-jobs", tags=["retraining"], dependencies=[require_role("admin")]
@@ -59,17 +58,9 @@ def start_training_job(
 ) -> TrainingJobAccepted:
     """Queue a training job on the ``training`` queue; 202 with its id and URLs."""
     try:
-        job = create_job(session, settings, body, key_id=key.id)
+        job = submit_job(session, settings, body, key_id=key.id)
     except JobRequestError as exc:
         raise _refused(exc) from None
-    session.commit()
-    if not enqueue_training(settings.broker_url, job.id):  # after the commit
-        fail_unqueued(session, job)
-        session.commit()
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"the broker is unreachable; training job {job.id} was not queued",
-        )
     return TrainingJobAccepted(
         job_id=job.id,
         status_url=request.url_for("get_training_job", job_id=job.id).path,

@@ -1,0 +1,257 @@
+"""The admin pages (admin keys only; radiographer keys get 403): model versions with their
+metrics, ROC curves and activation history; activate and roll back, each after a confirmation
+page; a form that starts a training job; a job page with live progress and a cancel button.
+
+Server-rendered, and every action is a plain form POST carrying the page's CSRF token, so the
+pages work without scripts; ``static/job.js`` adds the live progress bar and loss curve (from
+``GET /api/v1/training-jobs/{id}/events``). Actions call the same service functions as the API
+(``app.retrain``), so a refused request shows the API's message. URLs carry ids only.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.schemas_training import ARCHS
+from app.db import repo, repo_training
+from app.db.models import JOB_FINISHED, ModelVersion, TrainingJob
+from app.retrain.jobs import JobRequestError, cancel_job, submit_job
+from app.retrain.registry import ActivationRefused, activate, rollback, rollback_target
+
+from .admin_views import (
+    activations_view,
+    dataset_folders,
+    job_view,
+    parse_job_request,
+    version_view,
+    versions_view,
+)
+from .deps import AdminDep, WebForbidden, WebUser, render
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+JOBS_PAGE = 50
+
+
+def _csrf_ok(user: AdminDep, csrf: Annotated[str, Form()] = "") -> WebUser:
+    """An admin whose form carries the page's CSRF token (403 otherwise)."""
+    if not hmac.compare_digest(csrf, user.csrf):
+        raise WebForbidden("missing or wrong CSRF token; reload the page and try again")
+    return user
+
+
+CheckedAdmin = Annotated[WebUser, Depends(_csrf_ok)]
+
+
+def _not_found(request: Request, user: WebUser, what: str) -> Response:
+    return render(
+        request, "error.html", user, status.HTTP_404_NOT_FOUND, message=f"{what} not found"
+    )
+
+
+def _back(url: str) -> Response:
+    return RedirectResponse(url, status.HTTP_303_SEE_OTHER)
+
+
+# --- model versions ------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def models_page(request: Request, user: AdminDep, session: SessionDep) -> Response:
+    """Versions with their metrics, the rollback target, recent jobs, activation history."""
+    try:
+        target: ModelVersion | None = rollback_target(session)[0]
+        no_rollback = ""
+    except ActivationRefused as exc:
+        target, no_rollback = None, exc.detail
+    return render(
+        request,
+        "admin.html",
+        user,
+        versions=versions_view(session),
+        activations=activations_view(session),
+        rollback_to=target,
+        no_rollback=no_rollback,
+        jobs=[job_view(j) for j in repo_training.list_training_jobs(session, limit=5, cursor=None)],
+    )
+
+
+def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, object]:
+    names = {v.id: v.name for v in repo_training.list_model_versions(session)}
+    job = repo_training.job_of_version(session, version.id)
+    view = version_view(version, names, job.id if job else None)
+    active = repo.active_model_version(session)
+    return {"version": view, "active": version_view(active, names, None) if active else None}
+
+
+@router.get("/models/{version_id}", response_class=HTMLResponse)
+def model_page(version_id: int, request: Request, user: AdminDep, session: SessionDep) -> Response:
+    """One version: metrics on the fixed validation set beside the then-active version's, the
+    ROC curve, data summary, parent."""
+    version = repo.model_version(session, version_id)
+    if version is None:
+        return _not_found(request, user, f"model version {version_id}")
+    return render(request, "admin_model.html", user, **_version_page(session, version))
+
+
+@router.get("/models/{version_id}/activate", response_class=HTMLResponse)
+def confirm_activate(
+    version_id: int, request: Request, user: AdminDep, session: SessionDep
+) -> Response:
+    """The confirmation step: what becomes active, what it replaces, both numbers."""
+    version = repo.model_version(session, version_id)
+    if version is None:
+        return _not_found(request, user, f"model version {version_id}")
+    ctx = _version_page(session, version)
+    return render(request, "admin_confirm_activate.html", user, **ctx)
+
+
+@router.post("/models/{version_id}/activate", response_class=HTMLResponse)
+def do_activate(
+    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
+) -> Response:
+    version = repo.model_version(session, version_id)
+    if version is None:
+        return _not_found(request, user, f"model version {version_id}")
+    try:
+        activate(session, version, kind="explicit", key_id=user.key.id)
+    except ActivationRefused as exc:
+        session.rollback()
+        ctx = _version_page(session, version)
+        return render(
+            request, "admin_confirm_activate.html", user, exc.status_code, error=exc.detail, **ctx
+        )
+    session.commit()
+    return _back("/admin")
+
+
+@router.get("/rollback", response_class=HTMLResponse)
+def confirm_rollback(request: Request, user: AdminDep, session: SessionDep) -> Response:
+    current = repo.active_model_version(session)
+    try:
+        target, undo = rollback_target(session)
+    except ActivationRefused as exc:
+        return render(
+            request, "admin_confirm_rollback.html", user, exc.status_code, error=exc.detail
+        )
+    names = {v.id: v.name for v in repo_training.list_model_versions(session)}
+    return render(
+        request,
+        "admin_confirm_rollback.html",
+        user,
+        current=version_view(current, names, None) if current else None,
+        target=version_view(target, names, None),
+        undo_id=undo.id,
+    )
+
+
+@router.post("/rollback", response_class=HTMLResponse)
+def do_rollback(request: Request, user: CheckedAdmin, session: SessionDep) -> Response:
+    try:
+        rollback(session, key_id=user.key.id)
+    except ActivationRefused as exc:
+        session.rollback()
+        return render(
+            request, "admin_confirm_rollback.html", user, exc.status_code, error=exc.detail
+        )
+    session.commit()
+    return _back("/admin")
+
+
+# --- training jobs -------------------------------------------------------------------------
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, user: AdminDep, session: SessionDep) -> Response:
+    jobs = repo_training.list_training_jobs(session, limit=JOBS_PAGE, cursor=None)
+    return render(request, "admin_jobs.html", user, jobs=[job_view(j) for j in jobs])
+
+
+def _form_page(
+    request: Request,
+    user: WebUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    values: dict[str, str],
+    error: str = "",
+    code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "admin_job_form.html",
+        user,
+        code,
+        values=values,
+        error=error,
+        archs=ARCHS,
+        versions=repo_training.list_model_versions(session),
+        folders=dataset_folders(settings.data_dir),
+    )
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(
+    request: Request, user: AdminDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    defaults = {"source": "dataset", "epochs": "10", "seed": "0"}
+    return _form_page(request, user, session, settings, defaults)
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+async def start_job(
+    request: Request, user: CheckedAdmin, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Start a job from the form; a refused request shows the form again, filled in, with
+    the API's message and status (422, 409, 503)."""
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    form.pop("csrf", None)
+    body = parse_job_request(form)
+    if isinstance(body, str):
+        return _form_page(request, user, session, settings, form, body, 422)
+    try:
+        job = submit_job(session, settings, body, key_id=user.key.id)
+    except JobRequestError as exc:
+        session.rollback()
+        return _form_page(request, user, session, settings, form, exc.detail, exc.status_code)
+    return _back(f"/admin/jobs/{job.id}")
+
+
+def _job(session: SessionDep, job_id: int) -> TrainingJob | None:
+    return repo_training.get_training_job(session, job_id)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: int, request: Request, user: AdminDep, session: SessionDep) -> Response:
+    """Status, a progress bar and loss curve kept live by ``job.js``, log tail, outcome."""
+    job = _job(session, job_id)
+    if job is None:
+        return _not_found(request, user, f"training job {job_id}")
+    return render(request, "admin_job.html", user, job=job_view(job), finished=JOB_FINISHED)
+
+
+@router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
+def do_cancel(job_id: int, request: Request, user: CheckedAdmin, session: SessionDep) -> Response:
+    job = _job(session, job_id)
+    if job is None:
+        return _not_found(request, user, f"training job {job_id}")
+    try:
+        cancel_job(session, job)
+    except JobRequestError as exc:
+        session.rollback()
+        job = _job(session, job_id)
+        assert job is not None
+        return render(
+            request,
+            "admin_job.html",
+            user,
+            exc.status_code,
+            job=job_view(job),
+            finished=JOB_FINISHED,
+            error=exc.detail,
+        )
+    session.commit()
+    return _back(f"/admin/jobs/{job_id}")
