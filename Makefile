@@ -33,6 +33,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict on model/, training/ and app/ ([tool.mypy] in pyproject.toml)
 typecheck: setup
 	$(BIN)/mypy
 

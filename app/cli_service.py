@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .cli import app, console, fail
 from .supervise import Supervisor
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .dicom_listener import DicomListener
 
 keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -28,7 +32,7 @@ DataDir = Annotated[
 ]
 
 
-def _settings(data_dir: Path | None = None):  # type: ignore[no-untyped-def]
+def _settings(data_dir: Path | None = None) -> Settings:
     """Settings from the environment, with ``--data-dir`` taking precedence."""
     from app.config import get_settings
 
@@ -125,14 +129,21 @@ def worker(
     celery_app.worker_main([*args, "--without-gossip", "--without-mingle", "--without-heartbeat"])
 
 
-def _start_listener(settings, **where: object):  # type: ignore[no-untyped-def]
+def _start_listener(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ae_title: str | None = None,
+    sweep: bool = True,
+) -> DicomListener:
     """A started :class:`app.dicom_listener.DicomListener`, or a clear error and exit 2."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.dicom_listener import DicomListener, ListenerKeyError
 
     try:
-        listener = DicomListener(settings, **where)  # type: ignore[arg-type]
+        listener = DicomListener(settings, host=host, port=port, ae_title=ae_title, sweep=sweep)
         listener.start()
     except (ListenerKeyError, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -180,7 +191,7 @@ def dicom_listen(
         console.print("DICOM listener stopped")
 
 
-def _bootstrap(settings) -> str | None:  # type: ignore[no-untyped-def]
+def _bootstrap(settings: Settings) -> str | None:
     """Register the default checkpoint if no model is active; create the first admin key.
 
     Returns the new admin key, or None when one exists.

@@ -200,6 +200,7 @@ class DicomListener:
         """Find or create the uploader key, bind, serve in background threads; also run the
         sweeper (closes stable series) when ``sweep`` and ``AMAQC_SWEEP_INTERVAL_SECONDS``."""
         from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.events import EventHandlerType
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
         from app.config import check_ae_title
@@ -211,8 +212,9 @@ class DicomListener:
         ae.require_calling_aet = self.settings.allowed_aes
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
+            assert context.abstract_syntax is not None  # set on every context of that list
             ae.add_supported_context(context.abstract_syntax, syntaxes)
-        handlers = [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_DATA_RECV, self._on_data),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_end),

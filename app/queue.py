@@ -14,7 +14,7 @@ import logging
 from functools import lru_cache
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 ANALYSE_SERIES = "amaqc.analyse_series"
 TRAIN_MODEL = "amaqc.train_model"

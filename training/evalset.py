@@ -44,7 +44,8 @@ def simulated_pairs(
             rng = np.random.default_rng([seed, i, v, 1])
             info = dict(sample.info)
             record: dict[str, Any] = {}
-            before = after = {"ops": []}
+            before: dict[str, Any] = {"ops": []}
+            after: dict[str, Any] = before
             if realism:
                 record["realism"] = realism_record(realism_rng)
                 before, after = split_acquisition(record["realism"])

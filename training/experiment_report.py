@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ def cell(metric: str, stats: dict[str, Any]) -> str:
 
 def table_md(
     rows: Sequence[dict[str, Any]],
-    reference: dict[str, tuple[str, ...]] | None = None,
+    reference: Mapping[str, tuple[str, ...]] | None = None,
     extra_columns: Sequence[str] = (),
     bold: str | None = None,
 ) -> str:

@@ -245,7 +245,7 @@ class Sweep:
         self.runs_dir = self.out / "runs"
         self._eval: list[Sample] | None = None
         stamp = self.out / "sweep.json"
-        mine = {"experiment": experiment, "settings": settings.fingerprint()}
+        mine: dict[str, Any] = {"experiment": experiment, "settings": settings.fingerprint()}
         if stamp.is_file():
             theirs = json.loads(stamp.read_text())
             if theirs != mine:

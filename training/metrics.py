@@ -3,11 +3,12 @@ selection on a validation set, and the plots people look at (ROC curve, confusio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -19,9 +20,7 @@ from sklearn.metrics import (
 )
 
 
-def binary_metrics(
-    y_true: Sequence[int], prob: Sequence[float], threshold: float
-) -> dict[str, Any]:
+def binary_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float) -> dict[str, Any]:
     """Metrics of ``prob >= threshold`` against ``y_true`` (1 = artifact).
 
     ROC-AUC is ``None`` when only one class is present (it is undefined then).
@@ -48,7 +47,7 @@ def binary_metrics(
 
 
 def best_threshold(
-    y_true: Sequence[int], prob: Sequence[float], max_false_alarm_rate: float | None = None
+    y_true: ArrayLike, prob: ArrayLike, max_false_alarm_rate: float | None = None
 ) -> float:
     """The threshold maximising F1 on (validation) data; ties go to the higher threshold (fewer
     false alarms). Falls back to 0.5 when a class is missing.
@@ -78,8 +77,9 @@ def best_threshold(
     return best
 
 
-def plot_roc(curves: dict[str, tuple[Sequence[int], Sequence[float]]], path: Path) -> Path:
-    """ROC curves of one or more models on one plot, AUC in the legend."""
+def plot_roc(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], path: Path) -> Path:
+    """ROC curves of one or more models on one plot, AUC in the legend: ``curves`` maps a name
+    to (1-D labels, 1 = artifact; 1-D scores)."""
     import matplotlib
 
     matplotlib.use("Agg")

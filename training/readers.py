@@ -280,9 +280,9 @@ def _read_nifti(path: Path) -> list[Slice]:
         data = data[:, :, np.newaxis]
     ornt = _ras_orientation(img.affine)
     if ornt is not None:  # voxel axes become R, A, S
-        data = apply_orientation(data, ornt)  # type: ignore[no-untyped-call]
+        data = apply_orientation(data, ornt)
     data = np.moveaxis(data, _slicing_axis(data.shape), 2)
-    zooms = img.header.get_zooms()  # type: ignore[no-untyped-call]
+    zooms = img.header.get_zooms()
     meta = {"format": "nifti", "shape": "x".join(str(n) for n in shape)}
     meta["voxel_size"] = "x".join(f"{float(z):g}" for z in zooms[:3])
     # (x=R, y=A) -> rows anterior..posterior, columns right..left, like a DICOM axial image
@@ -318,7 +318,7 @@ def _nifti_3d_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
 def _ras_orientation(affine: np.ndarray) -> np.ndarray | None:
     """Axis flips/permutation to the closest RAS; None for a degenerate affine."""
     try:
-        ornt = np.asarray(io_orientation(affine))  # type: ignore[no-untyped-call]
+        ornt = np.asarray(io_orientation(affine))
     except Exception:
         return None
     if ornt.shape != (3, 2) or np.isnan(ornt).any():

@@ -247,7 +247,9 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         severities=cfg.severities,
         realism=cfg.realism,
     )
-    sampler = DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
+    sampler: DistributedSampler[Any] | None = (
+        DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
+    )
     loader = make_loader(dataset, cfg.batch_size // world, cfg.num_workers, sampler, device)
     if len(loader) == 0:
         raise ValueError(

@@ -64,7 +64,7 @@ def current_key(
                 "missing API key: send the header 'Authorization: Bearer <key>'",
                 headers=challenge,
             )
-        key, web = found
+        cookie_key, web = found
         token = request.headers.get(web_session.CSRF_HEADER, "")
         if request.method not in SAFE_METHODS and not hmac.compare_digest(token, web.csrf):
             raise HTTPException(
@@ -72,7 +72,7 @@ def current_key(
                 f"a request signed in by cookie must send the page's {web_session.CSRF_HEADER} "
                 "header",
             )
-        return key
+        return cookie_key
     key = repo.find_api_key(session, credentials.credentials)
     if key is None:
         raise HTTPException(

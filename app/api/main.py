@@ -46,7 +46,8 @@ api_router.include_router(models.router)
 
 def _settings(app: FastAPI) -> Settings:
     provider = app.dependency_overrides.get(get_settings, get_settings)
-    return provider()  # type: ignore[no-any-return]
+    settings: Settings = provider()
+    return settings
 
 
 @asynccontextmanager

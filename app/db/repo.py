@@ -317,7 +317,8 @@ def list_series(
     if cursor is not None:
         query = query.where(Series.id < cursor)
     rows = session.execute(query.order_by(Series.id.desc()).limit(limit + 1)).all()
-    items = [(s, v) for s, v in rows[:limit]]
+    # an outer join: v is None for a series without a verdict
+    items: list[tuple[Series, SeriesVerdict | None]] = [(s, v) for s, v in rows[:limit]]
     next_cursor = items[-1][0].id if len(rows) > limit and items else None
     return SeriesPage(items, next_cursor)
 

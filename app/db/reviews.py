@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session
 
 from .models import ApiKey, Instance, ModelVersion, Review, ReviewSlice, Series, SeriesVerdict
 
@@ -228,8 +228,8 @@ class Watermark:
 
 
 def watermark(session: Session) -> Watermark:
-    def newest(column: object) -> int:
-        return int(session.scalar(select(func.max(column))) or 0)  # type: ignore[arg-type]
+    def newest(column: Mapped[int]) -> int:
+        return int(session.scalar(select(func.max(column))) or 0)
 
     return Watermark(newest(Series.id), newest(SeriesVerdict.id), newest(Review.id))
 

@@ -102,7 +102,7 @@ def read_header(path: Path) -> Header | None:
 
 def decodable(transfer_syntax_uid: str) -> bool:
     """Whether pydicom (with the pylibjpeg plugins) can decode pixel data in this syntax."""
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import get_decoder
 
     try:
         return bool(get_decoder(transfer_syntax_uid).is_available)

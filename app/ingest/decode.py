@@ -11,6 +11,7 @@ import gzip
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from app.config import Settings
 
@@ -108,7 +109,10 @@ def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
         if ext in (".nii", ".nii.gz"):
             import nibabel as nib
 
-            shape = tuple(int(n) for n in nib.load(path).shape)  # header only
+            # a .nii / .nii.gz loads as a Nifti1Image or Nifti2Image (nibabel types it as
+            # the FileBasedImage base class, which has no shape)
+            volume = cast("nib.spatialimages.SpatialImage", nib.load(path))
+            shape = tuple(int(n) for n in volume.shape)  # header only
             dims = (*shape, 1, 1, 1)[:3]
             return dims[0], dims[1], dims[2]
         import pydicom

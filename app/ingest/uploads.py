@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from app.config import Settings
 
@@ -54,7 +54,7 @@ def display_name(raw: str | None, fallback: str) -> str:
     return base or fallback
 
 
-def copy_limited(src: BinaryIO, dest: Path, budget: int, what: str, limit_text: str) -> int:
+def copy_limited(src: IO[bytes], dest: Path, budget: int, what: str, limit_text: str) -> int:
     """Copy ``src`` to ``dest``; raise 413 when more than ``budget`` bytes come."""
     size = 0
     with dest.open("wb") as out:

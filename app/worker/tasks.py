@@ -6,10 +6,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.notify import DeliveryFailed
 
-from .celery_app import celery_app
+from .celery_app import task
 
 
-@celery_app.task(
+@task(
     name="amaqc.analyse_series",
     acks_late=True,
     autoretry_for=(OperationalError, InterfaceError, ConnectionError),
@@ -31,7 +31,7 @@ def analyse_series(series_id: int) -> str:
     return outcome
 
 
-@celery_app.task(
+@task(
     name="amaqc.notify_series",
     acks_late=True,
     autoretry_for=(DeliveryFailed, OperationalError, InterfaceError),
@@ -47,7 +47,7 @@ def notify_series(series_id: int) -> str:
     return send(get_settings(), series_id)
 
 
-@celery_app.task(name="amaqc.train_model", acks_late=True)
+@task(name="amaqc.train_model", acks_late=True)
 def train_model(job_id: int) -> str:
     """Run training job ``job_id`` (queue ``training``) to its end; no automatic retry: a
     failed job says why and is started again by a new request."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
@@ -14,7 +16,7 @@ from app.db import repo
 from app.db.models import Instance
 
 router = APIRouter(prefix="/instances", tags=["instances"])
-PNG = {"content": {"image/png": {}}}
+PNG: dict[str, Any] = {"content": {"image/png": {}}}
 
 
 def _pixels(settings: Settings, instance: Instance) -> np.ndarray:
