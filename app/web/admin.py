@@ -11,7 +11,7 @@ pages work without scripts; ``static/job.js`` adds the live progress bar and los
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -80,7 +80,7 @@ def models_page(request: Request, user: AdminDep, session: SessionDep) -> Respon
     )
 
 
-def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, object]:
+def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, Any]:
     names = {v.id: v.name for v in repo_training.list_model_versions(session)}
     job = repo_training.job_of_version(session, version.id)
     view = version_view(version, names, job.id if job else None)
