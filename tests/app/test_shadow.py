@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db import repo
 from app.db.models import InstanceVerdict, ModelVersion, SeriesVerdict
-from app.db.reviews import WorklistFilter, worklist
+from app.db.reviews import WorklistFilter, watermark, worklist
 from app.db.session import session_scope
 from app.model_versions import register_checkpoint
 from app.notify import series_event
@@ -71,7 +71,8 @@ def _user_view(client: TestClient, settings: Settings, headers: dict[str, str], 
         assert row.verdict is not None
         worklist_verdict = (row.verdict.id, row.verdict.model_version_id, row.verdict.label)
         counts = repo.verdict_counts(session)
-    return series, instances, listed, worklist_verdict, counts, series_event(settings, sid)
+        mark = str(watermark(session))  # the worklist's event stream: no change to announce
+    return series, instances, listed, worklist_verdict, counts, mark, series_event(settings, sid)
 
 
 # --- the API ---------------------------------------------------------------------------
