@@ -4,7 +4,8 @@ Every change of the active version goes through :func:`activate` and lands in th
 history (``model_activation``). A version is activated only when its checkpoint file is still
 the one registered (present, same SHA-256, an amaqc safetensors header): the training worker
 loads every checkpoint it registers with torch, so those same bytes load. Inference workers
-read the active version per job and reload when it changed: no restart.
+read the active version per job and reload when it changed: no restart. Shadow mode
+(:func:`start_shadow`) goes through the same checkpoint check.
 """
 
 from __future__ import annotations
