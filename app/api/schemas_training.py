@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import ModelActivation, ModelVersion, TrainingJob
+from app.db.repo_training import ShadowPair, ShadowSummary
 
 #: = model.list_models() (a test checks it): the API process never imports torch to ask
 ARCHS = (
@@ -116,6 +117,7 @@ class ModelVersionDetail(BaseModel):
     arch: str
     threshold: float
     active: bool
+    shadow: bool = Field(description="scores new series beside the active version (shadow mode)")
     created_at: datetime
     checkpoint_path: str
     sha256: str
@@ -132,6 +134,47 @@ class ModelVersionDetail(BaseModel):
 class ModelVersionsPublic(BaseModel):
     items: list[ModelVersionDetail]
     active_id: int | None
+    shadow_id: int | None
+
+
+Label = Literal["artifact", "clean"]
+
+
+class ShadowPairPublic(BaseModel):
+    series_id: int
+    active_version_id: int
+    active_label: Label
+    active_probability: float
+    shadow_label: Label
+    shadow_probability: float
+    agree: bool
+
+
+class LabelCounts(BaseModel):
+    artifact: int
+    clean: int
+
+
+class ShadowReport(BaseModel):
+    """The series a version scored in shadow, beside the verdict users saw for each."""
+
+    version_id: int
+    name: str
+    in_shadow: bool = Field(description="whether it is in shadow mode now")
+    series: int = Field(description="series scored by both")
+    agree: int = Field(description="series where both gave the same label")
+    agreement: float | None = Field(description="agree / series; null with no series")
+    active_labels: LabelCounts
+    shadow_labels: LabelCounts
+    mean_abs_probability_diff: float | None = Field(
+        description="mean |active - shadow| series probability; null with no series"
+    )
+    thresholds: dict[str, list[float]] = Field(
+        description="distinct thresholds of the compared verdicts: `active`, `shadow`"
+    )
+    rules: list[str] = Field(description="series rule(s) the shadow verdicts used")
+    items: list[ShadowPairPublic] = Field(description="per series, newest series first")
+    next_cursor: int | None
 
 
 class ActivationPublic(BaseModel):
@@ -179,6 +222,7 @@ def version_detail(
         arch=version.arch,
         threshold=version.threshold,
         active=version.active,
+        shadow=version.shadow,
         created_at=version.created_at,
         checkpoint_path=version.checkpoint_path,
         sha256=version.sha256,
@@ -202,4 +246,47 @@ def activation_public(activation: ModelActivation) -> ActivationPublic:
         undone=activation.undone,
         details=activation.details,
         created_at=activation.created_at,
+    )
+
+
+def _label(label: int) -> Label:
+    return "artifact" if label else "clean"
+
+
+def shadow_report(
+    version: ModelVersion,
+    summary: ShadowSummary,
+    pairs: list[ShadowPair],
+    next_cursor: int | None,
+) -> ShadowReport:
+    n = summary.series
+    return ShadowReport(
+        version_id=version.id,
+        name=version.name,
+        in_shadow=version.shadow,
+        series=n,
+        agree=summary.agree,
+        agreement=summary.agree / n if n else None,
+        active_labels=LabelCounts(
+            artifact=summary.active_artifacts, clean=n - summary.active_artifacts
+        ),
+        shadow_labels=LabelCounts(
+            artifact=summary.shadow_artifacts, clean=n - summary.shadow_artifacts
+        ),
+        mean_abs_probability_diff=summary.mean_abs_diff,
+        thresholds={"active": summary.active_thresholds, "shadow": summary.shadow_thresholds},
+        rules=summary.rules,
+        items=[
+            ShadowPairPublic(
+                series_id=p.series_id,
+                active_version_id=p.active.model_version_id,
+                active_label=_label(p.active.label),
+                active_probability=p.active.probability,
+                shadow_label=_label(p.shadow.label),
+                shadow_probability=p.shadow.probability,
+                agree=p.active.label == p.shadow.label,
+            )
+            for p in pairs
+        ],
+        next_cursor=next_cursor,
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -120,6 +121,9 @@ class Instance(Base):
 class ModelVersion(Base):
     """A registered checkpoint; exactly one is ``active`` and serves new verdicts.
 
+    At most one other version is in ``shadow``: it scores new series beside the active one and
+    its verdicts are stored as shadow rows that no user-facing read returns.
+
     Versions a training job registers carry their ``parent`` (the version fine-tuned from),
     the training data summary, metrics on the fixed validation set beside the then-active
     version's (``validation``) and a ROC curve PNG (``roc_path``).
@@ -134,6 +138,7 @@ class ModelVersion(Base):
     threshold: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
     data_summary: Mapped[dict[str, Any] | None]
@@ -192,8 +197,11 @@ class ModelActivation(Base):
 
 
 class InstanceVerdict(Base):
+    """One slice's verdict by one model version. ``shadow`` rows were written by the version in
+    shadow mode: kept for the shadow report, never shown as "the" verdict."""
+
     __tablename__ = "instance_verdict"
-    __table_args__ = (UniqueConstraint("instance_id", "model_version_id"),)
+    __table_args__ = (UniqueConstraint("instance_id", "model_version_id", "shadow"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
@@ -202,12 +210,15 @@ class InstanceVerdict(Base):
     threshold: Mapped[float] = mapped_column(Float)
     #: (rows, cols) patch probabilities as nested lists
     patch_map: Mapped[list[Any]] = mapped_column(default=list)
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SeriesVerdict(Base):
+    """A series' verdict by one model version; ``shadow`` as for :class:`InstanceVerdict`."""
+
     __tablename__ = "series_verdict"
-    __table_args__ = (UniqueConstraint("series_id", "model_version_id"),)
+    __table_args__ = (UniqueConstraint("series_id", "model_version_id", "shadow"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id"))
@@ -218,6 +229,7 @@ class SeriesVerdict(Base):
     flagged: Mapped[list[Any]] = mapped_column(default=list)
     rule: Mapped[str] = mapped_column(String(40))
     threshold: Mapped[float] = mapped_column(Float)
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -85,8 +85,24 @@ def add_model_version(session: Session, version: ModelVersion, *, activate: bool
 
 
 def activate_model_version(session: Session, version_id: int) -> None:
-    """Make ``version_id`` the only active version."""
+    """Make ``version_id`` the only active version (and no longer the shadow, if it was)."""
     session.execute(update(ModelVersion).values(active=ModelVersion.id == version_id))
+    session.execute(update(ModelVersion).where(ModelVersion.id == version_id).values(shadow=False))
+    session.flush()
+
+
+def shadow_model_version(session: Session) -> ModelVersion | None:
+    """The version in shadow mode, if any (never the active one)."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.shadow.is_(True), ModelVersion.active.is_(False))
+        .order_by(ModelVersion.id.desc())
+    )
+
+
+def set_shadow_model_version(session: Session, version_id: int | None) -> None:
+    """Make ``version_id`` the only version in shadow mode (None: none)."""
+    session.execute(update(ModelVersion).values(shadow=ModelVersion.id == version_id))
     session.flush()
 
 
@@ -173,15 +189,17 @@ def series_instances(session: Session, series_id: int) -> list[Instance]:
 
 
 def instance_verdicts(
-    session: Session, instance_ids: Sequence[int], model_version_id: int
+    session: Session, instance_ids: Sequence[int], model_version_id: int, *, shadow: bool = False
 ) -> dict[int, InstanceVerdict]:
-    """Verdicts of ``model_version_id`` for these instances, by instance id."""
+    """Verdicts of ``model_version_id`` for these instances, by instance id (its shadow
+    verdicts with ``shadow=True``)."""
     if not instance_ids:
         return {}
     rows = session.scalars(
         select(InstanceVerdict).where(
             InstanceVerdict.instance_id.in_(list(instance_ids)),
             InstanceVerdict.model_version_id == model_version_id,
+            InstanceVerdict.shadow.is_(shadow),
         )
     )
     return {v.instance_id: v for v in rows}
@@ -190,12 +208,15 @@ def instance_verdicts(
 def latest_instance_verdicts(
     session: Session, instance_ids: Sequence[int]
 ) -> dict[int, InstanceVerdict]:
-    """The newest verdict of each instance, whatever the model version."""
+    """The newest verdict of each instance, whatever the model version; never a shadow one."""
     if not instance_ids:
         return {}
     rows = session.scalars(
         select(InstanceVerdict)
-        .where(InstanceVerdict.instance_id.in_(list(instance_ids)))
+        .where(
+            InstanceVerdict.instance_id.in_(list(instance_ids)),
+            InstanceVerdict.shadow.is_(False),
+        )
         .order_by(InstanceVerdict.id)
     )
     return {v.instance_id: v for v in rows}
@@ -207,18 +228,37 @@ def add_instance_verdict(session: Session, verdict: InstanceVerdict) -> None:
 
 
 def series_verdict(
-    session: Session, series_id: int, model_version_id: int | None = None
+    session: Session, series_id: int, model_version_id: int | None = None, *, shadow: bool = False
 ) -> SeriesVerdict | None:
-    """The verdict of ``model_version_id`` (default: the newest of any version)."""
-    query = select(SeriesVerdict).where(SeriesVerdict.series_id == series_id)
+    """The verdict of ``model_version_id`` (default: the newest of any version); a shadow one
+    only with ``shadow=True``, so the default is the verdict users see."""
+    query = select(SeriesVerdict).where(
+        SeriesVerdict.series_id == series_id, SeriesVerdict.shadow.is_(shadow)
+    )
     if model_version_id is not None:
         query = query.where(SeriesVerdict.model_version_id == model_version_id)
     return session.scalar(query.order_by(SeriesVerdict.id.desc()).limit(1))
 
 
+def newest_verdict_id() -> Any:
+    """A scalar subquery: the id of the newest non-shadow verdict of the outer query's Series
+    (the verdict users see)."""
+    return (
+        select(func.max(SeriesVerdict.id))
+        .where(SeriesVerdict.series_id == Series.id, SeriesVerdict.shadow.is_(False))
+        .correlate(Series)
+        .scalar_subquery()
+    )
+
+
 def put_series_verdict(session: Session, values: dict[str, Any]) -> SeriesVerdict:
-    """Insert the verdict of (series, model version), or update the one that exists."""
-    verdict = series_verdict(session, values["series_id"], values["model_version_id"])
+    """Insert the verdict of (series, model version, shadow), or update the one that exists."""
+    verdict = series_verdict(
+        session,
+        values["series_id"],
+        values["model_version_id"],
+        shadow=bool(values.get("shadow", False)),
+    )
     if verdict is None:
         verdict = SeriesVerdict(**values)
         session.add(verdict)
@@ -301,13 +341,9 @@ def list_series(
 
     ``flagged=True``: only series whose newest verdict is an artifact; ``False``: only clean.
     """
-    newest = (
-        select(func.max(SeriesVerdict.id))
-        .where(SeriesVerdict.series_id == Series.id)
-        .correlate(Series)
-        .scalar_subquery()
+    query = select(Series, SeriesVerdict).outerjoin(
+        SeriesVerdict, SeriesVerdict.id == newest_verdict_id()
     )
-    query = select(Series, SeriesVerdict).outerjoin(SeriesVerdict, SeriesVerdict.id == newest)
     if uploader_key_id is not None:
         query = query.where(Series.uploader_key_id == uploader_key_id)
     if flagged is not None:
@@ -337,7 +373,9 @@ def status_counts(session: Session) -> dict[str, int]:
 
 def verdict_counts(session: Session) -> dict[int, int]:
     rows = session.execute(
-        select(SeriesVerdict.label, func.count(SeriesVerdict.id)).group_by(SeriesVerdict.label)
+        select(SeriesVerdict.label, func.count(SeriesVerdict.id))
+        .where(SeriesVerdict.shadow.is_(False))
+        .group_by(SeriesVerdict.label)
     )
     return {int(label): int(n) for label, n in rows}
 

@@ -5,10 +5,13 @@ Same rules as :mod:`app.db.repo`: small functions on a ``Session`` that flush bu
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from dataclasses import dataclass
+from typing import Any
 
-from .models import JOB_FINISHED, ModelActivation, ModelVersion, TrainingJob
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from .models import JOB_FINISHED, ModelActivation, ModelVersion, SeriesVerdict, TrainingJob
 from .types import utcnow
 
 # --- training jobs ---------------------------------------------------------------------
@@ -118,3 +121,89 @@ def undoable_activation(session: Session, version_id: int) -> ModelActivation | 
         .order_by(ModelActivation.id.desc())
         .limit(1)
     )
+
+
+# --- shadow report ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShadowPair:
+    """One series scored by both: its user-facing verdict and the shadow version's."""
+
+    series_id: int
+    active: SeriesVerdict
+    shadow: SeriesVerdict
+
+
+@dataclass(frozen=True)
+class ShadowSummary:
+    series: int
+    agree: int
+    active_artifacts: int
+    shadow_artifacts: int
+    mean_abs_diff: float | None
+    active_thresholds: list[float]
+    shadow_thresholds: list[float]
+    rules: list[str]
+
+
+def _shadow_pairs(version_id: int) -> tuple[Any, Any, Select[Any]]:
+    """(A, S, query): each shadow series verdict S of ``version_id`` joined to the series'
+    user-facing verdict A (its newest non-shadow verdict) when that is another version's."""
+    active, shadow = aliased(SeriesVerdict), aliased(SeriesVerdict)
+    newest = (
+        select(func.max(SeriesVerdict.id))
+        .where(SeriesVerdict.series_id == shadow.series_id, SeriesVerdict.shadow.is_(False))
+        .correlate(shadow)
+        .scalar_subquery()
+    )
+    query = (
+        select(shadow)
+        .join(active, active.id == newest)
+        .where(
+            shadow.model_version_id == version_id,
+            shadow.shadow.is_(True),
+            active.model_version_id != version_id,
+        )
+    )
+    return active, shadow, query
+
+
+def shadow_summary(session: Session, version_id: int) -> ShadowSummary:
+    active, shadow, pairs = _shadow_pairs(version_id)
+    agree = case((active.label == shadow.label, 1), else_=0)
+    row = session.execute(
+        pairs.with_only_columns(
+            func.count(shadow.id),
+            func.coalesce(func.sum(agree), 0),
+            func.coalesce(func.sum(active.label), 0),
+            func.coalesce(func.sum(shadow.label), 0),
+            func.avg(func.abs(active.probability - shadow.probability)),
+        )
+    ).one()
+
+    def distinct(column: Any) -> list[Any]:
+        return sorted(session.scalars(pairs.with_only_columns(column).distinct()))
+
+    return ShadowSummary(
+        series=int(row[0]),
+        agree=int(row[1]),
+        active_artifacts=int(row[2]),
+        shadow_artifacts=int(row[3]),
+        mean_abs_diff=None if row[4] is None else float(row[4]),
+        active_thresholds=distinct(active.threshold),
+        shadow_thresholds=distinct(shadow.threshold),
+        rules=distinct(shadow.rule),
+    )
+
+
+def shadow_pairs(
+    session: Session, version_id: int, *, limit: int, cursor: int | None
+) -> list[ShadowPair]:
+    """Series scored by both, newest series first; ``cursor`` is the last series id shown."""
+    active, shadow, pairs = _shadow_pairs(version_id)
+    query = pairs.add_columns(active)
+    if cursor is not None:
+        query = query.where(shadow.series_id < cursor)
+    rows = session.execute(query.order_by(shadow.series_id.desc()).limit(limit))
+    return [ShadowPair(s.series_id, a, s) for s, a in rows]

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Mapped, Session
 
 from .models import ApiKey, Instance, ModelVersion, Review, ReviewSlice, Series, SeriesVerdict
+from .repo import newest_verdict_id
 
 FINAL_STATUSES = ("done", "failed")
 
@@ -35,10 +36,10 @@ class WorklistRow:
     n_slices: int
 
 
-def _newest(model: type[SeriesVerdict] | type[Review]) -> object:
+def _newest_review() -> object:
     return (
-        select(func.max(model.id))
-        .where(model.series_id == Series.id)
+        select(func.max(Review.id))
+        .where(Review.series_id == Series.id)
         .correlate(Series)
         .scalar_subquery()
     )
@@ -62,8 +63,8 @@ def worklist(
     )
     query = (
         select(Series, SeriesVerdict, Review, n_slices)
-        .outerjoin(SeriesVerdict, SeriesVerdict.id == _newest(SeriesVerdict))
-        .outerjoin(Review, Review.id == _newest(Review))
+        .outerjoin(SeriesVerdict, SeriesVerdict.id == newest_verdict_id())
+        .outerjoin(Review, Review.id == _newest_review())
     )
     if filters.flagged_only:
         query = query.where(SeriesVerdict.label == 1)
@@ -228,10 +229,14 @@ class Watermark:
 
 
 def watermark(session: Session) -> Watermark:
-    def newest(column: Mapped[int]) -> int:
-        return int(session.scalar(select(func.max(column))) or 0)
+    def newest(column: Mapped[int], *where: ColumnElement[bool]) -> int:
+        return int(session.scalar(select(func.max(column)).where(*where)) or 0)
 
-    return Watermark(newest(Series.id), newest(SeriesVerdict.id), newest(Review.id))
+    return Watermark(
+        newest(Series.id),
+        newest(SeriesVerdict.id, SeriesVerdict.shadow.is_(False)),
+        newest(Review.id),
+    )
 
 
 def changed_since(session: Session, mark: Watermark) -> tuple[set[int], Watermark]:
@@ -239,7 +244,11 @@ def changed_since(session: Session, mark: Watermark) -> tuple[set[int], Watermar
     now = watermark(session)
     changed = set(session.scalars(select(Series.id).where(Series.id > mark.series)))
     changed |= set(
-        session.scalars(select(SeriesVerdict.series_id).where(SeriesVerdict.id > mark.verdict))
+        session.scalars(
+            select(SeriesVerdict.series_id).where(
+                SeriesVerdict.id > mark.verdict, SeriesVerdict.shadow.is_(False)
+            )
+        )
     )
     changed |= set(session.scalars(select(Review.series_id).where(Review.id > mark.review)))
     return changed, now

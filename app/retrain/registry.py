@@ -4,7 +4,8 @@ Every change of the active version goes through :func:`activate` and lands in th
 history (``model_activation``). A version is activated only when its checkpoint file is still
 the one registered (present, same SHA-256, an amaqc safetensors header): the training worker
 loads every checkpoint it registers with torch, so those same bytes load. Inference workers
-read the active version per job and reload when it changed: no restart.
+read the active version per job and reload when it changed: no restart. Shadow mode
+(:func:`start_shadow`) goes through the same checkpoint check.
 """
 
 from __future__ import annotations
@@ -29,18 +30,19 @@ class ActivationRefused(Exception):
         self.status_code = status_code
 
 
-def check_checkpoint(version: ModelVersion) -> None:
-    """Raise :class:`ActivationRefused` unless the version's file is the registered one."""
+def check_checkpoint(version: ModelVersion, refused: str = "is not activated") -> None:
+    """Raise :class:`ActivationRefused` unless the version's file is the registered one;
+    ``refused`` says what does not happen then."""
     path = Path(version.checkpoint_path)
     try:
         checkpoint_metadata(path)
     except CheckpointUnusable as exc:
         raise ActivationRefused(
-            f"model version {version.id} ({version.name}) is not activated: {exc}"
+            f"model version {version.id} ({version.name}) {refused}: {exc}"
         ) from None
     if storage.sha256_file(path) != version.sha256:
         raise ActivationRefused(
-            f"model version {version.id} ({version.name}) is not activated: its checkpoint "
+            f"model version {version.id} ({version.name}) {refused}: its checkpoint "
             f"{path.name} changed on disk since it was registered (SHA-256 differs)"
         )
 
@@ -72,6 +74,28 @@ def activate(
             details=details or {},
         ),
     )
+
+
+def start_shadow(session: Session, version: ModelVersion) -> None:
+    """Put ``version`` in shadow mode (in place of any other): it scores every new series
+    beside the active version, and its verdicts are stored as shadow rows nobody is shown.
+    Refused (409) for the active version and for a checkpoint that is gone or changed."""
+    if version.active:
+        raise ActivationRefused(
+            f"model version {version.id} ({version.name}) is the active version: only "
+            "another version can run in shadow beside it"
+        )
+    check_checkpoint(version, "is not put in shadow mode")
+    repo.set_shadow_model_version(session, version.id)
+
+
+def stop_shadow(session: Session, version: ModelVersion) -> bool:
+    """Take ``version`` out of shadow mode; False when it was not in it. Its shadow verdicts
+    stay (the shadow report still reads them)."""
+    if not version.shadow:
+        return False
+    repo.set_shadow_model_version(session, None)
+    return True
 
 
 def rollback_target(session: Session) -> tuple[ModelVersion, ModelActivation]:

@@ -1,6 +1,7 @@
 """The admin pages (admin keys only; radiographer keys get 403): model versions with their
 metrics, ROC curves and activation history; activate and roll back, each after a confirmation
-page; a form that starts a training job; a job page with live progress and a cancel button.
+page; shadow mode started and stopped from a version's page, which shows its shadow report; a
+form that starts a training job; a job page with live progress and a cancel button.
 
 Server-rendered, and every action is a plain form POST carrying the page's CSRF token, so the
 pages work without scripts; ``static/job.js`` adds the live progress bar and loss curve (from
@@ -17,11 +18,18 @@ from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import SessionDep, SettingsDep
-from app.api.schemas_training import ARCHS
+from app.api.schemas_training import ARCHS, shadow_report
 from app.db import repo, repo_training
 from app.db.models import JOB_FINISHED, ModelVersion, TrainingJob
 from app.retrain.jobs import JobRequestError, cancel_job, submit_job
-from app.retrain.registry import ActivationRefused, activate, rollback, rollback_target
+from app.retrain.registry import (
+    ActivationRefused,
+    activate,
+    rollback,
+    rollback_target,
+    start_shadow,
+    stop_shadow,
+)
 
 from .admin_views import (
     activations_view,
@@ -35,6 +43,7 @@ from .deps import AdminDep, WebForbidden, WebUser, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 JOBS_PAGE = 50
+SHADOW_ROWS = 20
 
 
 def _csrf_ok(user: AdminDep, csrf: Annotated[str, Form()] = "") -> WebUser:
@@ -85,7 +94,13 @@ def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, Any]:
     job = repo_training.job_of_version(session, version.id)
     view = version_view(version, names, job.id if job else None)
     active = repo.active_model_version(session)
-    return {"version": view, "active": version_view(active, names, None) if active else None}
+    pairs = repo_training.shadow_pairs(session, version.id, limit=SHADOW_ROWS, cursor=None)
+    report = shadow_report(version, repo_training.shadow_summary(session, version.id), pairs, None)
+    return {
+        "version": view,
+        "active": version_view(active, names, None) if active else None,
+        "shadow": report,
+    }
 
 
 @router.get("/models/{version_id}", response_class=HTMLResponse)
@@ -96,6 +111,36 @@ def model_page(version_id: int, request: Request, user: AdminDep, session: Sessi
     if version is None:
         return _not_found(request, user, f"model version {version_id}")
     return render(request, "admin_model.html", user, **_version_page(session, version))
+
+
+@router.post("/models/{version_id}/shadow", response_class=HTMLResponse)
+def do_shadow(
+    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
+) -> Response:
+    """Start shadow mode (no confirmation: it changes no verdict); a refusal shows why."""
+    version = repo.model_version(session, version_id)
+    if version is None:
+        return _not_found(request, user, f"model version {version_id}")
+    try:
+        start_shadow(session, version)
+    except ActivationRefused as exc:
+        session.rollback()
+        ctx = _version_page(session, version)
+        return render(request, "admin_model.html", user, exc.status_code, error=exc.detail, **ctx)
+    session.commit()
+    return _back(f"/admin/models/{version_id}")
+
+
+@router.post("/models/{version_id}/shadow/stop", response_class=HTMLResponse)
+def do_stop_shadow(
+    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
+) -> Response:
+    version = repo.model_version(session, version_id)
+    if version is None:
+        return _not_found(request, user, f"model version {version_id}")
+    stop_shadow(session, version)  # not in shadow mode: nothing to do
+    session.commit()
+    return _back(f"/admin/models/{version_id}")
 
 
 @router.get("/models/{version_id}/activate", response_class=HTMLResponse)

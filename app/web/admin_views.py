@@ -59,6 +59,7 @@ def version_view(
         "arch": version.arch,
         "threshold": _number(version.threshold),
         "active": version.active,
+        "shadow": version.shadow and not version.active,
         "created": _when(version.created_at),
         "parent": {"id": version.parent_id, "name": names.get(version.parent_id, "?")}
         if version.parent_id

@@ -4,13 +4,17 @@ The active ModelVersion's checkpoint is loaded into a :class:`model.Predictor` o
 and reloaded when another version becomes active. All unscored slices of a series go through
 the predictor in one call; writes are idempotent (existing verdicts are kept, the unique
 constraints back that up), so a redelivered job writes nothing twice.
+
+Shadow mode: once the active version's verdicts are committed, the version in shadow (if one
+is) scores the same slices with its own cached Predictor and writes *shadow* rows, which no
+user-facing read returns. Whatever goes wrong there is logged and changes nothing else.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,27 +27,32 @@ from app.db.session import session_scope
 
 logger = logging.getLogger(__name__)
 
-_loaded: dict[str, Any] = {}  # {"version_id": int, "predictor": model.Predictor}
+#: {"key": (version id, SHA-256), "predictor": model.Predictor}: the active version's, the
+#: shadow's
+_loaded: dict[str, Any] = {}
+_shadow_loaded: dict[str, Any] = {}
 
 
 class BadSeriesData(Exception):
     """Data that will never analyse (missing or corrupt stored file, unusable checkpoint)."""
 
 
-def predictor_for(version: ModelVersion) -> Any:
-    """The process's Predictor for ``version`` (loaded on first use or version change)."""
-    if _loaded.get("version_id") != version.id:
+def predictor_for(version: ModelVersion, cache: dict[str, Any] = _loaded) -> Any:
+    """The process's Predictor for ``version`` (loaded on first use or version change);
+    ``cache`` is the slot it lives in (the active version's, or the shadow's)."""
+    key = (version.id, version.sha256)
+    if cache.get("key") != key:
         from model import CheckpointError, Predictor
 
         try:
             predictor = Predictor(version.checkpoint_path)
         except (CheckpointError, FileNotFoundError) as exc:
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
-        _loaded.update(version_id=version.id, predictor=predictor)
+        cache.update(key=key, predictor=predictor)
         logger.info(
             "loaded model version %s (%s) on %s", version.id, version.arch, predictor.device
         )
-    return _loaded["predictor"]
+    return cache["predictor"]
 
 
 def load_pixels(settings: Settings, instances: Sequence[Instance]) -> list[np.ndarray]:
@@ -95,13 +104,17 @@ def _fail(settings: Settings, series_id: int, reason: str) -> str:
     return "failed"
 
 
-def analyse(settings: Settings, series_id: int) -> str:
+def analyse(
+    settings: Settings, series_id: int, on_verdict: Callable[[], None] | None = None
+) -> str:
     """Score the series' unscored slices; write its verdict when the series is complete.
 
     The series verdict is recomputed from the slice verdicts of every instance the series has
     now, so a slice that arrives after a verdict updates it; a redelivered job that finds
-    nothing new writes nothing. Returns a short outcome (``done``, ``scored``,
-    ``already done``, ``failed``, ``missing``).
+    nothing new writes nothing. ``on_verdict`` runs once a new series verdict is committed
+    (the task sends the webhook there), before the version in shadow mode, if any, scores the
+    series. Returns a short outcome (``done``, ``scored``, ``already done``, ``failed``,
+    ``missing``).
     """
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
@@ -148,14 +161,73 @@ def analyse(settings: Settings, series_id: int) -> str:
             )
         if series.status != "done" or not unchanged:
             repo.mark_finished(session, series, "done", None)
-    return "already done" if unchanged and not todo else "done"
+    outcome = "already done" if unchanged and not todo else "done"
+    if outcome == "done" and on_verdict is not None:
+        on_verdict()
+    shadow(settings, series_id)
+    return outcome
+
+
+def shadow(settings: Settings, series_id: int) -> str:
+    """Score the series with the version in shadow mode (if any) and write shadow rows.
+
+    Called after the active version's verdict is committed; never raises: a failure (a
+    checkpoint that does not load, an unreadable file) is logged and the series, its verdict
+    and its webhook event stay as they are. Returns a short outcome for logs and tests.
+    """
+    try:
+        return _shadow(settings, series_id)
+    except BadSeriesData as exc:
+        logger.warning(
+            "series %s: no shadow verdict (the verdict is unaffected): %s", series_id, exc
+        )
+        return "shadow failed"
+    except Exception:
+        logger.exception("series %s: shadow scoring failed (the verdict is unaffected)", series_id)
+        return "shadow failed"
+
+
+def _shadow(settings: Settings, series_id: int) -> str:
+    with session_scope(settings.database_url) as session:
+        version = repo.shadow_model_version(session)
+        series = repo.get_series(session, series_id)
+        if version is None or series is None:
+            return "no shadow"
+        instances = repo.series_instances(session, series_id)
+        scored = repo.instance_verdicts(session, [i.id for i in instances], version.id, shadow=True)
+        todo = [i for i in instances if i.id not in scored]
+    if todo:
+        predictor = predictor_for(version, _shadow_loaded)
+        predictions = predictor.predict(load_pixels(settings, todo))
+        _write_instance_verdicts(settings, version, todo, predictions, shadow=True)
+    with session_scope(settings.database_url) as session:
+        series = repo.get_series(session, series_id)
+        if series is None or not series.complete:
+            return "shadow scored"
+        instances = repo.series_instances(session, series_id)
+        verdicts = repo.instance_verdicts(
+            session, [i.id for i in instances], version.id, shadow=True
+        )
+        values = series_verdict_values(
+            {i: v.probability for i, v in verdicts.items()}, version.threshold, settings.rule
+        )
+        repo.put_series_verdict(
+            session,
+            {"series_id": series_id, "model_version_id": version.id, "shadow": True, **values},
+        )
+    return "shadow done"
 
 
 def _write_instance_verdicts(
-    settings: Settings, version: ModelVersion, todo: Sequence[Instance], predictions: Any
+    settings: Settings,
+    version: ModelVersion,
+    todo: Sequence[Instance],
+    predictions: Any,
+    *,
+    shadow: bool = False,
 ) -> None:
     with session_scope(settings.database_url) as session:
-        existing = repo.instance_verdicts(session, [i.id for i in todo], version.id)
+        existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
         for inst, pred in zip(todo, predictions, strict=True):
             if inst.id in existing:
                 continue  # written by a concurrent delivery of the same job
@@ -168,5 +240,6 @@ def _write_instance_verdicts(
                     label=int(pred.probability >= version.threshold),
                     threshold=version.threshold,
                     patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
+                    shadow=shadow,
                 ),
             )

@@ -25,10 +25,12 @@ def analyse_series(series_id: int) -> str:
     from .inference import analyse
 
     settings = get_settings()
-    outcome = analyse(settings, series_id)
-    if outcome == "done" and settings.webhook_url:
-        notify_series.apply_async((series_id,), queue="inference")
-    return outcome
+
+    def notify() -> None:  # at once, not after the version in shadow mode scored the series
+        if settings.webhook_url:
+            notify_series.apply_async((series_id,), queue="inference")
+
+    return analyse(settings, series_id, on_verdict=notify)
 
 
 @task(

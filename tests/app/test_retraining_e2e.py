@@ -22,7 +22,13 @@ from app.model_versions import register_checkpoint
 from tests.app.conftest import auth, make_settings, new_key, pg_database
 from tests.utils.datasets import tiny_dataset
 from tests.utils.server import serve
-from tests.utils.service import series_files, start_worker, stop_process, worker_log
+from tests.utils.service import (
+    series_files,
+    start_worker,
+    stop_process,
+    tiny_checkpoint,
+    worker_log,
+)
 
 TINY_JOB = {"epochs": 2, "samples_per_epoch": 20, "batch_size": 10, "patch": 64, "size": 64}
 WAIT_S = 240
@@ -174,3 +180,29 @@ def test_a_crashing_job_fails_with_its_reason_and_the_active_model_stays(stack: 
     assert job["status"] == "failed", job
     assert "no clean/ + artifact/ folders" in job["error"] and "unchanged" in job["error"]
     assert job["result_version_id"] is None and stack.active_id() == before
+
+
+def test_a_shadow_version_scores_new_series_beside_the_active_one(stack: Stack) -> None:
+    scanner = auth(new_key(stack.settings, "scanner"))
+    path = tiny_checkpoint(stack.settings.data_dir / "models" / "shadow-candidate.safetensors")
+    with session_scope(stack.settings.database_url) as session:
+        candidate = register_checkpoint(session, path, activate=False).id
+    active = stack.active_id()
+    assert stack.http.post(f"/api/v1/models/{candidate}/shadow").status_code == 200
+    try:
+        scored = stack.score_series("1.2.826.0.1.3680043.8.498.950", scanner)
+        assert scored["model_version"]["id"] == active  # users see the active version's
+        url = f"/api/v1/models/{candidate}/shadow-report"
+        deadline = time.monotonic() + WAIT_S
+        # the shadow verdict is written after the verdict; the report's numbers and its list
+        # are two queries, so a report taken as it lands may count a series it does not list
+        while not (report := stack.http.get(url).json())["items"]:
+            assert time.monotonic() < deadline, f"no shadow verdict: {report}\n{stack.logs()}"
+            time.sleep(0.3)
+        (pair,) = report["items"]
+        assert report["series"] == 1
+        assert pair["series_id"] == scored["id"] and pair["active_version_id"] == active
+        assert pair["active_probability"] == scored["verdict"]["probability"]
+        assert stack.http.get(f"/api/v1/series/{scored['id']}").json() == scored
+    finally:
+        assert stack.http.delete(f"/api/v1/models/{candidate}/shadow").status_code == 200

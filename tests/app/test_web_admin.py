@@ -292,3 +292,37 @@ def test_the_loss_curve_stays_short_however_long_the_job(settings: Settings) -> 
     assert len(curve) <= CURVE_POINTS and len(curve) > CURVE_POINTS // 4
     xs = [p[0] for p in curve]
     assert xs == sorted(xs) and xs[-1] == 50.0 and xs[0] < 1.0
+
+
+def test_shadow_from_the_model_page_and_its_report_table(
+    web: TestClient, settings: Settings, admin_csrf: str, tmp_path: Path
+) -> None:
+    from app.worker.inference import analyse
+    from tests.utils.service import series_files
+
+    path = tiny_checkpoint(tmp_path / "candidate.safetensors")
+    with session_scope(settings.database_url) as session:
+        candidate = register_checkpoint(session, path, activate=False).id
+        active_id = repo.active_model_version(session).id  # type: ignore[union-attr]
+    page = web.get(f"/admin/models/{candidate}").text
+    assert 'id="shadow">Shadow</button>' in page and "shadow-report" not in page
+    r = web.post(
+        f"/admin/models/{candidate}/shadow", data={"csrf": admin_csrf}, follow_redirects=False
+    )
+    assert (r.status_code, r.headers["location"]) == (303, f"/admin/models/{candidate}")
+    assert 'id="shadow-badge"' in web.get(f"/admin/models/{candidate}").text
+
+    scanner = auth(new_key(settings, "scanner"))
+    sid = web.post("/api/v1/series", files=series_files(2), headers=scanner).json()["series_id"]
+    assert analyse(settings, sid) == "done"
+    page = web.get(f"/admin/models/{candidate}").text
+    report = web.get(f"/api/v1/models/{candidate}/shadow-report", headers=scanner)
+    assert report.status_code == 403  # the API report is for admin keys
+    table = page.split('id="shadow-report"', 1)[1]
+    assert f'<a href="/series/{sid}">{sid}</a>' in table and "series <b>1</b>" in table
+
+    r = web.post(f"/admin/models/{active_id}/shadow", data={"csrf": admin_csrf})
+    assert r.status_code == 409 and "is the active version" in _alert(r.text)
+    web.post(f"/admin/models/{candidate}/shadow/stop", data={"csrf": admin_csrf})
+    page = web.get(f"/admin/models/{candidate}").text
+    assert 'id="shadow">Shadow</button>' in page and 'id="shadow-badge"' not in page

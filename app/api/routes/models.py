@@ -1,5 +1,5 @@
 """The model registry (admin keys only): versions, their ROC curves, the activation history,
-activate and rollback."""
+activate and rollback, shadow mode and its report."""
 
 from __future__ import annotations
 
@@ -15,12 +15,20 @@ from app.api.schemas_training import (
     ActivationsPublic,
     ModelVersionDetail,
     ModelVersionsPublic,
+    ShadowReport,
     activation_public,
+    shadow_report,
     version_detail,
 )
 from app.db import repo, repo_training
 from app.db.models import ModelVersion
-from app.retrain.registry import ActivationRefused, activate, rollback
+from app.retrain.registry import (
+    ActivationRefused,
+    activate,
+    rollback,
+    start_shadow,
+    stop_shadow,
+)
 
 router = APIRouter(prefix="/models", tags=["retraining"], dependencies=[require_role("admin")])
 
@@ -48,6 +56,7 @@ def list_model_versions(session: SessionDep, request: Request) -> ModelVersionsP
     return ModelVersionsPublic(
         items=[_detail(v, session, request) for v in versions],
         active_id=next((v.id for v in versions if v.active), None),
+        shadow_id=next((v.id for v in versions if v.shadow and not v.active), None),
     )
 
 
@@ -105,3 +114,51 @@ def activate_model_version(
         raise HTTPException(exc.status_code, exc.detail) from None
     session.commit()
     return activation_public(activation) if activation else None
+
+
+@router.post("/{version_id}/shadow", response_model=ModelVersionDetail)
+def start_shadow_mode(
+    version: VersionDep, session: SessionDep, request: Request
+) -> ModelVersionDetail:
+    """Put this version in shadow mode (in place of any other): it scores every new series
+    beside the active version without changing any verdict. 409 for the active version, or
+    when its checkpoint is gone or changed since it was registered."""
+    try:
+        start_shadow(session, version)
+    except ActivationRefused as exc:
+        raise HTTPException(exc.status_code, exc.detail) from None
+    session.commit()
+    return _detail(version, session, request)
+
+
+@router.delete("/{version_id}/shadow", response_model=ModelVersionDetail)
+def stop_shadow_mode(
+    version: VersionDep, session: SessionDep, request: Request
+) -> ModelVersionDetail:
+    """Take this version out of shadow mode (its shadow verdicts stay for the report); 409
+    when it is not in shadow mode."""
+    if not stop_shadow(session, version):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"model version {version.id} is not in shadow mode"
+        )
+    session.commit()
+    session.refresh(version)
+    return _detail(version, session, request)
+
+
+@router.get("/{version_id}/shadow-report", response_model=ShadowReport)
+def get_shadow_report(
+    version: VersionDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(description="the last series id shown")] = None,
+) -> ShadowReport:
+    """Every series this version scored in shadow, beside the verdict users saw (the series'
+    newest non-shadow verdict, by another version): agreement, both label counts, mean
+    absolute probability difference, the thresholds, and the series newest first."""
+    pairs = repo_training.shadow_pairs(session, version.id, limit=limit + 1, cursor=cursor)
+    more = len(pairs) > limit
+    pairs = pairs[:limit]
+    next_cursor = pairs[-1].series_id if more else None
+    summary = repo_training.shadow_summary(session, version.id)
+    return shadow_report(version, summary, pairs, next_cursor)
