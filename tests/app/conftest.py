@@ -102,6 +102,35 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@contextmanager
+def backend_settings(
+    kind: str,
+    data: Path,
+    checkpoint: Path,
+    *,
+    redis_url: str = REDIS_URL,
+    register: bool = True,
+    **overrides: object,
+) -> Iterator[Settings]:
+    """Settings on a migrated database: ``sqlite`` (SQLite + the local broker under ``data``)
+    or ``postgresql`` (a database of its own, dropped afterwards, + Redis at ``redis_url``,
+    flushed first); the tiny checkpoint registered as the active model when ``register``."""
+    with ExitStack() as cleanup:
+        if kind == "postgresql":
+            import redis
+
+            redis.Redis.from_url(redis_url).flushdb()
+            url = cleanup.enter_context(pg_database())
+            overrides = {"database_url": url, "broker_url": redis_url, **overrides}
+        settings = make_settings(data, checkpoint, **overrides)
+        data.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.database_url)
+        if register:
+            with session_scope(settings.database_url) as session:
+                register_checkpoint(session, checkpoint)
+        yield settings
+
+
 @pytest.fixture
 def worker_env() -> dict[str, str]:
     """Extra environment of the stack's worker process (a test module overrides this)."""
@@ -115,25 +144,9 @@ def stack(
     """Migrated database + broker + a real worker process: SQLite and the local SQLAlchemy
     broker, or PostgreSQL (a database of its own) and Redis on 127.0.0.1 (database 13,
     flushed first)."""
-    data = tmp_path / "data"
-    with ExitStack() as cleanup:
-        if request.param == "sqlite":
-            settings = make_settings(data, checkpoint, series_stable_seconds=1)
-        else:
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            settings = make_settings(
-                data,
-                checkpoint,
-                database_url=cleanup.enter_context(pg_database()),
-                broker_url=REDIS_URL,
-                series_stable_seconds=1,
-            )
-        data.mkdir(parents=True)
-        upgrade(settings.database_url)
-        with session_scope(settings.database_url) as session:
-            register_checkpoint(session, checkpoint)
+    with backend_settings(
+        request.param, tmp_path / "data", checkpoint, series_stable_seconds=1
+    ) as settings:
         worker = start_worker(settings, env=worker_env)
         try:
             yield settings

@@ -22,9 +22,7 @@ import pytest
 from app.config import Settings, get_settings
 from app.db import repo
 from app.db.session import session_scope
-from app.migrate import upgrade
-from app.model_versions import register_checkpoint
-from tests.app.conftest import make_settings, new_key, pg_database
+from tests.app.conftest import backend_settings, new_key
 from tests.utils.browser import DOCS_IMG, chromium_page, sideways_overflow
 from tests.utils.datasets import tiny_dataset
 from tests.utils.server import serve
@@ -57,18 +55,9 @@ def admin_url(
 
     data = tmp_path / "data"
     with ExitStack() as cleanup:
-        if request.param == "sqlite":
-            settings = make_settings(data, checkpoint)
-        else:
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            url = cleanup.enter_context(pg_database())
-            settings = make_settings(data, checkpoint, database_url=url, broker_url=REDIS_URL)
-        data.mkdir(parents=True)
-        upgrade(settings.database_url)
-        with session_scope(settings.database_url) as session:
-            register_checkpoint(session, checkpoint)
+        settings = cleanup.enter_context(
+            backend_settings(request.param, data, checkpoint, redis_url=REDIS_URL)
+        )
         tiny_dataset(data / "datasets" / "tiny", {"train": 4, "val": 2}, size=64)
         worker = start_worker(settings, "training", {"AMAQC_TRAINING_LOADER_WORKERS": "0"})
         cleanup.callback(stop_process, worker)

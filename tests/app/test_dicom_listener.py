@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,8 +34,7 @@ from app.db import repo
 from app.db.models import ApiKey, Instance, Series
 from app.db.session import session_scope
 from app.dicom_listener import DicomListener, ListenerKeyError
-from app.migrate import upgrade
-from tests.app.conftest import REDIS_URL, make_settings, pg_database
+from tests.app.conftest import backend_settings
 from tests.utils.dicomweb import mr_dataset, sr_dataset
 from tests.utils.service import worker_log
 
@@ -47,16 +46,7 @@ SCANNER_AE = "MR_SCANNER_1"
 def backend(request: pytest.FixtureRequest, tmp_path: Path, checkpoint: Path) -> Iterator[Settings]:
     """A migrated database and its broker, no worker: SQLite + the local broker, or
     PostgreSQL (a database of its own) + Redis on 127.0.0.1."""
-    with ExitStack() as cleanup:
-        extra: dict[str, object] = {}
-        if request.param == "postgresql":
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            extra = {"database_url": cleanup.enter_context(pg_database()), "broker_url": REDIS_URL}
-        settings = make_settings(tmp_path / "data", checkpoint, **extra)
-        settings.data_dir.mkdir(parents=True)
-        upgrade(settings.database_url)
+    with backend_settings(request.param, tmp_path / "data", checkpoint, register=False) as settings:
         yield settings
 
 

@@ -17,9 +17,8 @@ import pytest
 
 from app.config import Settings, get_settings
 from app.db.session import session_scope
-from app.migrate import upgrade
 from app.model_versions import register_checkpoint
-from tests.app.conftest import auth, make_settings, new_key, pg_database
+from tests.app.conftest import auth, backend_settings, new_key
 from tests.utils.datasets import tiny_dataset
 from tests.utils.server import serve
 from tests.utils.service import (
@@ -88,18 +87,9 @@ def stack(
 
     data = tmp_path_factory.mktemp(request.param) / "data"
     with ExitStack() as cleanup:
-        if request.param == "sqlite":
-            settings = make_settings(data, checkpoint)
-        else:
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-            url = cleanup.enter_context(pg_database())
-            settings = make_settings(data, checkpoint, database_url=url, broker_url=REDIS_URL)
-        data.mkdir(parents=True)
-        upgrade(settings.database_url)
-        with session_scope(settings.database_url) as session:
-            register_checkpoint(session, checkpoint)
+        settings = cleanup.enter_context(
+            backend_settings(request.param, data, checkpoint, redis_url=REDIS_URL)
+        )
         tiny_dataset(data / "datasets" / "tiny", {"train": 4, "val": 2}, size=64)
         (data / "datasets" / "empty").mkdir()
         env = {"AMAQC_TRAINING_LOADER_WORKERS": "0"}
