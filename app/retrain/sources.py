@@ -4,15 +4,13 @@
   admin, but it still never reaches outside the data dir: ``..`` components, absolute paths
   elsewhere and symlinks (the folder itself or anything inside it) that resolve outside are
   refused, naming the problem.
-* ``reviews``: the slices radiographers reviewed, with their confirmed labels. The query sits
-  behind :data:`ReviewQuery` so that the reviews table (another migration) plugs in with one
-  function; until then :func:`reviewed_slices` finds none and such a job is refused with 422.
+* ``reviews``: the slices radiographers reviewed, with their labels, by the rules of the label
+  export (:func:`reviewed_slices`); with no review yet, such a job is refused with 422.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +86,6 @@ class ReviewedSlice:
     storage_path: str
     frame_index: int
     label: int
-
-
-#: A query that lists the reviewed slices to train on.
-ReviewQuery = Callable[[Session], list[ReviewedSlice]]
 
 
 def reviewed_slices(session: Session) -> list[ReviewedSlice]:
