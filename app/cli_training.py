@@ -154,6 +154,13 @@ def train(
             "(1 = unconstrained F1 optimum).",
         ),
     ] = 0.1,
+    slice_level: Annotated[
+        bool,
+        typer.Option(
+            help="Whole slices: the loss sees the slice probability aggregated over the patch "
+            "grid, as served (--samples-per-epoch then counts slices).",
+        ),
+    ] = False,
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
@@ -190,6 +197,7 @@ def train(
             realism=realism,
             severities=tuple(x.strip() for x in severities.split(",") if x.strip()),
             max_false_alarm_rate=None if max_false_alarm_rate >= 1.0 else max_false_alarm_rate,
+            slice_level=slice_level,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -63,6 +63,8 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
             artifact slice; otherwise half of the artifact items are simulated).
         kinds, severities: what the simulator may draw.
         realism: apply the realism augmentation to both classes.
+        whole: return the whole normalised (1, size, size) slice instead of a patch (for
+            slice-level training, ``TrainConfig.slice_level``).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
         kinds: Sequence[str] = KINDS,
         severities: Sequence[str] = ("moderate", "severe"),
         realism: bool = True,
+        whole: bool = False,
     ) -> None:
         self.clean = [s for s in samples if s.label == 0]
         self.artifact = [s for s in samples if s.label == 1]
@@ -89,6 +92,7 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
         self.norm, self.patch, self.seed = norm, patch, seed
         self.samples_per_epoch = samples_per_epoch
         self.simulate, self.realism = simulate, realism
+        self.whole = whole
         self.kinds, self.severities = tuple(kinds), tuple(severities)
         self.epoch = 0
 
@@ -124,7 +128,9 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label, _ = self.generate(index)
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
-        crop = anatomy_crop(normalize_slice(image, self.norm), self.patch, rng)
+        crop = normalize_slice(image, self.norm)
+        if not self.whole:
+            crop = anatomy_crop(crop, self.patch, rng)
         if rng.random() < 0.5:
             crop = crop.flip(-1)
         return crop.contiguous(), label

@@ -25,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from model import CheckpointMeta, JointLoss, Predictor, build_model, load_checkpoint
 from model.checkpoint import save_checkpoint
+from model.partition import aggregate, partition
 from model.preprocess import Normalization
 
 from .artifacts import KINDS, SEVERITIES
@@ -76,6 +77,10 @@ class TrainConfig:
     #: the decision threshold is the F1 optimum among those flagging at most this fraction of
     #: the clean validation slices (None: unconstrained F1 optimum)
     max_false_alarm_rate: float | None = 0.1
+    #: train on whole slices: the loss sees the slice probability aggregated from the patch
+    #: grid exactly as the Predictor serves it (multiple-instance learning), not a random patch
+    #: carrying its slice's label (a crop can miss an artifact at the edge: a wrong label)
+    slice_level: bool = False
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -208,6 +213,17 @@ def make_loader(
     )
 
 
+def slice_logits(model: nn.Module, slices: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """(B, 2) logits of whole (B, 1, S, S) slices: the patch grid's artifact probabilities
+    aggregated by ``cfg.aggregation`` (as :class:`model.Predictor` does), written as the logits
+    ``[0, logit(p)]`` whose softmax is ``[1 - p, p]``, so the joint loss applies unchanged."""
+    patches, grid = partition(slices, cfg.patch)
+    probs = torch.softmax(model(patches.contiguous(memory_format=torch.channels_last)).float(), 1)
+    slice_probs, _ = aggregate(probs[:, 1], grid, cfg.aggregation)
+    logit = torch.logit(slice_probs.clamp(1e-6, 1 - 1e-6))
+    return torch.stack([torch.zeros_like(logit), logit], dim=1)
+
+
 def _device(cfg: TrainConfig, rank: int) -> torch.device:
     if cfg.device:
         return torch.device(cfg.device)
@@ -246,6 +262,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         kinds=cfg.kinds,
         severities=cfg.severities,
         realism=cfg.realism,
+        whole=cfg.slice_level,
     )
     sampler: DistributedSampler[Any] | None = (
         DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
@@ -298,7 +315,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x)
+                logits = slice_logits(model, x, cfg) if cfg.slice_level else model(x)
             loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -152,3 +152,22 @@ def test_distributed_training_on_two_cpu_processes(data: Path, tmp_path: Path) -
     assert meta.training["world_size"] == 2
     load_checkpoint(out)
     assert proc.stdout.count("best epoch") == 1  # only rank 0 reports
+
+
+def test_slice_level_logits_are_the_served_slice_probability(data: Path, tmp_path: Path) -> None:
+    """Slice-level training scores a slice through the same grid and aggregation as the
+    Predictor that will serve the checkpoint: train on what is served."""
+    from model.preprocess import normalize_slice
+    from training.train import slice_logits
+
+    cfg = _cfg(data, tmp_path / "m.safetensors", slice_level=True)
+    result = train(cfg)
+    model, meta = load_checkpoint(result.checkpoint)
+    model.eval()
+    raw = [torch.rand(128, 128).numpy() * 1000, torch.rand(150, 110).numpy()]
+    served = [p.probability for p in Predictor((model, meta), device="cpu").predict(raw)]
+    batch = torch.stack([normalize_slice(r, meta.norm) for r in raw])
+    with torch.no_grad():
+        trained = torch.softmax(slice_logits(model, batch, cfg), dim=1)[:, 1]
+    assert trained.tolist() == pytest.approx(served, abs=1e-5)
+    assert meta.training["config"]["slice_level"] is True
