@@ -203,6 +203,7 @@ def train(
         raise fail(str(exc)) from None
     with _progress() as progress:
         task = progress.add_task("epoch 1", total=None, info="")
+        unit = "slices" if slice_level else "patches"
 
         def on_progress(event: dict[str, Any]) -> None:
             if event["event"] == "step":
@@ -219,7 +220,7 @@ def train(
                 progress.console.print(
                     f"epoch {event['epoch'] + 1}: loss {event['train_loss']:.4f}  "
                     f"val F1 {v['f1']:.3f} AUC {auc:.3f} acc {v['accuracy']:.3f} "
-                    f"@ {v['threshold']:.3f}  ({event['samples_per_s']:.1f} patches/s)"
+                    f"@ {v['threshold']:.3f}  ({event['samples_per_s']:.1f} {unit}/s)"
                 )
                 progress.reset(task, total=None, info="")
 
