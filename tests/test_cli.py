@@ -50,3 +50,22 @@ def test_info_shows_threshold_and_metrics(tmp_path: Path) -> None:
     result = runner.invoke(app, ["info", str(path)])
     assert result.exit_code == 0, result.output
     assert "0.3125" in result.output and "roc_auc" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flag", "unit"), [("--slice-level", "slices/s"), ("--no-realism", "patches/s")]
+)
+def test_train_reports_each_epoch_and_writes_the_checkpoint(
+    tmp_path: Path, flag: str, unit: str
+) -> None:
+    from model import read_metadata
+    from tests.utils.datasets import tiny_dataset
+
+    data = tiny_dataset(tmp_path / "tiny")
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(data), "--out", str(out), "--arch", "resnet18", "--epochs", "1"]
+    args += ["--samples-per-epoch", "20", "--batch-size", "10", "--patch", "32", "--size", "64"]
+    result = runner.invoke(app, [*args, "--workers", "0", flag])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1: loss" in result.output and unit in result.output
+    assert read_metadata(out).training["config"]["slice_level"] is (flag == "--slice-level")
