@@ -139,8 +139,8 @@ def _settings_md(result: dict[str, Any], n_eval: tuple[int, int]) -> str:
         f"{s.samples_per_epoch} patches of {s.patch} px per epoch on slices resized to "
         f"{s.size} px, batch {s.batch_size}, early stop after {s.patience} epochs without "
         f"validation-F1 gain. Scored on split `{s.split}` ({n_eval[0]} clean + {n_eval[1]} "
-        "artifact slices) at each checkpoint's F1-optimal validation threshold. Cells: mean ± "
-        f"sample SD over seeds, in %. {len(result['results'])} trainings, "
+        "artifact slices) at each checkpoint's validation threshold (`amaqc train`'s rule). "
+        f"Cells: mean ± sample SD over seeds, in %. {len(result['results'])} trainings, "
         f"{hours:.2f} h of training in total.\n"
     )
 
