@@ -60,16 +60,18 @@ def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
     ext = content_extension(incoming.path)
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
-    if ext == ".dcm":
-        _refuse_non_image(incoming.name, path)
-    _check_pixels(incoming.name, path, ext, settings.max_pixels)
-    if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
-        raise IngestError(413, f"{incoming.name}: expands to more than the unpacked-size limit")
     try:
+        _check_pixels(incoming.name, path, ext, settings.max_pixels)
+        if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
+            raise IngestError(413, f"{incoming.name}: expands to more than the unpacked-size limit")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             slices = read_slices(path)
-    except UnreadableImage as exc:
+    except (IngestError, UnreadableImage) as exc:
+        if ext == ".dcm":  # only a file that failed is looked at again: SR, PR, ... say so
+            _refuse_non_image(incoming.name, path)
+        if isinstance(exc, IngestError):
+            raise
         reason = str(exc).removeprefix(f"{path.name}: ")
         raise IngestError(422, f"{incoming.name}: {reason}") from None
     shapes = [(int(s.pixels.shape[0]), int(s.pixels.shape[1])) for s in slices]
