@@ -20,10 +20,9 @@ from app.config import Settings
 from app.db.models import SeriesVerdict
 from app.db.session import session_scope
 from app.notify import DeliveryFailed, notify_series, series_event
-from app.worker.inference import analyse
 from tests.app.conftest import auth, new_key
 from tests.app.test_end_to_end import _client, _wait_done
-from tests.utils.service import series_files
+from tests.utils.service import scored_series, series_files
 
 SECRET = "webhook-test-secret"
 
@@ -75,14 +74,6 @@ def worker_env(receiver: Receiver) -> dict[str, str]:
     }
 
 
-def _scored_series(client: TestClient, settings: Settings, headers: dict[str, str]) -> int:
-    series_id = int(
-        client.post("/api/v1/series", files=series_files(2), headers=headers).json()["series_id"]
-    )
-    assert analyse(settings, series_id) == "done"
-    return series_id
-
-
 def _set_label(settings: Settings, series_id: int, label: int) -> None:
     with session_scope(settings.database_url) as session:
         session.execute(
@@ -99,7 +90,7 @@ def _hooked(settings: Settings, receiver: Receiver, **changes: Any) -> Settings:
 def test_a_flagged_verdict_is_posted_signed_and_without_patient_data(
     client: TestClient, settings: Settings, scanner: dict[str, str], receiver: Receiver
 ) -> None:
-    series_id = _scored_series(client, settings, scanner)
+    series_id, _ = scored_series(client, settings, scanner)
     _set_label(settings, series_id, 1)
     assert notify_series(_hooked(settings, receiver), series_id) == "sent"
     [(headers, body)] = receiver.events
@@ -115,7 +106,7 @@ def test_a_flagged_verdict_is_posted_signed_and_without_patient_data(
 def test_only_flagged_verdicts_are_sent_unless_all_are_asked_for(
     client: TestClient, settings: Settings, scanner: dict[str, str], receiver: Receiver
 ) -> None:
-    series_id = _scored_series(client, settings, scanner)
+    series_id, _ = scored_series(client, settings, scanner)
     _set_label(settings, series_id, 0)
     assert notify_series(_hooked(settings, receiver), series_id) == "not flagged"
     assert receiver.events == []
@@ -127,7 +118,7 @@ def test_only_flagged_verdicts_are_sent_unless_all_are_asked_for(
 def test_the_event_id_is_stable_so_receivers_can_drop_duplicates(
     client: TestClient, settings: Settings, scanner: dict[str, str]
 ) -> None:
-    series_id = _scored_series(client, settings, scanner)
+    series_id, _ = scored_series(client, settings, scanner)
     first, again = series_event(settings, series_id), series_event(settings, series_id)
     assert first is not None and again is not None and first["event_id"] == again["event_id"]
     _set_label(settings, series_id, 1 - first["label"].startswith("a"))
@@ -138,7 +129,7 @@ def test_the_event_id_is_stable_so_receivers_can_drop_duplicates(
 def test_a_receiver_that_is_down_gets_the_event_again_a_4xx_is_final(
     client: TestClient, settings: Settings, scanner: dict[str, str], receiver: Receiver
 ) -> None:
-    series_id = _scored_series(client, settings, scanner)
+    series_id, _ = scored_series(client, settings, scanner)
     hooked = _hooked(settings, receiver, webhook_events="all")
     receiver.status = 503
     with pytest.raises(DeliveryFailed, match="503"):

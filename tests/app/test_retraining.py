@@ -21,7 +21,7 @@ from app.retrain.sources import ReviewedSlice
 from app.worker.training import run_training_job
 from tests.app.conftest import auth, new_key
 from tests.utils.datasets import tiny_dataset
-from tests.utils.service import series_files, tiny_checkpoint
+from tests.utils.service import scored_series, series_files, tiny_checkpoint
 
 #: a job of seconds: 2 steps per epoch on 64 px slices cut into one 64 px patch
 TINY_JOB = {"epochs": 1, "samples_per_epoch": 20, "batch_size": 10, "patch": 64, "size": 64}
@@ -304,18 +304,10 @@ def test_radiographer_reviews_train_a_model_through_the_api(
     admin: dict[str, str],
 ) -> None:
     from app.retrain.sources import reviewed_slices
-    from app.worker.inference import analyse
 
     labels = {}
     for n, review in enumerate(("clean", "artifact", "clean")):
-        uid = f"1.2.826.0.1.3680043.8.498.{80 + n}"
-        sid = client.post("/api/v1/series", files=series_files(2, uid), headers=scanner).json()[
-            "series_id"
-        ]
-        assert analyse(settings, sid) == "done"
-        ids = [
-            i["id"] for i in client.get(f"/api/v1/series/{sid}", headers=admin).json()["instances"]
-        ]
+        sid, ids = scored_series(client, settings, scanner, f"1.2.826.0.1.3680043.8.498.{80 + n}")
         body: dict[str, object] = {"label": review}
         if review == "artifact":  # which slice shows it: only that one is an artifact label
             body["slices"] = {str(ids[0]): "artifact"}

@@ -15,18 +15,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.worker.inference import analyse
 from tests.app.conftest import set_threshold
-from tests.utils.service import series_files
+from tests.utils.service import scored_series, series_files
 from training.labelled import load_labelled_dataset
-
-
-def _scored_series(
-    client: TestClient, settings: Settings, scanner: dict[str, str], uid: str, n: int = 3
-) -> tuple[int, list[int]]:
-    r = client.post("/api/v1/series", files=series_files(n, uid), headers=scanner)
-    series_id = r.json()["series_id"]
-    assert analyse(settings, series_id) == "done"
-    body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
-    return series_id, [i["id"] for i in body["instances"]]
 
 
 @pytest.fixture
@@ -38,7 +28,7 @@ def flagging(settings: Settings) -> Settings:
 def test_an_override_is_stored_with_the_reviewer_and_the_verdict_it_judged(
     client: TestClient, flagging: Settings, scanner: dict[str, str], radiographer: dict[str, str]
 ) -> None:
-    series_id, ids = _scored_series(client, flagging, scanner, "1.2.9.1")
+    series_id, ids = scored_series(client, flagging, scanner, "1.2.9.1", n=3)
     body = {"label": "clean", "slices": {str(ids[0]): "clean"}, "comment": "flow, not motion"}
     r = client.post(f"/api/v1/series/{series_id}/reviews", json=body, headers=radiographer)
     assert r.status_code == 201, r.text
@@ -52,7 +42,7 @@ def test_an_override_is_stored_with_the_reviewer_and_the_verdict_it_judged(
 def test_a_confirmation_is_marked_confirmed(
     client: TestClient, flagging: Settings, scanner: dict[str, str], radiographer: dict[str, str]
 ) -> None:
-    series_id, _ = _scored_series(client, flagging, scanner, "1.2.9.2")
+    series_id, _ = scored_series(client, flagging, scanner, "1.2.9.2", n=3)
     r = client.post(
         f"/api/v1/series/{series_id}/reviews", json={"label": "artifact"}, headers=radiographer
     )
@@ -62,7 +52,7 @@ def test_a_confirmation_is_marked_confirmed(
 def test_a_scanner_key_may_not_review(
     client: TestClient, flagging: Settings, scanner: dict[str, str]
 ) -> None:
-    series_id, _ = _scored_series(client, flagging, scanner, "1.2.9.3")
+    series_id, _ = scored_series(client, flagging, scanner, "1.2.9.3", n=3)
     r = client.post(f"/api/v1/series/{series_id}/reviews", json={"label": "clean"}, headers=scanner)
     assert r.status_code == 403 and "radiographer or admin" in r.json()["detail"]
 
@@ -96,7 +86,7 @@ def test_an_inconsistent_review_is_422_naming_the_problem(
     body: dict,
     problem: str,
 ) -> None:
-    series_id, ids = _scored_series(client, flagging, scanner, "1.2.9.4", n=1)
+    series_id, ids = scored_series(client, flagging, scanner, "1.2.9.4", n=1)
     if "slices" in body:
         body = {
             **body,
@@ -123,9 +113,9 @@ def test_export_round_trips_through_the_training_loader(
     radiographer: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    clean_id, clean_slices = _scored_series(client, flagging, scanner, "1.2.9.10", n=2)
-    art_id, art_slices = _scored_series(client, flagging, scanner, "1.2.9.11", n=3)
-    unreviewed_id, _ = _scored_series(client, flagging, scanner, "1.2.9.12", n=1)
+    clean_id, clean_slices = scored_series(client, flagging, scanner, "1.2.9.10", n=2)
+    art_id, art_slices = scored_series(client, flagging, scanner, "1.2.9.11", n=3)
+    unreviewed_id, _ = scored_series(client, flagging, scanner, "1.2.9.12", n=1)
     post = "/api/v1/series/{}/reviews"
     # the first review of a series is superseded by the second
     client.post(post.format(clean_id), json={"label": "artifact"}, headers=radiographer)

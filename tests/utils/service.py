@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,24 @@ def zip_bytes(members: dict[str, bytes], *, symlinks: dict[str, str] | None = No
             info.external_attr = (0o120777 << 16) | 0  # S_IFLNK
             zf.writestr(info, target)
     return buffer.getvalue()
+
+
+def scored_series(
+    client: Any,
+    settings: Settings,
+    headers: dict[str, str],
+    uid: str = "1.2.826.0.1.3680043.8.498.7",
+    n: int = 2,
+) -> tuple[int, list[int]]:
+    """Upload ``n`` DICOM slices of series ``uid`` through ``client`` (a TestClient), analyse
+    the series in-process (its verdict written), and return its id and instance ids."""
+    from app.worker.inference import analyse
+
+    r = client.post("/api/v1/series", files=series_files(n, uid), headers=headers)
+    series_id = int(r.json()["series_id"])
+    assert analyse(settings, series_id) == "done"
+    body = client.get(f"/api/v1/series/{series_id}", headers=headers).json()
+    return series_id, [i["id"] for i in body["instances"]]
 
 
 def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") -> list[tuple]:
