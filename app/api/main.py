@@ -21,7 +21,7 @@ from app.web import admin as web_admin
 from app.web import events as web_events
 from app.web import routes as web_routes
 from app.web.deps import HERE as WEB_DIR
-from app.web.deps import NotSignedIn, WebForbidden, templates
+from app.web.deps import NotSignedIn, WebError, templates
 
 from .metrics import Metrics
 from .routes import (
@@ -79,10 +79,14 @@ async def _not_signed_in(_: Request, __: Exception) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
-async def _web_forbidden(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, WebForbidden)
+async def _web_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WebError)
     return templates.TemplateResponse(
-        request, "error.html", {"user": None, "message": exc.message}, status_code=403
+        request,
+        "error.html",
+        {"user": exc.user, "message": exc.message},
+        status_code=exc.status_code,
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -123,7 +127,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     # the web UI: radiographer pages and admin pages
     app.add_exception_handler(NotSignedIn, _not_signed_in)
-    app.add_exception_handler(WebForbidden, _web_forbidden)
+    app.add_exception_handler(WebError, _web_error)
     app.include_router(web_routes.router)
     app.include_router(web_admin.router)
     app.include_router(web_events.router)

@@ -12,6 +12,7 @@ pages work without scripts; ``static/job.js`` adds the live progress bar and los
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, status
@@ -39,7 +40,7 @@ from .admin_views import (
     version_view,
     versions_view,
 )
-from .deps import AdminDep, WebForbidden, WebUser, render
+from .deps import AdminDep, WebForbidden, WebNotFound, WebUser, render
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 JOBS_PAGE = 50
@@ -56,14 +57,43 @@ def _csrf_ok(user: AdminDep, csrf: Annotated[str, Form()] = "") -> WebUser:
 CheckedAdmin = Annotated[WebUser, Depends(_csrf_ok)]
 
 
-def _not_found(request: Request, user: WebUser, what: str) -> Response:
-    return render(
-        request, "error.html", user, status.HTTP_404_NOT_FOUND, message=f"{what} not found"
-    )
-
-
 def _back(url: str) -> Response:
     return RedirectResponse(url, status.HTTP_303_SEE_OTHER)
+
+
+def _version(version_id: int, user: AdminDep, session: SessionDep) -> ModelVersion:
+    version = repo.model_version(session, version_id)
+    if version is None:
+        raise WebNotFound(f"model version {version_id} not found", user)
+    return version
+
+
+def _job(job_id: int, user: AdminDep, session: SessionDep) -> TrainingJob:
+    job = repo_training.get_training_job(session, job_id)
+    if job is None:
+        raise WebNotFound(f"training job {job_id} not found", user)
+    return job
+
+
+VersionDep = Annotated[ModelVersion, Depends(_version)]
+JobDep = Annotated[TrainingJob, Depends(_job)]
+
+
+def _act(
+    session: SessionDep,
+    action: Callable[[], object],
+    redirect: str,
+    refused: Callable[[str, int], Response],
+) -> Response:
+    """Run a registry action and commit, then redirect to ``redirect``; a refusal rolls the
+    session back and answers ``refused(message, status)`` (the page again, with the reason)."""
+    try:
+        action()
+    except (ActivationRefused, JobRequestError) as exc:
+        session.rollback()
+        return refused(exc.detail, exc.status_code)
+    session.commit()
+    return _back(redirect)
 
 
 # --- model versions ------------------------------------------------------------------------
@@ -104,74 +134,57 @@ def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, Any]:
 
 
 @router.get("/models/{version_id}", response_class=HTMLResponse)
-def model_page(version_id: int, request: Request, user: AdminDep, session: SessionDep) -> Response:
+def model_page(
+    request: Request, user: AdminDep, session: SessionDep, version: VersionDep
+) -> Response:
     """One version: metrics on the fixed validation set beside the then-active version's, the
     ROC curve, data summary, parent."""
-    version = repo.model_version(session, version_id)
-    if version is None:
-        return _not_found(request, user, f"model version {version_id}")
     return render(request, "admin_model.html", user, **_version_page(session, version))
 
 
 @router.post("/models/{version_id}/shadow", response_class=HTMLResponse)
 def do_shadow(
-    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
+    request: Request, user: CheckedAdmin, session: SessionDep, version: VersionDep
 ) -> Response:
     """Start shadow mode (no confirmation: it changes no verdict); a refusal shows why."""
-    version = repo.model_version(session, version_id)
-    if version is None:
-        return _not_found(request, user, f"model version {version_id}")
-    try:
-        start_shadow(session, version)
-    except ActivationRefused as exc:
-        session.rollback()
+
+    def refused(error: str, code: int) -> Response:
         ctx = _version_page(session, version)
-        return render(request, "admin_model.html", user, exc.status_code, error=exc.detail, **ctx)
-    session.commit()
-    return _back(f"/admin/models/{version_id}")
+        return render(request, "admin_model.html", user, code, error=error, **ctx)
+
+    return _act(
+        session, lambda: start_shadow(session, version), f"/admin/models/{version.id}", refused
+    )
 
 
 @router.post("/models/{version_id}/shadow/stop", response_class=HTMLResponse)
-def do_stop_shadow(
-    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
-) -> Response:
-    version = repo.model_version(session, version_id)
-    if version is None:
-        return _not_found(request, user, f"model version {version_id}")
+def do_stop_shadow(user: CheckedAdmin, session: SessionDep, version: VersionDep) -> Response:
     stop_shadow(session, version)  # not in shadow mode: nothing to do
     session.commit()
-    return _back(f"/admin/models/{version_id}")
+    return _back(f"/admin/models/{version.id}")
 
 
 @router.get("/models/{version_id}/activate", response_class=HTMLResponse)
 def confirm_activate(
-    version_id: int, request: Request, user: AdminDep, session: SessionDep
+    request: Request, user: AdminDep, session: SessionDep, version: VersionDep
 ) -> Response:
     """The confirmation step: what becomes active, what it replaces, both numbers."""
-    version = repo.model_version(session, version_id)
-    if version is None:
-        return _not_found(request, user, f"model version {version_id}")
     ctx = _version_page(session, version)
     return render(request, "admin_confirm_activate.html", user, **ctx)
 
 
 @router.post("/models/{version_id}/activate", response_class=HTMLResponse)
 def do_activate(
-    version_id: int, request: Request, user: CheckedAdmin, session: SessionDep
+    request: Request, user: CheckedAdmin, session: SessionDep, version: VersionDep
 ) -> Response:
-    version = repo.model_version(session, version_id)
-    if version is None:
-        return _not_found(request, user, f"model version {version_id}")
-    try:
-        activate(session, version, kind="explicit", key_id=user.key.id)
-    except ActivationRefused as exc:
-        session.rollback()
+    def refused(error: str, code: int) -> Response:
         ctx = _version_page(session, version)
-        return render(
-            request, "admin_confirm_activate.html", user, exc.status_code, error=exc.detail, **ctx
-        )
-    session.commit()
-    return _back("/admin")
+        return render(request, "admin_confirm_activate.html", user, code, error=error, **ctx)
+
+    def act() -> None:
+        activate(session, version, kind="explicit", key_id=user.key.id)
+
+    return _act(session, act, "/admin", refused)
 
 
 @router.get("/rollback", response_class=HTMLResponse)
@@ -196,15 +209,10 @@ def confirm_rollback(request: Request, user: AdminDep, session: SessionDep) -> R
 
 @router.post("/rollback", response_class=HTMLResponse)
 def do_rollback(request: Request, user: CheckedAdmin, session: SessionDep) -> Response:
-    try:
-        rollback(session, key_id=user.key.id)
-    except ActivationRefused as exc:
-        session.rollback()
-        return render(
-            request, "admin_confirm_rollback.html", user, exc.status_code, error=exc.detail
-        )
-    session.commit()
-    return _back("/admin")
+    def refused(error: str, code: int) -> Response:
+        return render(request, "admin_confirm_rollback.html", user, code, error=error)
+
+    return _act(session, lambda: rollback(session, key_id=user.key.id), "/admin", refused)
 
 
 # --- training jobs -------------------------------------------------------------------------
@@ -265,38 +273,17 @@ async def start_job(
     return _back(f"/admin/jobs/{job.id}")
 
 
-def _job(session: SessionDep, job_id: int) -> TrainingJob | None:
-    return repo_training.get_training_job(session, job_id)
-
-
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: int, request: Request, user: AdminDep, session: SessionDep) -> Response:
+def job_page(request: Request, user: AdminDep, job: JobDep) -> Response:
     """Status, a progress bar and loss curve kept live by ``job.js``, log tail, outcome."""
-    job = _job(session, job_id)
-    if job is None:
-        return _not_found(request, user, f"training job {job_id}")
     return render(request, "admin_job.html", user, job=job_view(job), finished=JOB_FINISHED)
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
-def do_cancel(job_id: int, request: Request, user: CheckedAdmin, session: SessionDep) -> Response:
-    job = _job(session, job_id)
-    if job is None:
-        return _not_found(request, user, f"training job {job_id}")
-    try:
-        cancel_job(session, job)
-    except JobRequestError as exc:
-        session.rollback()
-        job = _job(session, job_id)
-        assert job is not None
-        return render(
-            request,
-            "admin_job.html",
-            user,
-            exc.status_code,
-            job=job_view(job),
-            finished=JOB_FINISHED,
-            error=exc.detail,
-        )
-    session.commit()
-    return _back(f"/admin/jobs/{job_id}")
+def do_cancel(request: Request, user: CheckedAdmin, session: SessionDep, job: JobDep) -> Response:
+    def refused(error: str, code: int) -> Response:
+        session.refresh(job)
+        ctx = {"job": job_view(job), "finished": JOB_FINISHED}
+        return render(request, "admin_job.html", user, code, error=error, **ctx)
+
+    return _act(session, lambda: cancel_job(session, job), f"/admin/jobs/{job.id}", refused)

@@ -21,12 +21,27 @@ class NotSignedIn(Exception):
     """A page was asked for without a valid session: the handler redirects to /login."""
 
 
-class WebForbidden(Exception):
-    """The signed-in key's role may not see the page (rendered as a 403 page)."""
+class WebError(Exception):
+    """A page that cannot be shown, rendered as ``error.html`` with ``status_code`` and the
+    message (the nav bar shows ``user`` when one is signed in)."""
 
-    def __init__(self, message: str) -> None:
+    status_code = 400
+
+    def __init__(self, message: str, user: WebUser | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message, self.user = message, user
+
+
+class WebForbidden(WebError):
+    """The signed-in key's role may not see the page (403)."""
+
+    status_code = 403
+
+
+class WebNotFound(WebError):
+    """The page's object does not exist (404)."""
+
+    status_code = 404
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from app.api.deps import UI_ROLES, SessionDep, SettingsDep, signed_in
 from app.db import repo, reviews
 
 from . import session as web_session
-from .deps import UserDep, render
+from .deps import UserDep, WebNotFound, render
 from .views import parse_filters, row_view, series_data
 
 router = APIRouter(include_in_schema=False)
@@ -99,14 +99,8 @@ def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Resp
 
 
 @router.get("/series/{series_id}", response_class=HTMLResponse)
-def seriesrender(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
+def series_page(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
     data = series_data(session, series_id, request)
     if data is None:
-        return render(
-            request,
-            "error.html",
-            user,
-            status.HTTP_404_NOT_FOUND,
-            message=f"series {series_id} not found",
-        )
+        raise WebNotFound(f"series {series_id} not found", user)
     return render(request, "series.html", user, series=data)
