@@ -8,7 +8,7 @@ training slice, clean or corrupted, first gets a random draw of these nuisance v
 As in :mod:`training.artifacts`, each operation is a frozen dataclass of parameters applied by a
 deterministic function, and :func:`random_realism` returns a JSON-serialisable record that
 :func:`apply_realism` re-applies exactly. Operations run in acquisition order: orientation,
-contrast, bias field, field of view, resolution, ringing, noise.
+contrast, bias field, field of view, resolution, ringing, noise, display (8-bit rendering).
 
 Shape: the output shape may differ from the input. ``Orient`` may transpose it; ``FieldOfView``
 crops each side by at most 8 % or pads it by at most 25 % of that side; ``Resolution`` resamples
@@ -18,11 +18,13 @@ non-negative, on the input's intensity scale (its 99.5th percentile stays of the
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from training.artifacts import GibbsParams, apply_gibbs, check_image
@@ -232,6 +234,36 @@ def apply_noise(image: np.ndarray, p: Noise) -> np.ndarray:
     return np.hypot(image + sigma * noise[0], sigma * noise[1]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Display:
+    """Rendering for a screen or a file, as in the 8-bit PNG/JPEG exports people send: window
+    between the ``low`` and ``high`` percentiles (below black, above saturated white), quantise
+    to 8 bits, and JPEG-compress at ``jpeg_quality`` (0 for none). Back on the input's scale."""
+
+    low: float = 0.0
+    high: float = 100.0
+    jpeg_quality: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ValueError(f"need 0 <= low < high <= 100, got {self.low!r}, {self.high!r}")
+        if self.jpeg_quality != 0 and not 10 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be 0 or in [10, 100], got {self.jpeg_quality!r}")
+
+
+def apply_display(image: np.ndarray, p: Display) -> np.ndarray:
+    lo, hi = (float(v) for v in np.percentile(image, (p.low, p.high)))
+    if hi <= lo:
+        return image.copy()
+    grey = np.round(np.clip((image - lo) / (hi - lo), 0.0, 1.0) * 255).astype(np.uint8)
+    if p.jpeg_quality:
+        buffer = io.BytesIO()
+        Image.fromarray(grey).save(buffer, format="JPEG", quality=p.jpeg_quality)
+        buffer.seek(0)
+        grey = np.asarray(Image.open(buffer).convert("L"))
+    return (grey.astype(np.float32) / 255.0 * _scale(image)).astype(np.float32)
+
+
 _OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
     "orient": (Orient, apply_orient),
     "contrast": (Contrast, apply_contrast),
@@ -240,6 +272,7 @@ _OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
     "resolution": (Resolution, apply_resolution),
     "ringing": (Ringing, apply_ringing),
     "noise": (Noise, apply_noise),
+    "display": (Display, apply_display),
 }
 
 
@@ -273,6 +306,10 @@ def _sample_bias(rng: np.random.Generator) -> Bias:
 #: brain MR (b0 DWI included) sits at or above it.
 SNR_RANGE = (10.0, 100.0)
 
+#: Share of training slices rendered as an 8-bit, windowed and possibly JPEG-compressed export
+#: (``Display``): clean PNG/JPEG files must not look like artifacts to the classifier.
+DISPLAY_PROBABILITY = 0.3
+
 
 def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     """Draw the operations (name, params) to apply, each with its own probability."""
@@ -299,6 +336,10 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     if rng.random() < 0.7:
         snr = float(np.exp(rng.uniform(np.log(SNR_RANGE[0]), np.log(SNR_RANGE[1]))))
         ops.append(("noise", Noise(snr, int(rng.integers(2**31)))))
+    if rng.random() < DISPLAY_PROBABILITY:
+        low = float(rng.uniform(0.0, 20.0)) if rng.random() < 0.5 else 0.0
+        quality = int(rng.integers(60, 96)) if rng.random() < 0.5 else 0
+        ops.append(("display", Display(low, float(rng.uniform(97.0, 100.0)), quality)))
     return ops
 
 
@@ -331,10 +372,10 @@ def random_realism(
     return apply_realism(image, record), record
 
 
-#: Ops that happen during the acquisition itself (k-space truncation, thermal noise): when an
-#: artifact is simulated they go after it, as in a scanner, so e.g. Gibbs truncation cannot
-#: smooth the noise and hand the classifier a shortcut.
-ACQUISITION_OPS = ("ringing", "noise")
+#: Ops that happen during the acquisition itself (k-space truncation, thermal noise) or after it
+#: (rendering to an 8-bit file): when an artifact is simulated they go after it, as in a
+#: scanner, so e.g. Gibbs truncation cannot smooth the noise and hand the classifier a shortcut.
+ACQUISITION_OPS = ("ringing", "noise", "display")
 
 
 def realism_record(rng: np.random.Generator) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from training.artifacts import GibbsParams, apply_gibbs, kspace_error
 from training.augment import (
     Bias,
     Contrast,
+    Display,
     FieldOfView,
     Noise,
     Orient,
@@ -21,6 +22,7 @@ from training.augment import (
     Ringing,
     apply_bias,
     apply_contrast,
+    apply_display,
     apply_fov,
     apply_noise,
     apply_orient,
@@ -79,7 +81,8 @@ def test_shapes_stay_in_the_documented_range(outputs: Outputs) -> None:
 
 def test_operations_vary_across_seeds(outputs: Outputs) -> None:
     seen = {op["op"] for _, record in outputs for op in record["ops"]}
-    assert seen == {"orient", "contrast", "bias", "fov", "resolution", "ringing", "noise"}
+    ops = {"orient", "contrast", "bias", "fov", "resolution", "ringing", "noise", "display"}
+    assert seen == ops
     assert len({out.shape for out, _ in outputs}) > 10
 
 
@@ -195,3 +198,38 @@ def test_realism_noise_never_drops_below_the_snr_floor() -> None:
     assert len(snrs) > 200  # noise is drawn most of the time
     assert SNR_RANGE[0] <= min(snrs) and max(snrs) <= SNR_RANGE[1]
     assert min(snrs) < 12 and max(snrs) > 80  # the whole range is used
+
+
+def test_display_renders_an_8_bit_window_on_the_input_scale(phantom: np.ndarray) -> None:
+    image = apply_noise(phantom, Noise(snr=20, seed=1))
+    out = apply_display(image, Display(low=10.0, high=98.0))
+    assert out.dtype == np.float32 and out.shape == image.shape
+    levels = np.unique(out)
+    assert 100 < levels.size <= 256  # quantised to 8 bits, the window still spread over them
+    lo, hi = np.percentile(image, (10.0, 98.0))
+    assert (out[image <= lo] == 0).all()  # below the window: black
+    assert (out[image >= hi] == out.max()).all()  # above: saturated
+    assert out.max() == pytest.approx(np.percentile(image, 99.5), rel=1e-5)  # the input's scale
+
+
+def test_display_jpeg_changes_the_pixels_a_little(phantom: np.ndarray) -> None:
+    plain = apply_display(phantom, Display())
+    jpeg = apply_display(phantom, Display(jpeg_quality=60))
+    difference = np.abs(jpeg - plain).mean() / plain.max()
+    assert 0 < difference < 0.02
+
+
+def test_display_rejects_bad_windows_and_qualities() -> None:
+    with pytest.raises(ValueError, match="low < high"):
+        Display(low=50.0, high=40.0)
+    with pytest.raises(ValueError, match="jpeg_quality .* got 5"):
+        Display(jpeg_quality=5)
+
+
+def test_display_goes_after_a_simulated_artifact() -> None:
+    from training.augment import split_acquisition
+
+    record = {"ops": [{"op": "contrast"}, {"op": "noise"}, {"op": "display"}]}
+    before, after = split_acquisition(record)
+    assert [op["op"] for op in before["ops"]] == ["contrast"]
+    assert [op["op"] for op in after["ops"]] == ["noise", "display"]
