@@ -239,19 +239,54 @@ def watermark(session: Session) -> Watermark:
     )
 
 
-def changed_since(session: Session, mark: Watermark) -> tuple[set[int], Watermark]:
-    """Series with a new row (series, verdict or review) after ``mark``, and the new mark."""
-    now = watermark(session)
-    changed = set(session.scalars(select(Series.id).where(Series.id > mark.series)))
-    changed |= set(
-        session.scalars(
-            select(SeriesVerdict.series_id).where(
-                SeriesVerdict.id > mark.verdict, SeriesVerdict.shadow.is_(False)
+#: Ids are handed out at insert but rows become visible at commit: on PostgreSQL a transaction
+#: holding review id 10 can commit after one holding id 11, when the watermark has passed 10.
+#: So each poll looks again at the newest ``LOOKBACK`` ids of every table below the watermark.
+LOOKBACK = 256
+
+
+class ChangeFeed:
+    """Series that gained a row (series, verdict or review) since the last poll.
+
+    Keeps the watermark (the newest ids seen) and the ids already reported in the last
+    ``LOOKBACK`` below it, so a row that commits late with a lower id than one already seen is
+    still reported once. A feed started from a watermark (a reconnecting browser) counts every
+    row at or below it as seen.
+    """
+
+    def __init__(self, session: Session, mark: Watermark | None = None) -> None:
+        self.mark = mark or watermark(session)
+        self._seen = {
+            name: {i for i, _ in self._rows(session, name) if i <= getattr(self.mark, name)}
+            for name in ("series", "verdict", "review")
+        }
+
+    def _rows(self, session: Session, name: str) -> list[tuple[int, int]]:
+        """(row id, series id) of ``name``'s rows above the look-back floor."""
+        floor = getattr(self.mark, name) - LOOKBACK
+        if name == "series":
+            query = select(Series.id, Series.id).where(Series.id > floor)
+        elif name == "verdict":
+            query = select(SeriesVerdict.id, SeriesVerdict.series_id).where(
+                SeriesVerdict.id > floor, SeriesVerdict.shadow.is_(False)
             )
-        )
-    )
-    changed |= set(session.scalars(select(Review.series_id).where(Review.id > mark.review)))
-    return changed, now
+        else:
+            query = select(Review.id, Review.series_id).where(Review.id > floor)
+        return [(int(i), int(s)) for i, s in session.execute(query)]
+
+    def poll(self, session: Session) -> set[int]:
+        changed: set[int] = set()
+        newest = {}
+        for name, seen in self._seen.items():
+            rows = self._rows(session, name)
+            changed |= {series for i, series in rows if i not in seen}
+            seen |= {i for i, _ in rows}
+            newest[name] = max([getattr(self.mark, name), *(i for i, _ in rows)])
+            # ids below the next floor can no longer be looked at again: forget them
+            floor = newest[name] - LOOKBACK
+            seen -= {i for i in seen if i <= floor}
+        self.mark = Watermark(newest["series"], newest["verdict"], newest["review"])
+        return changed
 
 
 def statuses(session: Session, ids: Sequence[int]) -> dict[int, str]:

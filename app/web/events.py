@@ -2,9 +2,10 @@
 
 The API process polls the database every ``events_poll_seconds`` (the same on SQLite and
 PostgreSQL, whichever process wrote the row): a series, verdict or review row newer than the
-stream's watermark, or a status change of a series still in progress, sends that series' row
-as rendered HTML (``upsert``) when it matches the page's filters, else ``remove``. Each event
-carries the watermark as its id, so a reconnecting browser (``Last-Event-ID``) misses nothing.
+stream's watermark (or committed late below it: ``reviews.ChangeFeed``), or a status change of a
+series still in progress, sends that series' row as rendered HTML (``upsert``) when it matches
+the page's filters, else ``remove``. Each event carries the watermark as its id, so a
+reconnecting browser (``Last-Event-ID``) picks up from there.
 A stream ends after ``STREAM_SECONDS``; the browser reconnects by itself.
 """
 
@@ -49,13 +50,17 @@ class WorklistPoller:
         self.settings = settings
         self.filters = filters
         with new_session(settings.database_url) as session:
-            self.mark = mark or reviews.watermark(session)
+            self.feed = reviews.ChangeFeed(session, mark)
             self.pending = reviews.unfinished(session)
+
+    @property
+    def mark(self) -> Watermark:
+        return self.feed.mark
 
     def poll(self) -> list[str]:
         """Events for what changed since the last poll."""
         with new_session(self.settings.database_url) as session:
-            changed, self.mark = reviews.changed_since(session, self.mark)
+            changed = self.feed.poll(session)
             now = reviews.unfinished(session)
             changed |= {i for i, s in self.pending.items() if now.get(i) != s}
             changed |= set(now) - set(self.pending)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
-from app.config import Settings
+from app.api.main import app
+from app.config import Settings, get_settings
+from app.db import repo
+from app.db.models import Review
 from app.db.reviews import WorklistFilter
+from app.db.session import session_scope
 from app.web.events import WorklistPoller
 from app.worker.inference import analyse
-from tests.app.conftest import auth, new_key, set_threshold, sign_in
+from tests.app.conftest import auth, backend_settings, new_key, set_threshold, sign_in
 from tests.utils.service import series_files
 
 
@@ -121,3 +128,50 @@ def test_viewer_of_a_series_without_verdict_says_so(web: TestClient, settings: S
     page = web.get(f"/series/{series_id}").text
     assert "No verdict yet: status queued" in page
     assert re.search(r'id="submit-review"\s+disabled', page)
+
+
+def test_a_review_committing_after_a_newer_one_is_still_sent(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    """On PostgreSQL ids are handed out at insert, rows appear at commit: review A takes id n,
+    review B id n + 1 and commits first. The stream has seen n + 1 when A appears, and must
+    still send A's series (a plain "id > watermark" feed never would)."""
+    with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
+        app.dependency_overrides[get_settings] = lambda: settings
+        with TestClient(app) as client:
+            scanner = auth(new_key(settings, "scanner"))
+            first, second = (
+                client.post("/api/v1/series", files=series_files(1, uid), headers=scanner).json()[
+                    "series_id"
+                ]
+                for uid in ("1.2.9.1", "1.2.9.2")
+            )
+        app.dependency_overrides.clear()
+        with session_scope(settings.database_url) as session:
+            key_id = repo.create_api_key(session, "r", "radiographer")[0].id
+        poller = WorklistPoller(settings, WorklistFilter(), None)
+        assert poller.poll() == []
+
+        def review(session: Session, series_id: int) -> Review:
+            row = Review(series_id=series_id, api_key_id=key_id, reviewer="r", label=1)
+            session.add(row)
+            session.flush()  # takes its id now
+            return row
+
+        engine = create_engine(settings.database_url)
+        try:
+            with Session(engine) as late, Session(engine) as early:
+                a = review(late, first)
+                b = review(early, second)
+                assert a.id < b.id
+                early.commit()
+                assert _upserted(poller.poll()) == [second]
+                late.commit()
+                assert _upserted(poller.poll()) == [first]  # not lost below the watermark
+                assert poller.poll() == []  # and sent once
+        finally:
+            engine.dispose()
+
+
+def _upserted(events: list[str]) -> list[int]:
+    return [json.loads(e.split("data: ", 1)[1])["id"] for e in events if "event: upsert" in e]
