@@ -317,6 +317,10 @@ def model_card(
     ),
     img_dir: Annotated[Path, typer.Option(help="Folder for the card's plots.")] = Path("docs/img"),
     command: Annotated[str, typer.Option(help="The training command, quoted in the card.")] = "",
+    previous: Annotated[
+        Path | None,
+        typer.Option(help="The checkpoint it replaces: paired ROC-AUC differences in the card."),
+    ] = None,
 ) -> None:
     """Publish a checkpoint as the served default and write its model card.
 
@@ -327,11 +331,18 @@ def model_card(
 
     target = out or default_checkpoint()
     try:
-        results = publish(checkpoint, data, target, card, img_dir, command=command)
+        results = publish(
+            checkpoint, data, target, card, img_dir, command=command, previous=previous
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     for split, summary in results.items():
         m = summary["metrics"]
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
         console.print(f"{split}: F1 {m['f1']:.3f}, ROC-AUC {auc} ({m['n']} slices)")
+        for group, d in summary.get("vs_previous", {}).items():
+            console.print(
+                f"  vs previous ({group}): ROC-AUC {d['old']:.3f} -> {d['new']:.3f}, "
+                f"{d['difference']:+.3f} (95 % interval {d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
+            )
     console.print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB); updated {card}")

@@ -9,13 +9,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from model import Predictor, load_checkpoint, save_checkpoint
 
 from .data import load_split
 from .evaluate import evaluate, predict_samples
-from .metrics import plot_roc
+from .metrics import paired_auc_difference, plot_roc
 
 SPLITS = ("val", "test", "transfer")
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -26,21 +27,35 @@ def _pct(value: float | None) -> str:
 
 
 def publish(
-    checkpoint: Path, data: Path, out: Path, card: Path, img_dir: Path, *, command: str
+    checkpoint: Path,
+    data: Path,
+    out: Path,
+    card: Path,
+    img_dir: Path,
+    *,
+    command: str,
+    previous: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on val/test/transfer of ``data``, write ``out`` (fp16, metrics in
-    its metadata), ``img_dir/model-roc.png``, copy the training curves, and write ``card``."""
+    its metadata), ``img_dir/model-roc.png``, copy the training curves, and write ``card``.
+
+    With ``previous`` (the checkpoint it replaces; read before ``out`` is written, so it may be
+    ``out`` itself), each split also gets ``vs_previous``: the paired ROC-AUC difference with a
+    bootstrap 95 % interval, on all images and on moderate + severe artifacts only."""
     model, meta = load_checkpoint(checkpoint)
     predictor = Predictor((model, meta), device="cpu")
+    before = Predictor(previous, device="cpu") if previous is not None else None
     results: dict[str, Any] = {}
     curves = {}
     for split in SPLITS:
         results[split] = evaluate(predictor, data, split=split)
         samples = load_split(data, split)
-        curves[f"{split} ({len(samples)} slices)"] = (
-            [s.label for s in samples],
-            predict_samples(predictor, samples).tolist(),
-        )
+        probs = predict_samples(predictor, samples)
+        curves[f"{split} ({len(samples)} slices)"] = ([s.label for s in samples], probs.tolist())
+        if before is not None:
+            results[split]["vs_previous"] = compare_with(
+                samples, predict_samples(before, samples), probs
+            )
     img_dir.mkdir(parents=True, exist_ok=True)
     plot_roc(curves, img_dir / "model-roc.png")
     curves_png = checkpoint.with_suffix(".curves.png")
@@ -62,6 +77,23 @@ def publish(
     )
     write_between_markers(card, measured)
     return results
+
+
+def compare_with(samples: list[Any], old: Any, new: Any) -> dict[str, Any]:
+    """Paired ROC-AUC differences (new - old) on all samples and on clean + moderate/severe."""
+    labels = np.array([s.label for s in samples])
+    severe = np.array([s.info.get("severity", "") in ("moderate", "severe") for s in samples])
+    out: dict[str, Any] = {}
+    for name, mask in (
+        ("all", np.ones_like(severe)),
+        ("moderate_and_severe", (labels == 0) | severe),
+    ):
+        if len(np.unique(labels[mask])) == 2:
+            out[name] = {
+                "n": int(mask.sum()),
+                **paired_auc_difference(labels[mask], old[mask], new[mask]),
+            }
+    return out
 
 
 START, END = "<!-- measured:start -->", "<!-- measured:end -->"
@@ -128,7 +160,8 @@ def render_card(
         f"artifact kinds {', '.join(cfg.get('kinds', []))} at severities "
         f"{', '.join(cfg.get('severities', []))}; best epoch {train.get('best_epoch', 0) + 1} "
         f"after {train.get('samples_seen')} patches "
-        f"({train.get('seconds', 0) / 60:.0f} min on 2 CPU cores).",
+        f"({train.get('seconds', 0) / 60:.0f} min on 2 CPU cores)"
+        + (f", fine-tuned from `{Path(cfg['init_from']).name}`." if cfg.get("init_from") else "."),
         "",
         "Training data (slices, clean base images; artifacts simulated on the fly): "
         f"`{json.dumps(data.get('train', {}).get('sources', {}))}`.",
@@ -165,6 +198,26 @@ def render_card(
                         f"| {split} | {group} | {row['n_artifact']} | "
                         f"{_pct(row['recall'])} | {_pct(row.get('roc_auc'))} |"
                     )
+    compared = [(split, r["vs_previous"]) for split, r in results.items() if "vs_previous" in r]
+    if compared:
+        lines += [
+            "",
+            "### Against the checkpoint it replaced",
+            "",
+            "Both scored on the same images; the interval is a paired bootstrap (2,000 resamples"
+            " of the images).",
+            "",
+            "| split | images | ROC-AUC % before | ROC-AUC % now | difference (95 % interval) |",
+            "|---|---|---|---|---|",
+        ]
+        for split, groups in compared:
+            for group, d in groups.items():
+                name = split if group == "all" else f"{split}, moderate + severe only"
+                lines.append(
+                    f"| {name} | {d['n']} | {_pct(d['old'])} | {_pct(d['new'])} | "
+                    f"{100 * d['difference']:+.1f} ({100 * d['ci_low']:+.1f} to "
+                    f"{100 * d['ci_high']:+.1f}) |"
+                )
     lines += ["", "False-alarm rate on clean slices by source:", ""]
     for split, summary in results.items():
         for source, row in summary.get("by_source", {}).items():

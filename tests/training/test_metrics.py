@@ -71,3 +71,22 @@ def test_plots_are_written(tmp_path: Path) -> None:
     cm = plot_confusion({"tn": 3, "fp": 1, "fn": 0, "tp": 5}, tmp_path / "cm.png")
     for path in (roc, cm):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_paired_auc_difference_sees_a_better_model_and_is_seeded() -> None:
+    from training.metrics import paired_auc_difference
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    weak = y * 0.3 + rng.random(200)  # AUC ~0.75
+    strong = y * 1.0 + rng.random(200)  # AUC ~1
+    d = paired_auc_difference(y, weak, strong)
+    assert d["new"] > 0.97 and 0.6 < d["old"] < 0.9
+    assert 0 < d["ci_low"] < d["difference"] < d["ci_high"]
+    assert paired_auc_difference(y, weak, strong) == d  # same seed, same interval
+    same = paired_auc_difference(y, weak, weak)
+    assert same["difference"] == same["ci_low"] == same["ci_high"] == 0.0
+    with pytest.raises(ValueError, match="both classes"):
+        paired_auc_difference(np.zeros(4), weak[:4], strong[:4])
+    with pytest.raises(ValueError, match="one length"):
+        paired_auc_difference(y, weak[:10], strong)

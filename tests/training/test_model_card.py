@@ -61,3 +61,19 @@ def test_markers_are_added_to_a_new_card(tmp_path: Path) -> None:
     card = tmp_path / "new.md"
     write_between_markers(card, "measured\n")
     assert card.read_text() == f"{START}\nmeasured\n{END}\n"
+
+
+def test_publish_against_the_checkpoint_it_replaces(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ckpt, data = trained
+    card = tmp_path / "card.md"
+    out = tmp_path / "served.safetensors"
+    publish(ckpt, data, out, card, tmp_path / "img", command="first")
+    # the served file replaced by itself: both score every image the same, a zero difference
+    results = publish(ckpt, data, out, card, tmp_path / "img", command="again", previous=out)
+    for split in ("test", "transfer"):
+        d = results[split]["vs_previous"]["all"]
+        assert d["n"] == 3 and d["old"] == pytest.approx(d["new"], abs=2e-3)  # fp16 vs fp32
+        assert d["ci_low"] <= d["difference"] <= d["ci_high"]
+    assert "### Against the checkpoint it replaced" in card.read_text()
