@@ -124,7 +124,9 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay (paper: 1e-4).")] = 1e-4,
     alpha: Annotated[float, typer.Option(help="Cross-entropy weight (paper: 0.7).")] = 0.7,
     beta: Annotated[float, typer.Option(help="Dice weight (paper: 0.3).")] = 0.3,
-    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 128,
+    patch: Annotated[
+        int, typer.Option(help="Patch side in pixels (64: 4x faster than 128 on a CPU).")
+    ] = 64,
     size: Annotated[int, typer.Option(help="Slices are resized to this side.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
     patience: Annotated[int, typer.Option(help="Early stop after N epochs without gain.")] = 5,

@@ -52,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     alpha: float = 0.7
     beta: float = 0.3
-    patch: int = 128
+    patch: int = 64
     size: int = 256
     aggregation: str = "topk_mean"
     seed: int = 0

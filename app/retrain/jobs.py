@@ -22,7 +22,7 @@ from app.queue import enqueue_training
 
 from .sources import DataSourceError, resolve_dataset, reviewed_slices
 
-FROM_SCRATCH = {"arch": "amaresnet18", "patch": 128, "size": 256, "lr": 1e-3}
+FROM_SCRATCH = {"arch": "amaresnet18", "patch": 64, "size": 256, "lr": 1e-3}
 
 
 class JobRequestError(Exception):
