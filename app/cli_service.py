@@ -26,6 +26,11 @@ app.add_typer(keys_app, name="keys")
 #: open worklist event streams do not end by themselves: stop waiting for them after this
 GRACEFUL_SECONDS = 5
 
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data folder (default $AMAQC_DATA_DIR or ./.amaqc)."),
@@ -248,6 +253,9 @@ def up(
     if admin_key:
         console.print("admin key (shown once; create more with `amaqc keys create`):")
         print(admin_key, flush=True)
+    # uvicorn restores this handler after its graceful shutdown and raises the SIGTERM again:
+    # with the default handler the process would die there and leave its workers running.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             "app.api.main:app",

@@ -18,6 +18,17 @@ def worker_command(queue: str) -> list[str]:
     return [sys.executable, "-m", "app", "worker", "--queues", queue]
 
 
+def die_with_parent() -> None:
+    """``preexec_fn`` of a child (Linux): the kernel sends it SIGTERM when the thread that
+    started it exits, so a parent killed outright (SIGKILL, the OOM killer) leaves no worker
+    behind consuming jobs. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Supervisor:
     """Starts ``command(name)`` for every name and restarts a child that exits.
 
@@ -50,7 +61,9 @@ class Supervisor:
         self._thread = threading.Thread(target=self._watch, name="amaqc-children", daemon=True)
 
     def _spawn(self, name: str) -> None:
-        self.procs[name] = subprocess.Popen(self.command(name), env=self.env)
+        self.procs[name] = subprocess.Popen(
+            self.command(name), env=self.env, preexec_fn=die_with_parent
+        )
 
     def start(self) -> None:
         with self._lock:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from app.supervise import Supervisor, worker_command
 
@@ -73,3 +80,69 @@ def test_a_child_that_keeps_crashing_is_given_up_on() -> None:
 
 def test_the_default_command_runs_an_amaqc_worker_on_the_queue() -> None:
     assert worker_command("training")[-4:] == ["app", "worker", "--queues", "training"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_amaqc_up_leaves_no_worker_behind(
+    sig: signal.Signals, tmp_path: Path, checkpoint: Path
+) -> None:
+    """SIGTERM (systemd, kill): up stops its workers itself; SIGKILL: the kernel stops them."""
+    port = _free_port()
+    env = {**os.environ, "AMAQC_CHECKPOINT": str(checkpoint)}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "app", "up", "--data-dir", str(tmp_path), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        _wait(lambda: len(_children(up.pid)) == 2, "up did not start its two workers")
+        workers = _children(up.pid)
+        time.sleep(1)  # past the workers' start
+        up.send_signal(sig)
+        up.wait(timeout=60)
+        _wait(lambda: not any(_alive(w) for w in workers), f"workers outlived up ({sig.name})")
+    finally:
+        up.kill()
+        up.wait()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

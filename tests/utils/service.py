@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
+from app.supervise import die_with_parent
 
 from .images import dicom_dataset, phantom, set_pixels_12bit
 
@@ -121,6 +122,7 @@ def start_worker(
             env=full_env,
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,  # a killed test run leaves no worker behind
         )
 
 
