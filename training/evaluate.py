@@ -62,6 +62,36 @@ def breakdown(
     return out
 
 
+def target_mask(samples: Sequence[Sample]) -> np.ndarray | None:
+    """Clean slices plus artifacts of a TARGET_SEVERITIES severity; None when the data carries
+    no severities."""
+    severities = np.array([s.info.get("severity", "") for s in samples])
+    if not (severities != "").any():
+        return None
+    labels = np.array([s.label for s in samples])
+    return (labels == 0) | np.isin(severities, TARGET_SEVERITIES)
+
+
+def summarise(
+    samples: Sequence[Sample], probs: np.ndarray, threshold: float, split: str
+) -> dict[str, Any]:
+    """The metrics summary of ``probs`` on ``samples`` at ``threshold`` (see ``evaluate``)."""
+    labels = np.array([s.label for s in samples])
+    summary: dict[str, Any] = {
+        "split": split,
+        "checkpoint_threshold": threshold,
+        "metrics": binary_metrics(labels, probs, threshold),
+    }
+    target = target_mask(samples)
+    if target is not None:
+        summary["moderate_and_severe"] = binary_metrics(labels[target], probs[target], threshold)
+    for key in ("kind", "severity", "source"):
+        rows = breakdown(samples, labels, probs, threshold, key)
+        if rows:
+            summary[f"by_{key}"] = rows
+    return summary
+
+
 def evaluate(
     predictor: Predictor,
     data: Path,
@@ -73,26 +103,14 @@ def evaluate(
     """Metrics of ``predictor`` on ``split`` of the dataset at ``data``; writes
     ``summary.json``, ``roc.png``, ``confusion.png`` and ``predictions.csv`` to ``out_dir``."""
     samples = load_split(Path(data), split, seed=seed)
-    labels = np.array([s.label for s in samples])
     probs = predict_samples(predictor, samples)
     threshold = predictor.threshold
-    summary: dict[str, Any] = {
-        "split": split,
-        "checkpoint_threshold": threshold,
-        "metrics": binary_metrics(labels, probs, threshold),
-    }
-    severities = np.array([s.info.get("severity", "") for s in samples])
-    if (severities != "").any():
-        target = (labels == 0) | np.isin(severities, TARGET_SEVERITIES)
-        summary["moderate_and_severe"] = binary_metrics(labels[target], probs[target], threshold)
-    for key in ("kind", "severity", "source"):
-        rows = breakdown(samples, labels, probs, threshold, key)
-        if rows:
-            summary[f"by_{key}"] = rows
+    summary = summarise(samples, probs, threshold, split)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        labels = [s.label for s in samples]
         plot_roc({f"{split} ({len(samples)} slices)": (labels, probs)}, out_dir / "roc.png")
         plot_confusion(
             summary["metrics"]["confusion"],

@@ -97,10 +97,11 @@ def paired_auc_difference(
         if y[i].min() != y[i].max():
             diffs.append(roc_auc_score(y[i], b[i]) - roc_auc_score(y[i], a[i]))
     lo, hi = np.percentile(diffs, (2.5, 97.5))
+    before, after = float(roc_auc_score(y, a)), float(roc_auc_score(y, b))
     return {
-        "old": float(roc_auc_score(y, a)),
-        "new": float(roc_auc_score(y, b)),
-        "difference": float(roc_auc_score(y, b) - roc_auc_score(y, a)),
+        "old": before,
+        "new": after,
+        "difference": after - before,
         "ci_low": float(lo),
         "ci_high": float(hi),
     }

@@ -15,7 +15,7 @@ import torch
 from model import Predictor, load_checkpoint, save_checkpoint
 
 from .data import load_split
-from .evaluate import evaluate, predict_samples
+from .evaluate import predict_samples, summarise, target_mask
 from .metrics import paired_auc_difference, plot_roc
 
 SPLITS = ("val", "test", "transfer")
@@ -48,9 +48,9 @@ def publish(
     results: dict[str, Any] = {}
     curves = {}
     for split in SPLITS:
-        results[split] = evaluate(predictor, data, split=split)
         samples = load_split(data, split)
         probs = predict_samples(predictor, samples)
+        results[split] = summarise(samples, probs, predictor.threshold, split)
         curves[f"{split} ({len(samples)} slices)"] = ([s.label for s in samples], probs.tolist())
         if before is not None:
             results[split]["vs_previous"] = compare_with(
@@ -82,12 +82,12 @@ def publish(
 def compare_with(samples: list[Any], old: Any, new: Any) -> dict[str, Any]:
     """Paired ROC-AUC differences (new - old) on all samples and on clean + moderate/severe."""
     labels = np.array([s.label for s in samples])
-    severe = np.array([s.info.get("severity", "") in ("moderate", "severe") for s in samples])
+    groups = [("all", np.ones(len(samples), dtype=bool))]
+    target = target_mask(samples)
+    if target is not None:
+        groups.append(("moderate_and_severe", target))
     out: dict[str, Any] = {}
-    for name, mask in (
-        ("all", np.ones_like(severe)),
-        ("moderate_and_severe", (labels == 0) | severe),
-    ):
+    for name, mask in groups:
         if len(np.unique(labels[mask])) == 2:
             out[name] = {
                 "n": int(mask.sum()),

@@ -21,7 +21,7 @@ from app.web import admin as web_admin
 from app.web import events as web_events
 from app.web import routes as web_routes
 from app.web.deps import HERE as WEB_DIR
-from app.web.deps import NotSignedIn, WebError, templates
+from app.web.deps import NotSignedIn, WebError, render
 
 from .metrics import Metrics
 from .routes import (
@@ -81,13 +81,7 @@ async def _not_signed_in(_: Request, __: Exception) -> Response:
 
 async def _web_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WebError)
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"user": exc.user, "message": exc.message},
-        status_code=exc.status_code,
-        headers={"Cache-Control": "no-store"},
-    )
+    return render(request, "error.html", exc.user, exc.status_code, message=exc.message)
 
 
 def _body_limit(app: FastAPI) -> Callable[..., Awaitable[Response]]:
