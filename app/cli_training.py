@@ -122,6 +122,13 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Global batch size (paper: 50).")] = 50,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 1e-3).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay (paper: 1e-4).")] = 1e-4,
+    lr_schedule: Annotated[
+        str,
+        typer.Option(
+            help="constant (paper) or cosine: anneal --lr to 1 % of it over --epochs (set "
+            "--epochs to what the run will reach)."
+        ),
+    ] = "constant",
     alpha: Annotated[float, typer.Option(help="Cross-entropy weight (paper: 0.7).")] = 0.7,
     beta: Annotated[float, typer.Option(help="Dice weight (paper: 0.3).")] = 0.3,
     patch: Annotated[
@@ -183,6 +190,7 @@ def train(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
             alpha=alpha,
             beta=beta,
             patch=patch,

@@ -17,6 +17,7 @@ from model import Predictor, load_checkpoint, save_checkpoint
 from .data import load_split
 from .evaluate import predict_samples, summarise, target_mask
 from .metrics import paired_auc_difference, plot_roc
+from .train import LR_FLOOR
 
 SPLITS = ("val", "test", "transfer")
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -155,7 +156,13 @@ def render_card(
         command,
         "```",
         "",
-        f"Seed {cfg.get('seed')}; Adam lr {cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, "
+        f"Seed {cfg.get('seed')}; Adam lr {cfg.get('lr')}"
+        + (
+            f" cosine-annealed to {LR_FLOOR:g} x over {cfg.get('epochs')} epochs"
+            if cfg.get("lr_schedule", "constant") == "cosine"
+            else ""
+        )
+        + f", weight decay {cfg.get('weight_decay')}, "
         f"batch {cfg.get('batch_size')}, loss {cfg.get('alpha')} x CE + {cfg.get('beta')} x Dice; "
         f"artifact kinds {', '.join(cfg.get('kinds', []))} at severities "
         f"{', '.join(cfg.get('severities', []))}; best epoch {train.get('best_epoch', 0) + 1} "

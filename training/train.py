@@ -36,6 +36,19 @@ from .metrics import best_threshold, binary_metrics
 from .patches import TrainPatches
 from .state import load_state, save_state
 
+LR_SCHEDULES = ("constant", "cosine")
+#: the cosine schedule ends at this fraction of the initial learning rate
+LR_FLOOR = 0.01
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based) of ``total``."""
+    if cfg.lr_schedule == "constant" or total <= 1:
+        return cfg.lr
+    floor = cfg.lr * LR_FLOOR
+    progress = min(step, total - 1) / (total - 1)
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
 
 @dataclass
 class TrainConfig:
@@ -81,6 +94,10 @@ class TrainConfig:
     #: grid exactly as the Predictor serves it (multiple-instance learning), not a random patch
     #: carrying its slice's label (a crop can miss an artifact at the edge: a wrong label)
     slice_level: bool = False
+    #: "constant" (the paper's Adam at ``lr``) or "cosine": ``lr`` annealed step by step to
+    #: ``lr * LR_FLOOR`` over ``epochs`` (a pure function of the step, so resuming and seeds
+    #: reproduce it; set ``epochs`` to what the run will reach, not to a ceiling)
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -94,6 +111,8 @@ class TrainConfig:
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         rate = self.max_false_alarm_rate
         if rate is not None and not 0.0 <= rate <= 1.0:
             raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {rate}")
@@ -127,6 +146,7 @@ class EpochLog:
     samples_per_s: float
     seconds: float
     val: dict[str, Any]
+    lr: float | None = None  # at the epoch's last step
 
 
 @dataclass
@@ -311,7 +331,11 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         t0 = time.perf_counter()
         sums = {"loss": 0.0, "ce": 0.0, "dice": 0.0}
         steps = len(loader)
+        lr = cfg.lr
         for step, (x, y) in enumerate(loader):
+            lr = scheduled_lr(cfg, epoch * steps + step, cfg.epochs * steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -350,6 +374,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
                 steps * cfg.batch_size / seconds,
                 seconds,
                 val,
+                lr,
             )
             history.append(log)
             score = (val["f1"], val["roc_auc"] or 0.0)
@@ -427,7 +452,10 @@ def _resume_key(cfg: TrainConfig) -> dict[str, Any]:
         "severities",
         "simulate",
     )
-    return json.loads(json.dumps({k: getattr(cfg, k) for k in keep}))
+    key = {k: getattr(cfg, k) for k in keep}
+    if cfg.lr_schedule != "constant":  # the schedule's length is part of the run
+        key |= {"lr_schedule": cfg.lr_schedule, "epochs": cfg.epochs}
+    return json.loads(json.dumps(key))
 
 
 def write_log(cfg: TrainConfig, history: list[EpochLog], best: dict[str, Any]) -> None:

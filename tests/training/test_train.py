@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from safetensors.torch import load_file
 
 from model import Predictor, load_checkpoint, read_metadata
 from tests.utils.datasets import tiny_dataset
-from training.train import TrainConfig, train
+from training.train import LR_FLOOR, TrainConfig, scheduled_lr, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +101,7 @@ def test_early_stopping_stops_after_patience(data: Path, tmp_path: Path) -> None
         ({"patch": 256}, "patch"),
         ({"lr": 0.0}, "lr"),
         ({"max_false_alarm_rate": 1.5}, "max_false_alarm_rate"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path: Path, kw: dict, name: str) -> None:
@@ -171,3 +173,25 @@ def test_slice_level_logits_are_the_served_slice_probability(data: Path, tmp_pat
         trained = torch.softmax(slice_logits(model, batch, cfg), dim=1)[:, 1]
     assert trained.tolist() == pytest.approx(served, abs=1e-5)
     assert meta.training["config"]["slice_level"] is True
+
+
+def test_cosine_schedule_anneals_from_lr_to_the_floor(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tmp_path / "m.safetensors", lr=1e-3, lr_schedule="cosine")
+    lrs = [scheduled_lr(cfg, step, 100) for step in range(100)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 * LR_FLOOR)
+    assert lrs[50] == pytest.approx((1e-3 + 1e-3 * LR_FLOOR) / 2, rel=0.05)
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    constant = _cfg(tmp_path, tmp_path / "m.safetensors", lr=1e-3)
+    assert {scheduled_lr(constant, step, 100) for step in range(100)} == {1e-3}
+
+
+def test_cosine_training_sets_the_optimiser_lr_each_step(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.safetensors"
+    result = train(_cfg(data, out, epochs=2, patience=10, lr_schedule="cosine"))
+    # 2 epochs x 2 steps: the last step runs at the floor, the first epoch's last step above it
+    assert result.history[1].lr == pytest.approx(1e-3 * LR_FLOOR)
+    assert 1e-3 * LR_FLOOR < (result.history[0].lr or 0) < 1e-3
+    state = json.loads((out.with_suffix(".state") / "state.json").read_text())
+    assert state["config"]["lr_schedule"] == "cosine" and state["config"]["epochs"] == 2
+    with pytest.raises(ValueError, match="different configuration"):  # schedule length changed
+        train(_cfg(data, out, epochs=3, patience=10, lr_schedule="cosine", resume=True))
