@@ -1,17 +1,16 @@
-"""The web UI's session cookie: signed (HMAC-SHA256), HTTP-only, SameSite=Lax, Secure.
+"""The web UI's session cookie: signed and timestamped (itsdangerous, HMAC-SHA256), HTTP-only,
+SameSite=Lax, Secure.
 
 The cookie holds the key's row id, an expiry time and a random CSRF token, never the key
-itself. It is signed with ``AMAQC_SECRET_KEY``, or with a random secret generated on first use
-and kept in ``<data_dir>/secret_key`` (mode 0600) so sign-ins survive a restart. A revoked key
-ends its sessions at once: every request looks the key up again.
+itself; it is refused once older than ``session_hours``. It is signed with
+``AMAQC_SECRET_KEY``, or with a random secret generated on first use and kept in
+``<data_dir>/secret_key`` (mode 0600) so sign-ins survive a restart. A revoked key ends its
+sessions at once: every request looks the key up again.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import os
 import secrets
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app.config import Settings
 
@@ -53,16 +53,14 @@ def secret(settings: Settings) -> bytes:
     return value.encode()
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+#: namespaces the signature: a value signed with the same secret for another purpose is no session
+SALT = "amaqc.web-session"
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(settings: Settings, payload: str) -> str:
-    return _b64(hmac.new(secret(settings), payload.encode(), hashlib.sha256).digest())
+def _serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        secret(settings), salt=SALT, signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 def encode(settings: Settings, key_id: int) -> tuple[str, WebSession]:
@@ -72,23 +70,20 @@ def encode(settings: Settings, key_id: int) -> tuple[str, WebSession]:
         expires=int(time.time() + settings.session_hours * 3600),
         csrf=secrets.token_urlsafe(24),
     )
-    payload = _b64(
-        json.dumps({"k": session.key_id, "e": session.expires, "c": session.csrf}).encode()
+    value = _serializer(settings).dumps(
+        {"k": session.key_id, "e": session.expires, "c": session.csrf}
     )
-    return f"{payload}.{_sign(settings, payload)}", session
+    return value, session
 
 
 def decode(settings: Settings, value: str | None) -> WebSession | None:
     """The session in a cookie value; None when absent, tampered with or expired."""
-    if not value or value.count(".") != 1:
-        return None
-    payload, signature = value.split(".")
-    if not hmac.compare_digest(signature, _sign(settings, payload)):
+    if not value:
         return None
     try:
-        data = json.loads(_unb64(payload))
+        data = _serializer(settings).loads(value, max_age=round(settings.session_hours * 3600))
         session = WebSession(int(data["k"]), int(data["e"]), str(data["c"]))
-    except (ValueError, KeyError, TypeError):
+    except (BadSignature, ValueError, KeyError, TypeError):  # SignatureExpired is a BadSignature
         return None
     return session if session.expires > time.time() else None
 

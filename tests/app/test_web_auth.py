@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -46,13 +48,25 @@ def test_pages_redirect_to_login_when_signed_out(web: TestClient) -> None:
 def test_a_tampered_cookie_is_not_a_session(web: TestClient, settings: Settings) -> None:
     new_key(settings, "admin")  # key id 1: the forged cookie tries to become it
     sign_in(web, new_key(settings, "radiographer"))
-    payload, signature = web.cookies[web_session.COOKIE].split(".")
+    payload, *signature = web.cookies[web_session.COOKIE].split(".")
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert data["k"] == 2
     forged = base64.urlsafe_b64encode(json.dumps({**data, "k": 1}).encode()).decode().rstrip("=")
     web.cookies.clear()
-    web.cookies.set(web_session.COOKIE, f"{forged}.{signature}")
+    web.cookies.set(web_session.COOKIE, ".".join([forged, *signature]))
     assert web.get("/", follow_redirects=False).status_code == 303
+    web.cookies.set(web_session.COOKIE, ".".join([payload, *signature]))  # the genuine one
+    assert web.get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_session_ends_after_session_hours(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value, session = web_session.encode(settings, 7)
+    assert web_session.decode(settings, value) == session
+    later = time.time() + settings.session_hours * 3600 + 5
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert web_session.decode(settings, value) is None
 
 
 def test_a_radiographer_gets_403_on_admin_pages(web: TestClient, settings: Settings) -> None:
