@@ -129,6 +129,13 @@ def train(
             "--epochs to what the run will reach)."
         ),
     ] = "constant",
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="best: the epoch with the best validation F1 (early stopping); last: the "
+            "run's final epoch (e.g. the end of a cosine schedule; no early stopping)."
+        ),
+    ] = "best",
     alpha: Annotated[float, typer.Option(help="Cross-entropy weight (paper: 0.7).")] = 0.7,
     beta: Annotated[float, typer.Option(help="Dice weight (paper: 0.3).")] = 0.3,
     patch: Annotated[
@@ -173,9 +180,9 @@ def train(
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
-    Keeps the best epoch by validation F1, with the threshold chosen on validation among those
-    that flag at most --max-false-alarm-rate of the clean slices; stops early, and writes a
-    training-curve PNG and a JSON log beside the checkpoint.
+    Keeps the best epoch by validation F1 (or the last: --keep last), with the threshold chosen
+    on validation among those that flag at most --max-false-alarm-rate of the clean slices;
+    stops early, and writes a training-curve PNG and a JSON log beside the checkpoint.
     """
     from training.train import TrainConfig
     from training.train import train as run
@@ -191,6 +198,7 @@ def train(
             lr=lr,
             weight_decay=weight_decay,
             lr_schedule=lr_schedule,
+            keep=keep,
             alpha=alpha,
             beta=beta,
             patch=patch,
@@ -242,7 +250,8 @@ def train(
         return
     best = result.best_val
     console.print(
-        f"best epoch {result.best_epoch + 1} ({result.stopped}): val F1 {best.get('f1', 0):.3f}, "
+        f"{'best' if keep == 'best' else 'final'} epoch {result.best_epoch + 1} "
+        f"({result.stopped}): val F1 {best.get('f1', 0):.3f}, "
         f"threshold {best.get('threshold', 0.5):.3f} -> {out} (log {cfg.log_path.name}, "
         f"curves {cfg.curves_path.name})"
     )

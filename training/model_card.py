@@ -165,7 +165,9 @@ def render_card(
         + f", weight decay {cfg.get('weight_decay')}, "
         f"batch {cfg.get('batch_size')}, loss {cfg.get('alpha')} x CE + {cfg.get('beta')} x Dice; "
         f"artifact kinds {', '.join(cfg.get('kinds', []))} at severities "
-        f"{', '.join(cfg.get('severities', []))}; best epoch {train.get('best_epoch', 0) + 1} "
+        f"{', '.join(cfg.get('severities', []))}; "
+        + ("final" if cfg.get("keep", "best") == "last" else "best")
+        + f" epoch {train.get('best_epoch', 0) + 1} "
         f"after {train.get('samples_seen')} patches "
         f"({train.get('seconds', 0) / 60:.0f} min on 2 CPU cores)"
         + (f", fine-tuned from `{Path(cfg['init_from']).name}`." if cfg.get("init_from") else "."),

@@ -37,6 +37,7 @@ from .patches import TrainPatches
 from .state import load_state, save_state
 
 LR_SCHEDULES = ("constant", "cosine")
+KEEP = ("best", "last")
 #: the cosine schedule ends at this fraction of the initial learning rate
 LR_FLOOR = 0.01
 
@@ -98,6 +99,9 @@ class TrainConfig:
     #: ``lr * LR_FLOOR`` over ``epochs`` (a pure function of the step, so resuming and seeds
     #: reproduce it; set ``epochs`` to what the run will reach, not to a ceiling)
     lr_schedule: str = "constant"
+    #: which epoch's weights the checkpoint holds: "best" by validation (F1, then ROC-AUC), with
+    #: early stopping; or "last", the end of the run (e.g. of a cosine schedule), no early stop
+    keep: str = "best"
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -113,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
         rate = self.max_false_alarm_rate
         if rate is not None and not 0.0 <= rate <= 1.0:
             raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {rate}")
@@ -378,7 +384,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
             )
             history.append(log)
             score = (val["f1"], val["roc_auc"] or 0.0)
-            if score > best["score"]:
+            if cfg.keep == "last" or score > best["score"]:
                 best = {"epoch": epoch, "score": score, "val": val}
                 bad_epochs = 0
                 training = {

@@ -102,6 +102,7 @@ def test_early_stopping_stops_after_patience(data: Path, tmp_path: Path) -> None
         ({"lr": 0.0}, "lr"),
         ({"max_false_alarm_rate": 1.5}, "max_false_alarm_rate"),
         ({"lr_schedule": "step"}, "lr_schedule"),
+        ({"keep": "first"}, "keep"),
     ],
 )
 def test_bad_config_is_refused_naming_the_field(tmp_path: Path, kw: dict, name: str) -> None:
@@ -195,3 +196,14 @@ def test_cosine_training_sets_the_optimiser_lr_each_step(data: Path, tmp_path: P
     assert state["config"]["lr_schedule"] == "cosine" and state["config"]["epochs"] == 2
     with pytest.raises(ValueError, match="different configuration"):  # schedule length changed
         train(_cfg(data, out, epochs=3, patience=10, lr_schedule="cosine", resume=True))
+
+
+def test_keep_last_holds_the_final_epoch_and_never_stops_early(data: Path, tmp_path: Path) -> None:
+    # lr 1e-9: validation never improves after epoch 1, so keep="best" would stop at epoch 2
+    out = tmp_path / "k.safetensors"
+    result = train(_cfg(data, out, epochs=3, patience=1, lr=1e-9, keep="last"))
+    assert result.stopped == "epochs" and len(result.history) == 3
+    assert result.best_epoch == 2 and read_metadata(out).training["best_epoch"] == 2
+    state = load_file(str(out.with_suffix(".state") / "tensors.safetensors"))
+    kept = load_file(str(out))
+    assert all(torch.equal(kept[k], state[f"model.{k}"]) for k in kept)
