@@ -12,6 +12,7 @@ from scipy import ndimage
 from tests.utils.images import make_phantom
 from training.artifacts import GibbsParams, apply_gibbs, kspace_error
 from training.augment import (
+    RESOLUTION_MAX,
     Bias,
     Contrast,
     Display,
@@ -31,6 +32,7 @@ from training.augment import (
     apply_ringing,
     head_mask,
     random_realism,
+    realism_record,
 )
 
 
@@ -233,3 +235,21 @@ def test_display_goes_after_a_simulated_artifact() -> None:
     before, after = split_acquisition(record)
     assert [op["op"] for op in before["ops"]] == ["contrast"]
     assert [op["op"] for op in after["ops"]] == ["noise", "display"]
+
+
+def test_realism_reaches_clinical_low_resolution_matrices() -> None:
+    # anisotropic DWI / EPI come as ~60-px matrices: a 1 mm source must be drawn that coarse
+    rng = np.random.default_rng(0)
+    factors = [
+        op["factor"]
+        for _ in range(400)
+        for op in realism_record(rng)["ops"]
+        if op["op"] == "resolution"
+    ]
+    assert len(factors) > 100 and min(factors) >= 1.0 and max(factors) <= RESOLUTION_MAX
+    assert np.mean(np.array(factors) > 3.5) > 0.1
+    # and such an acquisition is coarse: its sharpest edge is far softer than the source's
+    phantom = make_phantom(256)
+    coarse = apply_resolution(phantom, Resolution(factor=4.5, size=256))
+    assert coarse.shape == (256, 256)
+    assert np.abs(np.diff(coarse, axis=1)).max() < np.abs(np.diff(phantom, axis=1)).max() / 2
