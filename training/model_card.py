@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 
 from model import Predictor, load_checkpoint, save_checkpoint
 
-from .data import load_split
+from .data import Sample, load_split
 from .evaluate import predict_samples, summarise, target_mask
 from .metrics import paired_auc_difference, plot_roc
 from .train import LR_FLOOR
@@ -80,7 +81,7 @@ def publish(
     return results
 
 
-def compare_with(samples: list[Any], old: Any, new: Any) -> dict[str, Any]:
+def compare_with(samples: Sequence[Sample], old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
     """Paired ROC-AUC differences (new - old) on all samples and on clean + moderate/severe."""
     labels = np.array([s.label for s in samples])
     groups = [("all", np.ones(len(samples), dtype=bool))]

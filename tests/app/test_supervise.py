@@ -88,27 +88,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stat(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None when it is gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return fields[0], int(fields[1])
+
+
 def _children(pid: int) -> set[int]:
     """Live processes whose parent is ``pid`` (Linux /proc)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
+    stats = {int(entry): _stat(entry) for entry in os.listdir("/proc") if entry.isdigit()}
+    return {
+        child for child, st in stats.items() if st is not None and st[0] != "Z" and st[1] == pid
+    }
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
-    except OSError:
-        return False
-    return state != "Z"
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
 
 
 def _wait(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
