@@ -8,7 +8,8 @@ training slice, clean or corrupted, first gets a random draw of these nuisance v
 As in :mod:`training.artifacts`, each operation is a frozen dataclass of parameters applied by a
 deterministic function, and :func:`random_realism` returns a JSON-serialisable record that
 :func:`apply_realism` re-applies exactly. Operations run in acquisition order: orientation,
-contrast, bias field, field of view, resolution, ringing, noise, display (8-bit rendering).
+contrast, bias field, field of view, EPI distortion, resolution, ringing, noise, display (8-bit
+rendering).
 
 Shape: the output shape may differ from the input. ``Orient`` may transpose it; ``FieldOfView``
 crops each side by at most 8 % or pads it by at most 25 % of that side; ``Resolution`` resamples
@@ -165,6 +166,66 @@ def apply_fov(image: np.ndarray, p: FieldOfView) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Distortion:
+    """Echo-planar geometry: susceptibility distortion and signal dropout, as every clean DWI / EPI
+    slice shows near the sinuses and petrous bones (none of it is an artifact a radiographer
+    repeats a sequence for, and the training sources, all T1, have none of it).
+
+    Attributes:
+        axis: the phase-encode axis (0 rows, 1 columns), along which pixels are displaced.
+        bumps: ``(cy, cx, width, shift)`` Gaussian bumps of the displacement field: centre and
+            width as fractions of the image (0..1), peak shift as a fraction of the side along
+            ``axis`` (signed, |shift| <= 0.08). Intensity follows the field's Jacobian: signal
+            piles up where the field compresses the image and thins where it stretches it.
+        dropouts: ``(cy, cx, width, depth)`` Gaussian blobs where signal is lost (depth 0..0.95).
+    """
+
+    axis: int = 0
+    bumps: tuple[tuple[float, float, float, float], ...] = ()
+    dropouts: tuple[tuple[float, float, float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.axis not in (0, 1):
+            raise ValueError(f"axis must be 0 or 1, got {self.axis!r}")
+        for *_, width, shift in self.bumps:
+            if not (0 < width <= 1 and abs(shift) <= 0.08):
+                raise ValueError(f"bump needs 0 < width <= 1, |shift| <= 0.08, got {shift!r}")
+        for *_, width, depth in self.dropouts:
+            if not (0 < width <= 1 and 0 <= depth <= 0.95):
+                raise ValueError(f"dropout needs 0 < width <= 1, depth <= 0.95, got {depth!r}")
+
+
+def _blobs(
+    shape: tuple[int, ...], blobs: tuple[tuple[float, float, float, float], ...]
+) -> np.ndarray:
+    """Sum of amplitude * exp(-r^2 / 2 width^2) over ``(cy, cx, width, amplitude)`` blobs."""
+    y = np.linspace(0.0, 1.0, shape[0], dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, shape[1], dtype=np.float32)[None, :]
+    out = np.zeros(shape, np.float32)
+    for cy, cx, width, amplitude in blobs:
+        out += amplitude * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * width**2))
+    return out
+
+
+def apply_distortion(image: np.ndarray, p: Distortion) -> np.ndarray:
+    if not p.bumps and not p.dropouts:
+        return image.copy()
+    out = image
+    if p.bumps:
+        shift = _blobs(image.shape, p.bumps) * image.shape[p.axis]  # pixels along the axis
+        grid = np.indices(image.shape, dtype=np.float32)
+        grid[p.axis] -= shift  # pixel y' shows the tissue at y' - shift(y')
+        out = ndimage.map_coordinates(image, grid, order=1, mode="constant", cval=0.0)
+        # signal conservation, I'(y') dy' = I(y) dy with y = y' - shift(y'): where the shift
+        # falls along the axis the tissue is compressed and piles up, where it rises it thins
+        density = 1.0 - np.gradient(shift, axis=p.axis)
+        out = out * np.clip(density, 0.3, 3.0)
+    if p.dropouts:
+        out = out * (1.0 - np.clip(_blobs(image.shape, p.dropouts), 0.0, 0.95))
+    return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
 class Resolution:
     """Acquire at 1/``factor`` of the resolution, then show on a matrix whose longer side is
     ``size`` (aspect ratio kept)."""
@@ -269,6 +330,7 @@ _OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
     "contrast": (Contrast, apply_contrast),
     "bias": (Bias, apply_bias),
     "fov": (FieldOfView, apply_fov),
+    "distortion": (Distortion, apply_distortion),
     "resolution": (Resolution, apply_resolution),
     "ringing": (Ringing, apply_ringing),
     "noise": (Noise, apply_noise),
@@ -311,6 +373,35 @@ SNR_RANGE = (10.0, 100.0)
 #: range), the served model flagged 55 % of clean test slices shown at 3x and 77 % at 4.4x.
 RESOLUTION_MAX = 4.5
 
+#: Share of training slices given echo-planar geometry (``Distortion``): clean DWI b0 and EPI
+#: slices drew most of the served model's false alarms (57 % on the anisotropic DWI volume).
+DISTORTION_PROBABILITY = 0.3
+
+
+def _sample_distortion(rng: np.random.Generator) -> Distortion:
+    """1-3 displacement bumps (peak 1-5 % of the side) inside the middle of the image, and 0-2
+    dropout blobs (30-90 % signal lost), along a random phase-encode axis."""
+    bumps = tuple(
+        (
+            float(rng.uniform(0.2, 0.8)),
+            float(rng.uniform(0.2, 0.8)),
+            float(rng.uniform(0.08, 0.25)),
+            float(rng.choice((-1.0, 1.0)) * rng.uniform(0.01, 0.05)),
+        )
+        for _ in range(int(rng.integers(1, 4)))
+    )
+    dropouts = tuple(
+        (
+            float(rng.uniform(0.25, 0.75)),
+            float(rng.uniform(0.25, 0.75)),
+            float(rng.uniform(0.04, 0.12)),
+            float(rng.uniform(0.3, 0.9)),
+        )
+        for _ in range(int(rng.integers(0, 3)))
+    )
+    return Distortion(axis=int(rng.integers(2)), bumps=bumps, dropouts=dropouts)
+
+
 #: Share of training slices rendered as an 8-bit, windowed and possibly JPEG-compressed export
 #: (``Display``): clean PNG/JPEG files must not look like artifacts to the classifier.
 DISPLAY_PROBABILITY = 0.3
@@ -351,6 +442,13 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
         low = float(rng.uniform(0.0, 20.0)) if rng.random() < 0.5 else 0.0
         quality = int(rng.integers(60, 96)) if rng.random() < 0.5 else 0
         ops.append(("display", Display(low, float(rng.uniform(97.0, 100.0)), quality)))
+    # Drawn last so that every earlier draw (and so every earlier evaluation image) is unchanged;
+    # applied where it happens, on the object before it is sampled at its resolution.
+    if rng.random() < DISTORTION_PROBABILITY:
+        names = [name for name, _ in ops]
+        at = names.index("resolution") if "resolution" in names else len(names)
+        at = min([at, *(names.index(n) for n in ACQUISITION_OPS if n in names)])
+        ops.insert(at, ("distortion", _sample_distortion(rng)))
     return ops
 
 

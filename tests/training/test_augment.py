@@ -16,6 +16,7 @@ from training.augment import (
     Bias,
     Contrast,
     Display,
+    Distortion,
     FieldOfView,
     Noise,
     Orient,
@@ -24,6 +25,7 @@ from training.augment import (
     apply_bias,
     apply_contrast,
     apply_display,
+    apply_distortion,
     apply_fov,
     apply_noise,
     apply_orient,
@@ -83,7 +85,8 @@ def test_shapes_stay_in_the_documented_range(outputs: Outputs) -> None:
 
 def test_operations_vary_across_seeds(outputs: Outputs) -> None:
     seen = {op["op"] for _, record in outputs for op in record["ops"]}
-    ops = {"orient", "contrast", "bias", "fov", "resolution", "ringing", "noise", "display"}
+    ops = {"orient", "contrast", "bias", "fov", "distortion", "resolution", "ringing", "noise"}
+    ops |= {"display"}
     assert seen == ops
     assert len({out.shape for out, _ in outputs}) > 10
 
@@ -135,6 +138,7 @@ def test_identity_parameters_return_the_input(phantom: np.ndarray) -> None:
         (apply_fov, FieldOfView()),
         (apply_orient, Orient()),
         (apply_ringing, Ringing(keep=1.0)),
+        (apply_distortion, Distortion()),
     ]:
         np.testing.assert_allclose(fn(phantom, params), phantom, atol=1e-5)  # type: ignore[operator]
 
@@ -253,3 +257,74 @@ def test_realism_reaches_clinical_low_resolution_matrices() -> None:
     coarse = apply_resolution(phantom, Resolution(factor=4.5, size=256))
     assert coarse.shape == (256, 256)
     assert np.abs(np.diff(coarse, axis=1)).max() < np.abs(np.diff(phantom, axis=1)).max() / 2
+
+
+# --- echo-planar distortion ----------------------------------------------------------------
+
+
+def _bar(n: int = 200) -> np.ndarray:
+    image = np.zeros((n, n), np.float32)
+    image[:, 90:110] = 1.0  # a vertical bar, 20 px wide, centred on column 100
+    return image
+
+
+def test_distortion_displaces_along_the_phase_encode_axis_by_the_requested_shift() -> None:
+    image = _bar()
+    # one wide bump at the centre: columns near the middle row move by ~0.04 * 200 = 8 px
+    out = apply_distortion(image, Distortion(axis=1, bumps=((0.5, 0.5, 0.3, 0.04),)))
+    cols = np.arange(200)
+    centre = (out[100] * cols).sum() / out[100].sum()
+    assert centre == pytest.approx(100 + 8, abs=1.0)
+    edge = (out[0] * cols).sum() / out[0].sum()  # far from the bump (0.5 of the side): < 2 px
+    assert abs(edge - 100) < 2.5
+    # along the other axis the bar's sides stay where they are (only its brightness varies)
+    same = apply_distortion(image, Distortion(axis=0, bumps=((0.5, 0.5, 0.3, 0.04),)))
+    np.testing.assert_array_equal(same[20:180] > 0.5, image[20:180] > 0.5)
+
+
+def test_distortion_conserves_signal_and_piles_it_up_where_compressed() -> None:
+    image = _bar()
+    # a sharp bump centred on the bar's left edge: the shift falls across the bar, which is
+    # pushed right by its left side more than by its right side, i.e. compressed
+    p = Distortion(axis=1, bumps=((0.5, 0.45, 0.06, 0.03),))
+    out = apply_distortion(image, p)
+    assert out.sum() == pytest.approx(image.sum(), rel=1e-3)  # the Jacobian keeps the signal
+    assert out.max() > 1.2  # compressed: brighter than any input pixel
+    assert (out[100] > 0.5).sum() < 20  # and narrower
+
+
+def test_dropout_removes_signal_at_its_centre_by_its_depth(phantom: np.ndarray) -> None:
+    out = apply_distortion(phantom, Distortion(dropouts=((0.5, 0.5, 0.05, 0.8),)))
+    assert out[64, 64] == pytest.approx(0.2 * phantom[64, 64], rel=0.05)
+    np.testing.assert_allclose(out[:10], phantom[:10], atol=1e-6)  # far away: untouched
+
+
+def test_distortion_rejects_implausible_parameters() -> None:
+    with pytest.raises(ValueError, match="axis must be 0 or 1"):
+        Distortion(axis=2)
+    with pytest.raises(ValueError, match=r"\|shift\| <= 0.08"):
+        Distortion(bumps=((0.5, 0.5, 0.2, 0.2),))
+    with pytest.raises(ValueError, match="depth <= 0.95"):
+        Distortion(dropouts=((0.5, 0.5, 0.2, 1.0),))
+
+
+def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding the distortion draw changed no earlier draw: a record without it is the record
+    the sampler drew before it existed, so evaluation images that do not draw it are as before."""
+    import training.augment as augment
+
+    with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
+    monkeypatch.setattr(augment, "DISTORTION_PROBABILITY", 0.0)
+    without = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
+    drawn = 0
+    for a, b in zip(with_it, without, strict=True):
+        names = [op["op"] for op in a["ops"]]
+        if "distortion" in names:
+            drawn += 1
+            at = names.index("distortion")
+            later = {"resolution", "ringing", "noise", "display"}
+            assert not later & set(names[:at])  # it deforms the object, before sampling
+        assert [op for op in a["ops"] if op["op"] != "distortion"] == b["ops"]
+    assert 30 < drawn < 90  # DISTORTION_PROBABILITY = 0.3 of 200
