@@ -67,6 +67,16 @@ class TrainingJobCreate(BaseModel):
     lr: float | None = Field(
         default=None, gt=0, le=1, description="default 1e-4 fine-tuning, 1e-3 from scratch"
     )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="constant: the paper's Adam at lr; cosine: lr annealed step by step to 1 % "
+        "of it over `epochs` (set `epochs` to what the job will reach within its time budget)",
+    )
+    keep: Literal["best", "last"] = Field(
+        default="best",
+        description="best: the epoch best by validation F1, with early stopping; last: the "
+        "run's final epoch (the end of a cosine schedule), nothing stops early",
+    )
     patch: int | None = Field(default=None, ge=16, description="default: the base version's")
     size: int | None = Field(default=None, ge=16, description="default: the base version's")
     auto_activate: bool = Field(

@@ -111,6 +111,8 @@ def create_job(
         "samples_per_epoch": body.samples_per_epoch,
         "batch_size": body.batch_size,
         "lr": body.lr or (FROM_SCRATCH["lr"] if body.from_scratch else 1e-4),
+        "lr_schedule": body.lr_schedule,
+        "keep": body.keep,
         "patch": patch,
         "size": size,
         "auto_activate": body.auto_activate,

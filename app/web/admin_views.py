@@ -32,6 +32,8 @@ COMPARED = (
 )
 NUMBER_FIELDS = ("epochs", "time_budget_s", "seed", "samples_per_epoch", "batch_size", "lr")
 SIZE_FIELDS = ("patch", "size")
+#: the form's select fields (empty: the API's default)
+CHOICE_FIELDS = ("lr_schedule", "keep")
 
 
 def _when(value: Any) -> str:
@@ -188,7 +190,7 @@ def job_request(form: Mapping[str, str]) -> dict[str, Any]:
     if kind == "dataset":
         source["path"] = form.get("path", "").strip()
     body: dict[str, Any] = {"source": source}
-    for name in (*NUMBER_FIELDS, *SIZE_FIELDS, "base_version_id", "arch", "name"):
+    for name in (*NUMBER_FIELDS, *SIZE_FIELDS, *CHOICE_FIELDS, "base_version_id", "arch", "name"):
         value = form.get(name, "").strip()
         if value:
             body[name] = value

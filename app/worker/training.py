@@ -275,6 +275,9 @@ def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
         samples_per_epoch=int(params["samples_per_epoch"]),
         batch_size=int(params["batch_size"]),
         lr=float(params["lr"]),
+        # jobs queued before these settings existed ran the paper's recipe
+        lr_schedule=str(params.get("lr_schedule", "constant")),
+        keep=str(params.get("keep", "best")),
         patch=int(params["patch"]),
         size=int(params["size"]),
         seed=int(params["seed"]),
