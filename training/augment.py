@@ -208,8 +208,6 @@ def _blobs(
 
 
 def apply_distortion(image: np.ndarray, p: Distortion) -> np.ndarray:
-    if not p.bumps and not p.dropouts:
-        return image.copy()
     out = image
     if p.bumps:
         shift = _blobs(image.shape, p.bumps) * image.shape[p.axis]  # pixels along the axis
@@ -445,9 +443,8 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     # Drawn last so that every earlier draw (and so every earlier evaluation image) is unchanged;
     # applied where it happens, on the object before it is sampled at its resolution.
     if rng.random() < DISTORTION_PROBABILITY:
-        names = [name for name, _ in ops]
-        at = names.index("resolution") if "resolution" in names else len(names)
-        at = min([at, *(names.index(n) for n in ACQUISITION_OPS if n in names)])
+        later = ("resolution", *ACQUISITION_OPS)
+        at = next((i for i, (name, _) in enumerate(ops) if name in later), len(ops))
         ops.insert(at, ("distortion", _sample_distortion(rng)))
     return ops
 

@@ -85,8 +85,10 @@ def test_shapes_stay_in_the_documented_range(outputs: Outputs) -> None:
 
 def test_operations_vary_across_seeds(outputs: Outputs) -> None:
     seen = {op["op"] for _, record in outputs for op in record["ops"]}
-    ops = {"orient", "contrast", "bias", "fov", "distortion", "resolution", "ringing", "noise"}
-    ops |= {"display"}
+    ops = {
+        *("orient", "contrast", "bias", "fov", "distortion"),
+        *("resolution", "ringing", "noise", "display"),
+    }
     assert seen == ops
     assert len({out.shape for out, _ in outputs}) > 10
 
