@@ -177,6 +177,15 @@ def train(
             "grid, as served (--samples-per-epoch then counts slices).",
         ),
     ] = False,
+    guided_crops: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of patches cropped where the simulated artifact shows most (clean "
+            "ones by a phantom artifact, so a crop's place does not give its label away).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
@@ -216,6 +225,7 @@ def train(
             severities=tuple(x.strip() for x in severities.split(",") if x.strip()),
             max_false_alarm_rate=None if max_false_alarm_rate >= 1.0 else max_false_alarm_rate,
             slice_level=slice_level,
+            guided_crops=guided_crops,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -8,8 +8,8 @@ training slice, clean or corrupted, first gets a random draw of these nuisance v
 As in :mod:`training.artifacts`, each operation is a frozen dataclass of parameters applied by a
 deterministic function, and :func:`random_realism` returns a JSON-serialisable record that
 :func:`apply_realism` re-applies exactly. Operations run in acquisition order: orientation,
-contrast, bias field, field of view, EPI distortion, resolution, ringing, noise, display (8-bit
-rendering).
+contrast, fat suppression, bias field, field of view, EPI distortion, resolution, ringing, noise,
+display (8-bit rendering).
 
 Shape: the output shape may differ from the input. ``Orient`` may transpose it; ``FieldOfView``
 crops each side by at most 8 % or pads it by at most 25 % of that side; ``Resolution`` resamples
@@ -224,6 +224,65 @@ def apply_distortion(image: np.ndarray, p: Distortion) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class FatSuppression:
+    """The rim of a fat-suppressed (or EPI) head: brain, a dark gap, a faint thin outer ring.
+
+    DWI b0 and EPI slices are fat-suppressed: the scalp, bright in every T1 training source,
+    goes dark and leaves only a thin faint line of skin a few millimetres outside the brain,
+    which a classifier trained on T1 alone reads as a ghost of the head.
+
+    Attributes:
+        gap: width of the dark band, as a fraction of the shorter side (0.01..0.1). With
+            ``mode="suppress"`` it is the outer band of the head (scalp, skull) darkened to
+            ``level``, except its outermost ``ring`` fraction; with ``mode="ring"`` (for a brain
+            without scalp) it is the distance outside the head at which a ring is added.
+        ring: width of the outer ring as a fraction of the shorter side (0.003..0.05).
+        level: intensity of the suppressed band, relative to what it was (0..0.5).
+        ring_level: intensity of the ring, relative to the original rim (``suppress``) or to
+            the head's 99.5th percentile (``ring``), 0.02..0.8.
+        mode: ``"suppress"`` or ``"ring"``.
+    """
+
+    gap: float = 0.03
+    ring: float = 0.01
+    level: float = 0.1
+    ring_level: float = 0.3
+    mode: str = "suppress"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("suppress", "ring"):
+            raise ValueError(f"mode must be 'suppress' or 'ring', got {self.mode!r}")
+        if not (0.01 <= self.gap <= 0.1 and 0.003 <= self.ring <= 0.05):
+            raise ValueError(
+                f"need 0.01 <= gap <= 0.1 and 0.003 <= ring <= 0.05, got {self.gap}, {self.ring}"
+            )
+        if not (0.0 <= self.level <= 0.5 and 0.02 <= self.ring_level <= 0.8):
+            raise ValueError(
+                f"need 0 <= level <= 0.5 and 0.02 <= ring_level <= 0.8, "
+                f"got {self.level}, {self.ring_level}"
+            )
+
+
+def apply_fat_suppression(image: np.ndarray, p: FatSuppression) -> np.ndarray:
+    head = ndimage.binary_fill_holes(image > 0.1 * _scale(image))
+    if not head.any():
+        return image.astype(np.float32)
+    side = min(image.shape)
+    gap, ring = max(1.0, p.gap * side), max(1.0, p.ring * side)
+    if p.mode == "suppress":
+        depth = ndimage.distance_transform_edt(head)  # inside: distance to the background
+        band = ndimage.gaussian_filter(((depth > 0) & (depth <= ring + gap)).astype(np.float32), 1)
+        rim = ndimage.gaussian_filter(((depth > 0) & (depth <= ring)).astype(np.float32), 0.7)
+        # the band darkens to `level`, its outermost `ring` pixels only to `ring_level`
+        factor = 1.0 - band * (1.0 - p.level) + rim * (p.ring_level - p.level)
+        return (image * np.clip(factor, 0.0, 1.0)).astype(np.float32)
+    outside = ndimage.distance_transform_edt(~head)  # outside: distance to the head
+    shell = ((outside > gap) & (outside <= gap + ring)).astype(np.float32)
+    added = ndimage.gaussian_filter(shell, 0.7) * p.ring_level * _scale(image)
+    return (image + added).astype(np.float32)
+
+
+@dataclass(frozen=True)
 class Resolution:
     """Acquire at 1/``factor`` of the resolution, then show on a matrix whose longer side is
     ``size`` (aspect ratio kept)."""
@@ -329,6 +388,7 @@ _OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
     "bias": (Bias, apply_bias),
     "fov": (FieldOfView, apply_fov),
     "distortion": (Distortion, apply_distortion),
+    "fat_suppression": (FatSuppression, apply_fat_suppression),
     "resolution": (Resolution, apply_resolution),
     "ringing": (Ringing, apply_ringing),
     "noise": (Noise, apply_noise),
@@ -400,6 +460,22 @@ def _sample_distortion(rng: np.random.Generator) -> Distortion:
     return Distortion(axis=int(rng.integers(2)), bumps=bumps, dropouts=dropouts)
 
 
+#: Share of training slices given a fat-suppressed rim (``FatSuppression``): the clean DWI b0
+#: validation slices the served model flagged most all show the dark gap and faint outer ring.
+FAT_SUPPRESSION_PROBABILITY = 0.25
+
+
+def _sample_fat_suppression(rng: np.random.Generator) -> FatSuppression:
+    """Suppress the scalp band (70 %) or add a ring outside a scalp-less head (30 %)."""
+    return FatSuppression(
+        gap=float(rng.uniform(0.015, 0.06)),
+        ring=float(rng.uniform(0.005, 0.02)),
+        level=float(rng.uniform(0.0, 0.25)),
+        ring_level=float(rng.uniform(0.1, 0.6)),
+        mode="suppress" if rng.random() < 0.7 else "ring",
+    )
+
+
 #: Share of training slices rendered as an 8-bit, windowed and possibly JPEG-compressed export
 #: (``Display``): clean PNG/JPEG files must not look like artifacts to the classifier.
 DISPLAY_PROBABILITY = 0.3
@@ -446,6 +522,12 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
         later = ("resolution", *ACQUISITION_OPS)
         at = next((i for i, (name, _) in enumerate(ops) if name in later), len(ops))
         ops.insert(at, ("distortion", _sample_distortion(rng)))
+    # Drawn after that for the same reason; it changes tissue contrast, so it goes before the
+    # bias field (a coil's sensitivity) and everything after it.
+    if rng.random() < FAT_SUPPRESSION_PROBABILITY:
+        after = ("bias", "fov", "distortion", "resolution", *ACQUISITION_OPS)
+        at = next((i for i, (name, _) in enumerate(ops) if name in after), len(ops))
+        ops.insert(at, ("fat_suppression", _sample_fat_suppression(rng)))
     return ops
 
 

@@ -102,6 +102,9 @@ class TrainConfig:
     #: which epoch's weights the checkpoint holds: "best" by validation (F1, then ROC-AUC), with
     #: early stopping; or "last", the end of the run (e.g. of a cosine schedule), no early stop
     keep: str = "best"
+    #: share of patches (0..1) cropped where the simulated artifact shows most, clean ones by a
+    #: phantom artifact (``training.patches.guided_crop``); 0 = random anatomy crops only
+    guided_crops: float = 0.0
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -119,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.keep not in KEEP:
             raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
+        if not 0.0 <= self.guided_crops <= 1.0:
+            raise ValueError(f"guided_crops must be in [0, 1], got {self.guided_crops}")
         rate = self.max_false_alarm_rate
         if rate is not None and not 0.0 <= rate <= 1.0:
             raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {rate}")
@@ -289,6 +294,7 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         severities=cfg.severities,
         realism=cfg.realism,
         whole=cfg.slice_level,
+        guided=cfg.guided_crops,
     )
     sampler: DistributedSampler[Any] | None = (
         DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
@@ -459,6 +465,8 @@ def _resume_key(cfg: TrainConfig) -> dict[str, Any]:
         "simulate",
     )
     key = {k: getattr(cfg, k) for k in keep}
+    if cfg.guided_crops:  # absent when 0, so states saved before it existed still resume
+        key["guided_crops"] = cfg.guided_crops
     if cfg.lr_schedule != "constant":  # the schedule's length is part of the run
         key |= {"lr_schedule": cfg.lr_schedule, "epochs": cfg.epochs}
     return json.loads(json.dumps(key))

@@ -17,6 +17,7 @@ from training.augment import (
     Contrast,
     Display,
     Distortion,
+    FatSuppression,
     FieldOfView,
     Noise,
     Orient,
@@ -26,6 +27,7 @@ from training.augment import (
     apply_contrast,
     apply_display,
     apply_distortion,
+    apply_fat_suppression,
     apply_fov,
     apply_noise,
     apply_orient,
@@ -86,7 +88,7 @@ def test_shapes_stay_in_the_documented_range(outputs: Outputs) -> None:
 def test_operations_vary_across_seeds(outputs: Outputs) -> None:
     seen = {op["op"] for _, record in outputs for op in record["ops"]}
     ops = {
-        *("orient", "contrast", "bias", "fov", "distortion"),
+        *("orient", "contrast", "fat_suppression", "bias", "fov", "distortion"),
         *("resolution", "ringing", "noise", "display"),
     }
     assert seen == ops
@@ -317,6 +319,7 @@ def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
     the sampler drew before it existed, so evaluation images that do not draw it are as before."""
     import training.augment as augment
 
+    monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)  # drawn after it
     with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
     monkeypatch.setattr(augment, "DISTORTION_PROBABILITY", 0.0)
     without = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
@@ -330,3 +333,71 @@ def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
             assert not later & set(names[:at])  # it deforms the object, before sampling
         assert [op for op in a["ops"] if op["op"] != "distortion"] == b["ops"]
     assert 30 < drawn < 90  # DISTORTION_PROBABILITY = 0.3 of 200
+
+
+# --- fat suppression -------------------------------------------------------------------------
+
+
+def _disc(n: int = 200, radius: float = 60.0) -> np.ndarray:
+    y, x = np.indices((n, n))
+    return (np.hypot(y - n / 2, x - n / 2) <= radius).astype(np.float32)
+
+
+def _radial_profile(image: np.ndarray) -> np.ndarray:
+    """Mean intensity at each whole-pixel distance from the centre of a square image."""
+    n = image.shape[0]
+    y, x = np.indices(image.shape)
+    r = np.round(np.hypot(y - n / 2, x - n / 2)).astype(int)
+    return np.bincount(r.ravel(), image.ravel()) / np.bincount(r.ravel())
+
+
+def test_fat_suppression_darkens_the_rim_band_and_keeps_a_faint_outer_ring() -> None:
+    head = _disc()  # radius 60 px; gap 0.05 * 200 = 10 px, ring 0.02 * 200 = 4 px
+    p = FatSuppression(gap=0.05, ring=0.02, level=0.0, ring_level=0.4, mode="suppress")
+    profile = _radial_profile(apply_fat_suppression(head, p))
+    assert profile[:40].min() == pytest.approx(1.0, abs=1e-3)  # the brain is untouched
+    assert profile[49:52].max() < 0.1  # the suppressed band (5..14 px inside the edge)
+    assert 0.25 < profile[58] < 0.5  # the outer ring, at ring_level of what it was
+    assert profile[64:].max() == 0.0  # nothing is added outside the head
+
+
+def test_fat_suppression_ring_mode_adds_a_ring_outside_a_scalpless_head() -> None:
+    head = _disc()
+    p = FatSuppression(gap=0.05, ring=0.02, level=0.0, ring_level=0.3, mode="ring")
+    out = apply_fat_suppression(head, p)
+    profile = _radial_profile(out)
+    np.testing.assert_allclose(out[head > 0], 1.0, atol=1e-3)  # the head is unchanged
+    assert profile[63:68].max() < 0.05  # the dark gap (~10 px) just outside it
+    assert 0.2 < profile[72] < 0.35  # the ring, at 0.3 of the head's scale
+    assert profile[80:].max() < 1e-3
+
+
+def test_fat_suppression_rejects_implausible_parameters_and_leaves_a_blank_image() -> None:
+    with pytest.raises(ValueError, match="mode must be"):
+        FatSuppression(mode="water")
+    with pytest.raises(ValueError, match="gap <= 0.1"):
+        FatSuppression(gap=0.5)
+    with pytest.raises(ValueError, match="ring_level <= 0.8"):
+        FatSuppression(ring_level=1.0)
+    blank = np.zeros((64, 64), np.float32)
+    np.testing.assert_array_equal(apply_fat_suppression(blank, FatSuppression()), blank)
+
+
+def test_fat_suppression_is_drawn_last_and_applied_before_the_bias_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for the distortion: a record without it is the record drawn before it existed."""
+    import training.augment as augment
+
+    with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
+    monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)
+    without = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
+    drawn = 0
+    for a, b in zip(with_it, without, strict=True):
+        names = [op["op"] for op in a["ops"]]
+        if "fat_suppression" in names:
+            drawn += 1
+            at = names.index("fat_suppression")
+            assert not {"bias", "fov", "distortion", "resolution", "noise"} & set(names[:at])
+        assert [op for op in a["ops"] if op["op"] != "fat_suppression"] == b["ops"]
+    assert 25 < drawn < 80  # FAT_SUPPRESSION_PROBABILITY = 0.25 of 200

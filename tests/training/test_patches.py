@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from model.preprocess import Normalization
+from model.preprocess import Normalization, normalize_slice
 from tests.utils.images import phantom
 from training.data import Sample
-from training.patches import TrainPatches, anatomy_crop
+from training.patches import TrainPatches, anatomy_crop, guided_crop
 
 NORM = Normalization(size=128)
 
@@ -90,3 +90,92 @@ def test_loader_workers_see_each_new_epoch() -> None:
     again = torch.cat([x for x, _ in loader])
     assert not torch.equal(first, second)  # a worker process generated epoch 1's samples
     assert torch.equal(first, again)
+
+
+# --- crops where the artifact shows --------------------------------------------------------
+
+
+def test_guided_crop_takes_the_anatomy_window_where_the_change_is_largest() -> None:
+    image = torch.zeros(1, 128, 128)
+    image[:, :, :64] = 1.0  # anatomy on the left half only
+    change = torch.zeros(1, 128, 128)
+    change[:, 40:60, 20:40] = 1.0  # what the artifact altered, inside the anatomy
+    change[:, :, 100:] = 5.0  # far more, but on background: never a training window
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        crop = guided_crop(image, change, 32, rng, tries=200)
+        assert float((crop > 0.1).float().mean()) >= 0.15
+    # with many tries the window found holds the change; random anatomy windows rarely do
+    marked = image.clone()
+    marked[:, 40:60, 20:40] = 0.5
+
+    def held(crop: torch.Tensor) -> float:
+        return float((crop == 0.5).float().mean())
+
+    hits = [held(guided_crop(marked, change, 32, rng, tries=200)) for _ in range(20)]
+    misses = [held(anatomy_crop(marked, 32, rng)) for _ in range(20)]
+    assert min(hits) > 0.3 and np.mean(misses) < 0.15
+
+
+def test_guided_crop_falls_back_without_anatomy_and_checks_shapes() -> None:
+    blank = torch.zeros(1, 64, 64)
+    rng = np.random.default_rng(0)
+    assert guided_crop(blank, torch.ones(1, 64, 64), 32, rng).shape == (1, 32, 32)
+    with pytest.raises(ValueError, match="must match image"):
+        guided_crop(blank, torch.ones(1, 32, 32), 16, rng)
+    with pytest.raises(ValueError, match="guided must be in"):
+        _ds(_samples(), guided=1.5)
+
+
+def test_guided_items_show_more_of_the_artifact_and_clean_ones_stay_clean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With guided=1 an artifact patch holds more of what the artifact changed than the average
+    anatomy window of its slice, and a clean patch is a window of the clean slice (its phantom
+    artifact only chose the place)."""
+    import training.patches as patches
+
+    picks: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]] = []
+
+    def recording(
+        image: torch.Tensor,
+        change: torch.Tensor,
+        patch: int,
+        rng: np.random.Generator,
+        tries: int = 10,
+    ) -> tuple[int, int] | None:
+        at = real(image, change, patch, rng, tries)
+        picks.append((image, change, at))
+        return at
+
+    real = patches.guided_window
+    monkeypatch.setattr(patches, "guided_window", recording)
+    ds = _ds(_samples(), patch=32, guided=1.0, kinds=("gibbs", "ghosting"))
+    picked, average = [], []
+    for i in range(30):
+        crop, label = ds[i]
+        image, change, at = picks[-1]
+        assert at is not None
+        top, left = at
+        window = image[:, top : top + 32, left : left + 32]
+        assert torch.equal(crop, window) or torch.equal(crop, window.flip(-1))
+        if label == 0:  # the patch is the clean slice's own pixels: no phantom leaked in
+            assert torch.equal(image, normalize_slice(ds.generate(i)[0], NORM))
+            continue
+        amounts = torch.nn.functional.avg_pool2d(change[None], 32, stride=1)[0, 0]
+        anatomy = torch.nn.functional.avg_pool2d((image > 0.1).float()[None], 32, stride=1)[0, 0]
+        picked.append(float(amounts[top, left]))
+        average.append(float(amounts[anatomy >= 0.15].mean()))
+    assert len(picked) > 5
+    assert np.mean(picked) > 1.3 * np.mean(average), (np.mean(picked), np.mean(average))
+
+
+def test_no_guided_crops_leaves_the_stream_as_it_was() -> None:
+    """guided=0 draws nothing more: item i is the anatomy crop of generate(i), as before."""
+    ds = _ds(_samples())
+    for i in range(10):
+        image, _, _ = ds.generate(i)
+        rng = np.random.default_rng([1, 0, i, 1])
+        crop = anatomy_crop(normalize_slice(image, NORM), 64, rng)
+        crop = crop.flip(-1) if rng.random() < 0.5 else crop
+        assert torch.equal(ds[i][0], crop)
