@@ -77,6 +77,13 @@ class TrainingJobCreate(BaseModel):
         description="best: the epoch best by validation F1, with early stopping; last: the "
         "run's final epoch (the end of a cosine schedule), nothing stops early",
     )
+    guided_crops: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of patches cropped where the simulated artifact shows most (clean "
+        "ones by a phantom artifact); 0: random anatomy crops, as `amaqc train --guided-crops`",
+    )
     patch: int | None = Field(default=None, ge=16, description="default: the base version's")
     size: int | None = Field(default=None, ge=16, description="default: the base version's")
     auto_activate: bool = Field(

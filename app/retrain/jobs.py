@@ -113,6 +113,7 @@ def create_job(
         "lr": body.lr or (FROM_SCRATCH["lr"] if body.from_scratch else 1e-4),
         "lr_schedule": body.lr_schedule,
         "keep": body.keep,
+        "guided_crops": body.guided_crops,
         "patch": patch,
         "size": size,
         "auto_activate": body.auto_activate,

@@ -33,6 +33,7 @@ from app.retrain.registry import (
 )
 
 from .admin_views import (
+    MORE_SETTINGS,
     activations_view,
     dataset_folders,
     job_view,
@@ -239,6 +240,7 @@ def _form_page(
         user,
         code,
         values=values,
+        more_open=any(values.get(name) for name in MORE_SETTINGS),
         error=error,
         archs=ARCHS,
         versions=repo_training.list_model_versions(session),

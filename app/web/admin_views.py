@@ -20,7 +20,6 @@ from app.db.models import ApiKey, ModelActivation, ModelVersion, TrainingJob
 #: where the form suggests dataset folders (relative to the data dir); any folder under the
 #: data dir is accepted
 DATASETS_DIR = "datasets"
-#: the form's number fields, in the API's names
 #: the metrics compared on the fixed validation set, and how the pages name them
 COMPARED = (
     ("f1", "F1"),
@@ -30,10 +29,15 @@ COMPARED = (
     ("recall", "recall"),
     ("threshold", "threshold"),
 )
-NUMBER_FIELDS = ("epochs", "time_budget_s", "seed", "samples_per_epoch", "batch_size", "lr")
+#: the form's number fields, in the API's names (the first three on show, these under "More
+#: settings")
+MORE_NUMBER_FIELDS = ("samples_per_epoch", "batch_size", "lr", "guided_crops")
+NUMBER_FIELDS = ("epochs", "time_budget_s", "seed", *MORE_NUMBER_FIELDS)
 SIZE_FIELDS = ("patch", "size")
 #: the form's select fields (empty: the API's default)
 CHOICE_FIELDS = ("lr_schedule", "keep")
+#: the fields under the form's "More settings" (open when one of them has a value)
+MORE_SETTINGS = (*MORE_NUMBER_FIELDS, *CHOICE_FIELDS, *SIZE_FIELDS, "name")
 
 
 def _when(value: Any) -> str:

@@ -278,6 +278,7 @@ def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
         # jobs queued before these settings existed ran the paper's recipe
         lr_schedule=str(params.get("lr_schedule", "constant")),
         keep=str(params.get("keep", "best")),
+        guided_crops=float(params.get("guided_crops", 0.0)),
         patch=int(params["patch"]),
         size=int(params["size"]),
         seed=int(params["seed"]),

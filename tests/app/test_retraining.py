@@ -194,15 +194,16 @@ def test_auto_activation_follows_the_comparison_on_the_fixed_set(
     assert _active_id(settings) == (job["result_version_id"] if won else before)
 
 
-def test_a_job_can_anneal_its_learning_rate_and_keep_its_last_epoch(
+def test_a_job_can_anneal_its_learning_rate_keep_its_last_epoch_and_guide_its_crops(
     client: TestClient, settings: Settings, admin: dict[str, str], dataset: str
 ) -> None:
-    job_id = _start(client, admin, dataset, epochs=2, lr_schedule="cosine", keep="last")
+    settings_ = {"lr_schedule": "cosine", "keep": "last", "guided_crops": 0.5}
+    job_id = _start(client, admin, dataset, epochs=2, **settings_)
     job = client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).json()
     assert job["params"]["lr_schedule"] == "cosine" and job["params"]["keep"] == "last"
     assert run_training_job(settings, job_id) == "succeeded"
     log = json.loads((settings.training_dir / f"job-{job_id}" / "model.log.json").read_text())
-    assert log["config"]["lr_schedule"] == "cosine" and log["config"]["keep"] == "last"
+    assert {k: log["config"][k] for k in settings_} == settings_
     assert log["best_epoch"] == 1  # the last of two epochs, whatever validation said
     lrs = [h["lr"] for h in log["history"]]
     assert lrs[1] < lrs[0] <= 1e-4  # annealed from the fine-tuning default
@@ -214,7 +215,8 @@ def test_the_paper_recipe_is_the_default_and_unknown_schedules_are_refused(
     job_id = _start(client, admin, dataset)
     params = client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).json()["params"]
     assert params["lr_schedule"] == "constant" and params["keep"] == "best"
-    for field, value in (("lr_schedule", "linear"), ("keep", "first")):
+    assert params["guided_crops"] == 0.0
+    for field, value in (("lr_schedule", "linear"), ("keep", "first"), ("guided_crops", 1.5)):
         body = {"source": {"kind": "dataset", "path": dataset}, **TINY_JOB, field: value}
         r = client.post("/api/v1/training-jobs", json=body, headers=admin)
         assert r.status_code == 422 and field in r.text, r.text

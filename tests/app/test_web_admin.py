@@ -204,6 +204,17 @@ def test_the_job_form_shows_the_apis_message_and_keeps_the_values(
         assert session.query(TrainingJob).count() == 0
 
 
+def test_more_settings_open_when_one_of_them_was_given(
+    web: TestClient, admin_csrf: str, dataset: str
+) -> None:
+    assert "<details >" in web.get("/admin/jobs/new").text  # nothing set: folded away
+    form = {"csrf": admin_csrf, "source": "dataset", "path": dataset, "guided_crops": "2"}
+    r = web.post("/admin/jobs", data=form)
+    assert r.status_code == 422 and "guided_crops" in _alert(r.text)
+    assert "<details open>" in r.text and 'name="guided_crops" id="guided_crops"' in r.text
+    assert 'value="2"' in r.text  # the value is kept where the user can see and mend it
+
+
 def test_the_job_form_suggests_dataset_folders_and_lists_versions(
     web: TestClient, settings: Settings, admin_csrf: str, dataset: str
 ) -> None:
@@ -217,7 +228,7 @@ def test_a_job_started_from_the_form_is_queued_and_can_be_cancelled(
     web: TestClient, settings: Settings, admin_csrf: str, dataset: str
 ) -> None:
     form = {"csrf": admin_csrf, "source": "dataset", "path": dataset, "seed": "7", **TINY_FORM}
-    form |= {"lr_schedule": "cosine", "keep": "last"}
+    form |= {"lr_schedule": "cosine", "keep": "last", "guided_crops": "0.5"}
     r = web.post("/admin/jobs", data={**form, "auto_activate": "1"}, follow_redirects=False)
     assert r.status_code == 303, r.text
     job_id = int(r.headers["location"].rsplit("/", 1)[1])
@@ -228,6 +239,7 @@ def test_a_job_started_from_the_form_is_queued_and_can_be_cancelled(
         assert (job.params["epochs"], job.params["seed"], job.params["patch"]) == (1, 7, 64)
         assert job.params["auto_activate"] is True and job.base_version_id == 1
         assert (job.params["lr_schedule"], job.params["keep"]) == ("cosine", "last")
+        assert job.params["guided_crops"] == 0.5
     page = web.get(f"/admin/jobs/{job_id}").text
     assert 'class="status status-queued"' in page and 'id="cancel-form"' in page
     assert re.search(r'<form[^>]*id="cancel-form"[^>]*>', page).group(0).count("hidden") == 0  # type: ignore[union-attr]
