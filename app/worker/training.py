@@ -275,10 +275,10 @@ def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
         samples_per_epoch=int(params["samples_per_epoch"]),
         batch_size=int(params["batch_size"]),
         lr=float(params["lr"]),
-        # jobs queued before these settings existed ran the paper's recipe
-        lr_schedule=str(params.get("lr_schedule", "constant")),
-        keep=str(params.get("keep", "best")),
-        guided_crops=float(params.get("guided_crops", 0.0)),
+        # jobs queued before these settings existed get TrainConfig's defaults (the paper's)
+        lr_schedule=str(params.get("lr_schedule", TrainConfig.lr_schedule)),
+        keep=str(params.get("keep", TrainConfig.keep)),
+        guided_crops=float(params.get("guided_crops", TrainConfig.guided_crops)),
         patch=int(params["patch"]),
         size=int(params["size"]),
         seed=int(params["seed"]),
