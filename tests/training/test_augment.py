@@ -312,26 +312,35 @@ def test_distortion_rejects_implausible_parameters() -> None:
         Distortion(dropouts=((0.5, 0.5, 0.2, 1.0),))
 
 
-def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Adding the distortion draw changed no earlier draw: a record without it is the record
-    the sampler drew before it existed, so evaluation images that do not draw it are as before."""
+def _drawn_last(
+    monkeypatch: pytest.MonkeyPatch, probability: str, op: str, not_before: set[str]
+) -> int:
+    """How often of 200 records ``op`` is drawn; asserts that no op of ``not_before`` precedes
+    it and that without it (``probability`` set to 0) each record is the same but for it, i.e.
+    drawing it changed no earlier draw and so no evaluation image that does not draw it."""
     import training.augment as augment
 
-    monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)  # drawn after it
     with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
-    monkeypatch.setattr(augment, "DISTORTION_PROBABILITY", 0.0)
+    monkeypatch.setattr(augment, probability, 0.0)
     without = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
     drawn = 0
     for a, b in zip(with_it, without, strict=True):
-        names = [op["op"] for op in a["ops"]]
-        if "distortion" in names:
+        names = [o["op"] for o in a["ops"]]
+        if op in names:
             drawn += 1
-            at = names.index("distortion")
-            later = {"resolution", "ringing", "noise", "display"}
-            assert not later & set(names[:at])  # it deforms the object, before sampling
-        assert [op for op in a["ops"] if op["op"] != "distortion"] == b["ops"]
+            assert not not_before & set(names[: names.index(op)]), names
+        assert [o for o in a["ops"] if o["op"] != op] == b["ops"]
+    return drawn
+
+
+def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import training.augment as augment
+
+    monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)  # drawn after it
+    later = {"resolution", "ringing", "noise", "display"}  # it deforms the object, not samples
+    drawn = _drawn_last(monkeypatch, "DISTORTION_PROBABILITY", "distortion", later)
     assert 30 < drawn < 90  # DISTORTION_PROBABILITY = 0.3 of 200
 
 
@@ -386,18 +395,6 @@ def test_fat_suppression_rejects_implausible_parameters_and_leaves_a_blank_image
 def test_fat_suppression_is_drawn_last_and_applied_before_the_bias_field(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """As for the distortion: a record without it is the record drawn before it existed."""
-    import training.augment as augment
-
-    with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
-    monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)
-    without = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
-    drawn = 0
-    for a, b in zip(with_it, without, strict=True):
-        names = [op["op"] for op in a["ops"]]
-        if "fat_suppression" in names:
-            drawn += 1
-            at = names.index("fat_suppression")
-            assert not {"bias", "fov", "distortion", "resolution", "noise"} & set(names[:at])
-        assert [op for op in a["ops"] if op["op"] != "fat_suppression"] == b["ops"]
+    later = {"bias", "fov", "distortion", "resolution", "ringing", "noise", "display"}
+    drawn = _drawn_last(monkeypatch, "FAT_SUPPRESSION_PROBABILITY", "fat_suppression", later)
     assert 25 < drawn < 80  # FAT_SUPPRESSION_PROBABILITY = 0.25 of 200
