@@ -274,6 +274,12 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     device = _device(cfg, rank)
     use_amp = cfg.amp and device.type == "cuda"
+    if device.type == "cpu":
+        # Weight decay drives unused weights and Adam's moments below float32's normal range
+        # (4 % of the weights, 22 % of exp_avg after 14 epochs of a fine-tune), and x86 cores
+        # compute on such subnormals dozens of times slower: the run slowed from 48 to 17
+        # patches/s. Flushing them to zero changes no value above 1e-38.
+        torch.set_flush_denormal(True)
     emit = on_progress if (on_progress is not None and rank == 0) else (lambda _e: None)
 
     norm = Normalization(size=cfg.size)
