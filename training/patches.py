@@ -33,9 +33,10 @@ from .data import Sample
 #: A crop must have at least this fraction of pixels above 0.1 to count as "containing anatomy".
 MIN_FOREGROUND = 0.15
 
-#: Default share of items cropped where the (real or phantom) simulated artifact shows most; the
-#: rest keep random anatomy windows, so every part of a clean slice is still seen as clean.
-GUIDED_CROP_PROBABILITY = 0.5
+
+def _foreground(crop: torch.Tensor) -> float:
+    """Fraction of a crop's pixels above 0.1 (compared with MIN_FOREGROUND)."""
+    return float((crop > 0.1).float().mean())
 
 
 def anatomy_crop(
@@ -52,7 +53,7 @@ def anatomy_crop(
         top = int(rng.integers(0, h - patch + 1))
         left = int(rng.integers(0, w - patch + 1))
         crop = image[:, top : top + patch, left : left + patch]
-        fg = float((crop > 0.1).float().mean())
+        fg = _foreground(crop)
         if fg >= MIN_FOREGROUND:
             return crop
         if fg > best_fg:
@@ -81,7 +82,7 @@ def guided_window(
         top = int(rng.integers(0, h - patch + 1))
         left = int(rng.integers(0, w - patch + 1))
         window = (slice(None), slice(top, top + patch), slice(left, left + patch))
-        if float((image[window] > 0.1).float().mean()) < MIN_FOREGROUND:
+        if _foreground(image[window]) < MIN_FOREGROUND:
             continue
         amount = float(change[window].mean())
         if amount > best_change:
