@@ -481,6 +481,12 @@ def _sample_fat_suppression(rng: np.random.Generator) -> FatSuppression:
 DISPLAY_PROBABILITY = 0.3
 
 
+def _insert_before(ops: list[tuple[str, Any]], later: tuple[str, ...], op: tuple[str, Any]) -> None:
+    """Insert ``op`` before the first of ``ops`` named in ``later`` (at the end if none is)."""
+    at = next((i for i, (name, _) in enumerate(ops) if name in later), len(ops))
+    ops.insert(at, op)
+
+
 def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     """Draw the operations (name, params) to apply, each with its own probability."""
     ops: list[tuple[str, Any]] = [
@@ -519,15 +525,14 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     # Drawn last so that every earlier draw (and so every earlier evaluation image) is unchanged;
     # applied where it happens, on the object before it is sampled at its resolution.
     if rng.random() < DISTORTION_PROBABILITY:
-        later = ("resolution", *ACQUISITION_OPS)
-        at = next((i for i, (name, _) in enumerate(ops) if name in later), len(ops))
-        ops.insert(at, ("distortion", _sample_distortion(rng)))
+        _insert_before(
+            ops, ("resolution", *ACQUISITION_OPS), ("distortion", _sample_distortion(rng))
+        )
     # Drawn after that for the same reason; it changes tissue contrast, so it goes before the
     # bias field (a coil's sensitivity) and everything after it.
     if rng.random() < FAT_SUPPRESSION_PROBABILITY:
         after = ("bias", "fov", "distortion", "resolution", *ACQUISITION_OPS)
-        at = next((i for i, (name, _) in enumerate(ops) if name in after), len(ops))
-        ops.insert(at, ("fat_suppression", _sample_fat_suppression(rng)))
+        _insert_before(ops, after, ("fat_suppression", _sample_fat_suppression(rng)))
     return ops
 
 
