@@ -11,10 +11,12 @@ read, so a worker killed mid-job would lose it (with SQLAlchemy the sweeper stil
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+import threading
+from typing import Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
+from kombu.exceptions import OperationalError
 
 ANALYSE_SERIES = "amaqc.analyse_series"
 TRAIN_MODEL = "amaqc.train_model"
@@ -53,23 +55,46 @@ def make_celery(broker_url: str) -> Celery:
     return app
 
 
-@lru_cache(maxsize=4)
-def publisher(broker_url: str) -> Celery:
-    """The process's publishing app for ``broker_url``."""
-    return make_celery(broker_url)
+_publishers: dict[str, Celery] = {}
+_publishers_lock = threading.Lock()
+_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+
+
+def publisher(broker_url: str, *, fresh: bool = False) -> Celery:
+    """The process's publishing app for ``broker_url``; ``fresh`` replaces it with a new one
+    (new connection and producer pools)."""
+    with _publishers_lock:
+        app = _publishers.get(broker_url)
+        if app is None or fresh:
+            app = _publishers[broker_url] = make_celery(broker_url)
+        return app
+
+
+def _send(broker_url: str, task: str, job_id: int, queue: str) -> None:
+    """Publish ``task(job_id)`` to ``queue``. kombu retries connection errors itself; any other
+    error comes from a pooled producer whose channel was closed under it (seen with the SQLAlchemy
+    transport as "'NoneType' object has no attribute 'client'"), so it is sent once more on a
+    fresh app instead of reporting a reachable broker as down."""
+    options: dict[str, Any] = {
+        "args": [job_id],
+        "queue": queue,
+        "retry": True,
+        "retry_policy": _RETRY_POLICY,
+    }
+    try:
+        publisher(broker_url).send_task(task, **options)
+    except (OperationalError, OSError):
+        raise
+    except Exception as exc:
+        logger.info("publishing %s(%s) failed (%r); once more, fresh", task, job_id, exc)
+        publisher(broker_url, fresh=True).send_task(task, **options)
 
 
 def enqueue_analysis(broker_url: str, series_id: int) -> bool:
     """Send ``analyse_series(series_id)``; False (logged) when the broker is unreachable: the
     series stays queued in the database and the sweeper sends it again."""
     try:
-        publisher(broker_url).send_task(
-            ANALYSE_SERIES,
-            args=[series_id],
-            queue="inference",
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        _send(broker_url, ANALYSE_SERIES, series_id, "inference")
     except Exception as exc:  # broker down: the database row is the source of truth
         logger.warning("could not enqueue series %s (%s); the sweeper will retry", series_id, exc)
         return False
@@ -80,13 +105,7 @@ def enqueue_training(broker_url: str, job_id: int) -> bool:
     """Send ``train_model(job_id)`` to the ``training`` queue; False (logged) when the broker
     is unreachable (the caller fails the job: nothing re-sends training jobs)."""
     try:
-        publisher(broker_url).send_task(
-            TRAIN_MODEL,
-            args=[job_id],
-            queue="training",
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
+        _send(broker_url, TRAIN_MODEL, job_id, "training")
     except Exception as exc:
         logger.warning("could not enqueue training job %s (%s)", job_id, exc)
         return False
