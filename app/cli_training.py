@@ -186,6 +186,13 @@ def train(
             "ones by a phantom artifact, so a crop's place does not give its label away).",
         ),
     ] = 0.0,
+    snapshots: Annotated[
+        bool,
+        typer.Option(
+            help="Also keep every epoch's weights in OUT.snapshots/ (float32), for "
+            "`amaqc average`.",
+        ),
+    ] = False,
 ) -> None:
     """Train a checkpoint (Adam, batch 50, 0.7 CE + 0.3 Dice).
 
@@ -226,6 +233,7 @@ def train(
             max_false_alarm_rate=None if max_false_alarm_rate >= 1.0 else max_false_alarm_rate,
             slice_level=slice_level,
             guided_crops=guided_crops,
+            snapshots=snapshots,
         )
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -264,6 +272,42 @@ def train(
         f"({result.stopped}): val F1 {best.get('f1', 0):.3f}, "
         f"threshold {best.get('threshold', 0.5):.3f} -> {out} (log {cfg.log_path.name}, "
         f"curves {cfg.curves_path.name})"
+    )
+
+
+@app.command()
+def average(
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="Checkpoints of one run (amaqc train --snapshots).")
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset (default: the one the run recorded).")
+    ] = None,
+    bn_patches: Annotated[
+        int,
+        typer.Option(min=0, help="Training patches to re-measure batch-norm statistics on."),
+    ] = 2000,
+    fp16: Annotated[bool, typer.Option(help="Store the checkpoint in float16.")] = False,
+) -> None:
+    """Average the weights of several epochs of one run (stochastic weight averaging).
+
+    Batch-norm statistics are measured again on the run's own training patches and the
+    threshold is chosen on validation by the run's rule; the result is an ordinary checkpoint.
+    """
+    from model import CheckpointError
+    from training.average import average_checkpoints
+
+    try:
+        val = average_checkpoints(
+            checkpoints, out, data=data, bn_patches=bn_patches, fp16=fp16, on_step=console.print
+        )
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        raise fail(str(exc)) from None
+    auc = "n/a" if val["roc_auc"] is None else f"{val['roc_auc']:.3f}"
+    console.print(
+        f"averaged {len(checkpoints)} checkpoints: val F1 {val['f1']:.3f}, ROC-AUC {auc}, "
+        f"threshold {val['threshold']:.3f} -> {out}"
     )
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,10 @@ class TrainConfig:
     #: share of patches (0..1) cropped where the simulated artifact shows most, clean ones by a
     #: phantom artifact (``training.patches.guided_crop``); 0 = random anatomy crops only
     guided_crops: float = 0.0
+    #: also write every epoch's weights (float32 checkpoints ``<out>.snapshots/epochNNN``, with
+    #: their validation threshold) for ``amaqc average``: validation cannot tell neighbouring
+    #: epochs apart, and their weight average is usually better than any one of them
+    snapshots: bool = False
 
     def __post_init__(self) -> None:
         self.data, self.out = Path(self.data), Path(self.out)
@@ -147,6 +151,10 @@ class TrainConfig:
     def state_dir(self) -> Path:
         return self.out.with_suffix(".state")
 
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.out.with_suffix(".snapshots")
+
 
 @dataclass
 class EpochLog:
@@ -188,8 +196,44 @@ def with_both_classes(
     return [s for s, _ in pairs]
 
 
-def _ensure_both_classes(samples: list[Sample], seed: int, cfg: TrainConfig) -> list[Sample]:
-    return with_both_classes(samples, seed, cfg.kinds, cfg.severities)
+def load_train_val(cfg: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """The training samples and the validation set (with its seeded simulated artifacts)."""
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    train_samples = load_split(cfg.data, "train", seed=split_seed)
+    val = load_split(cfg.data, cfg.val_split, seed=split_seed)
+    return train_samples, with_both_classes(val, split_seed + 1, cfg.kinds, cfg.severities)
+
+
+def patch_stream(
+    cfg: TrainConfig, samples: list[Sample], norm: Normalization, samples_per_epoch: int = 0
+) -> TrainPatches:
+    """The training patches ``cfg`` describes (``samples_per_epoch`` overrides its count)."""
+    return TrainPatches(
+        samples,
+        norm=norm,
+        patch=cfg.patch,
+        samples_per_epoch=samples_per_epoch or cfg.samples_per_epoch,
+        seed=cfg.seed,
+        simulate=cfg.simulate,
+        kinds=cfg.kinds,
+        severities=cfg.severities,
+        realism=cfg.realism,
+        whole=cfg.slice_level,
+        guided=cfg.guided_crops,
+    )
+
+
+def config_from_json(config: dict[str, Any], **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint's ``training.config`` records (fields added since
+    take their defaults; ones no longer known are ignored)."""
+    known = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in {**config, **overrides}.items() if k in known}
+    for name in ("kinds", "severities"):
+        if name in values:
+            values[name] = tuple(values[name])
+    if values.get("init_from") is not None:
+        values["init_from"] = Path(values["init_from"])
+    return TrainConfig(**values)
 
 
 def validate(
@@ -283,25 +327,9 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
     emit = on_progress if (on_progress is not None and rank == 0) else (lambda _e: None)
 
     norm = Normalization(size=cfg.size)
-    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    train_samples = load_split(cfg.data, "train", seed=split_seed)
-    val_samples = _ensure_both_classes(
-        load_split(cfg.data, cfg.val_split, seed=split_seed), split_seed + 1, cfg
-    )
+    train_samples, val_samples = load_train_val(cfg)
     data_summary = {"train": describe(train_samples), "val": describe(val_samples)}
-    dataset = TrainPatches(
-        train_samples,
-        norm=norm,
-        patch=cfg.patch,
-        samples_per_epoch=cfg.samples_per_epoch,
-        seed=cfg.seed,
-        simulate=cfg.simulate,
-        kinds=cfg.kinds,
-        severities=cfg.severities,
-        realism=cfg.realism,
-        whole=cfg.slice_level,
-        guided=cfg.guided_crops,
-    )
+    dataset = patch_stream(cfg, train_samples, norm)
     sampler: DistributedSampler[Any] | None = (
         DistributedSampler(dataset, world, rank, shuffle=False) if world > 1 else None
     )
@@ -396,23 +424,28 @@ def train(cfg: TrainConfig, *, on_progress: ProgressFn | None = None) -> TrainRe
             )
             history.append(log)
             score = (val["f1"], val["roc_auc"] or 0.0)
+            training = {
+                "config": cfg.to_json(),
+                "data": data_summary,
+                "best_epoch": epoch,
+                "world_size": world,
+                "samples_seen": (epoch + 1) * steps * cfg.batch_size,
+                "seconds": round(time.perf_counter() - t_start, 1),
+            }
+            epoch_meta = _meta(
+                cfg,
+                norm,
+                val["threshold"],
+                {f"val_{k}": v for k, v in val.items() if k != "confusion"},
+                training,
+            )
+            if cfg.snapshots:
+                save_checkpoint(cfg.snapshot_dir / f"epoch{epoch:03d}.safetensors", net, epoch_meta)
             if cfg.keep == "last" or score > best["score"]:
                 best = {"epoch": epoch, "score": score, "val": val}
                 bad_epochs = 0
-                training = {
-                    "config": cfg.to_json(),
-                    "data": data_summary,
-                    "best_epoch": epoch,
-                    "world_size": world,
-                    "samples_seen": (epoch + 1) * steps * cfg.batch_size,
-                    "seconds": round(time.perf_counter() - t_start, 1),
-                }
-                metrics = {f"val_{k}": v for k, v in val.items() if k != "confusion"}
                 save_checkpoint(
-                    cfg.out,
-                    net,
-                    _meta(cfg, norm, val["threshold"], metrics, training),
-                    dtype=torch.float16 if cfg.fp16_checkpoint else None,
+                    cfg.out, net, epoch_meta, dtype=torch.float16 if cfg.fp16_checkpoint else None
                 )
             else:
                 bad_epochs += 1
