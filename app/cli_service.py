@@ -87,6 +87,42 @@ def keys_create(
 
 
 @app.command()
+def register(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.safetensors).")],
+    name: Annotated[
+        str | None, typer.Option(help="Version name (default: file stem + hash).")
+    ] = None,
+    activate: Annotated[
+        bool, typer.Option(help="Serve it now (the worker picks it up with the next job).")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Add a checkpoint (e.g. one from `amaqc calibrate` or `amaqc train`) to the service's model
+    registry; the file is referenced where it is, by path and SHA-256, so leave it there."""
+    from app.db import repo, repo_training
+    from app.db.session import session_scope
+    from app.model_versions import CheckpointUnusable, register_checkpoint
+
+    settings = _settings(data_dir)
+    _migrate(settings.database_url)
+    try:
+        with session_scope(settings.database_url) as session:
+            taken = {v.name for v in repo_training.list_model_versions(session)}
+            if name is not None and name in taken:
+                raise fail(f"a model version named {name!r} exists already")
+            version = register_checkpoint(session, checkpoint, name=name, activate=activate)
+            active = repo.active_model_version(session)
+            line = (
+                f"model version {version.id} {version.name!r} ({version.arch}, threshold "
+                f"{version.threshold:.3f}); active: "
+                + (f"{active.id} {active.name!r}" if active else "none")
+            )
+    except CheckpointUnusable as exc:
+        raise fail(str(exc)) from None
+    console.print(line)
+
+
+@app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Bind address (default AMAQC_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default AMAQC_PORT).")] = None,

@@ -312,6 +312,66 @@ def average(
 
 
 @app.command()
+def calibrate(
+    data: Annotated[
+        Path,
+        typer.Option(help="Labelled images: clean/ + artifact/, a labels sheet, or a dataset."),
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
+    split: Annotated[
+        str, typer.Option(help="all (every labelled image), or a split: val, test, ...")
+    ] = "all",
+    max_false_alarm_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="The threshold may flag at most this fraction of the clean images "
+            "(default: the checkpoint's training rule; 1 = F1 alone).",
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
+) -> None:
+    """Choose a checkpoint's threshold again on your own labelled images (same weights).
+
+    Picks the F1-optimal threshold among those flagging at most --max-false-alarm-rate of the
+    clean images, and writes a copy of the checkpoint with it; the metadata records the data,
+    counts and metrics it was chosen on.
+    """
+    from model import CheckpointError
+    from training.calibrate import FEW_CLEAN
+    from training.calibrate import calibrate as run
+
+    try:
+        rec = run(
+            checkpoint or default_checkpoint(),
+            data,
+            out,
+            split=split,
+            max_false_alarm_rate=max_false_alarm_rate,
+            device=device,
+        )
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        raise fail(str(exc)) from None
+    m, c = rec["metrics"], rec["confusion"]
+    if rec["skipped"]:
+        console.print(f"[yellow]skipped[/] {rec['skipped']} unreadable file(s)")
+    if rec["clean"] < FEW_CLEAN:
+        console.print(
+            f"[yellow]warning[/]: only {rec['clean']} clean images; the false-alarm bound "
+            f"rests on {max(1, int(rec['max_false_alarm_rate'] * rec['clean']))} of them, "
+            "so the threshold is noisy"
+        )
+    console.print(
+        f"{rec['clean']} clean + {rec['artifact']} artifact images: "
+        f"threshold {rec['previous_threshold']:.3f} -> {rec['threshold']:.3f}; there "
+        f"F1 {m['f1']:.3f}, recall {m['recall']:.3f}, false alarms {c['fp']}/{c['fp'] + c['tn']}"
+        f" -> {out}"
+    )
+
+
+@app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Dataset folder.")],
     checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
