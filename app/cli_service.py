@@ -107,8 +107,7 @@ def register(
     _migrate(settings.database_url)
     try:
         with session_scope(settings.database_url) as session:
-            taken = {v.name for v in repo_training.list_model_versions(session)}
-            if name is not None and name in taken:
+            if name is not None and repo_training.model_version_by_name(session, name):
                 raise fail(f"a model version named {name!r} exists already")
             version = register_checkpoint(session, checkpoint, name=name, activate=activate)
             active = repo.active_model_version(session)

@@ -24,9 +24,9 @@ from model import Predictor, load_checkpoint
 from model.checkpoint import save_checkpoint
 
 from .data import Sample, load_samples, load_split
-from .evaluate import target_mask
+from .evaluate import predict_samples, summarise
 from .labelled import load_labelled_dataset
-from .train import validate
+from .metrics import best_threshold
 
 #: below this many clean images a 10 % false-alarm bound rests on one or two of them
 FEW_CLEAN = 50
@@ -46,15 +46,22 @@ def load_calibration_set(data: Path, split: str = ALL) -> tuple[list[Sample], in
     return load_samples(data, dataset.items), len(dataset.unreadable)
 
 
+#: safetensors dtype names of floating tensors -> the dtype to store a copy in
+_FLOAT_DTYPES = {
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F32": torch.float32,
+    "F64": torch.float32,
+}
+
+
 def stored_dtype(path: Path) -> torch.dtype:
     """The dtype of the first floating tensor in a checkpoint file (float16 or float32)."""
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 (safe_open has no iter)
-            tensor = f.get_slice(key)
-            if tensor.get_dtype() in ("F16", "BF16", "F32", "F64"):
-                return {"F16": torch.float16, "BF16": torch.bfloat16}.get(
-                    tensor.get_dtype(), torch.float32
-                )
+            name = f.get_slice(key).get_dtype()
+            if name in _FLOAT_DTYPES:
+                return _FLOAT_DTYPES[name]
     return torch.float32
 
 
@@ -88,7 +95,10 @@ def calibrate(
             f"{data}: calibration needs clean and artifact images, found {clean} clean and "
             f"{artifact} artifact"
         )
-    metrics, probs = validate(Predictor((net, meta), device=device), samples, max_false_alarm_rate)
+    probs = predict_samples(Predictor((net, meta), device=device), samples)
+    threshold = best_threshold(labels, probs, max_false_alarm_rate)
+    summary = summarise(samples, probs, threshold, split)
+    metrics = summary["metrics"]
     record: dict[str, Any] = {
         "data": str(data),
         "split": split,
@@ -98,25 +108,18 @@ def calibrate(
         "skipped": skipped,
         "max_false_alarm_rate": max_false_alarm_rate,
         "previous_threshold": meta.threshold,
-        "threshold": float(metrics["threshold"]),
+        "threshold": threshold,
         "metrics": {k: v for k, v in metrics.items() if k != "confusion"},
         "confusion": metrics["confusion"],
         "from": checkpoint.name,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    target = target_mask(samples)
-    if target is not None:
-        from .metrics import binary_metrics
-
-        sub = binary_metrics(
-            [y for y, keep in zip(labels, target, strict=True) if keep],
-            probs[target],
-            record["threshold"],
-        )
+    if "moderate_and_severe" in summary:
+        sub = summary["moderate_and_severe"]
         record["moderate_and_severe"] = {k: v for k, v in sub.items() if k != "confusion"}
     new_meta = replace(
         meta,
-        threshold=record["threshold"],
+        threshold=threshold,
         training={**meta.training, "calibration": record},
     )
     save_checkpoint(out, net, new_meta, dtype=stored_dtype(checkpoint))
