@@ -212,6 +212,11 @@ class InstanceVerdict(Base):
     patch_map: Mapped[list[Any]] = mapped_column(default=list)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: AMAResNet's own slice probability (``probability`` is the served detector's: the fused
+    #: one where the checkpoint carries a fusion model); null for rows before detector v2
+    cnn_probability: Mapped[float | None] = mapped_column(Float)
+    #: the image-quality metrics of ``model.iqm`` for this slice, name -> value
+    iqms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SeriesVerdict(Base):
