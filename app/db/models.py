@@ -65,6 +65,11 @@ class Study(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: patient identifiers from the DICOM header: shown to radiographers and admins, never logged
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_name: Mapped[str | None] = mapped_column(String(200))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_description: Mapped[str | None] = mapped_column(String(200))
 
 
 class Series(Base):
@@ -90,6 +95,15 @@ class Series(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # DICOM header context (null without a DICOM header); ``scanner`` is the name shown, these
+    # the tags it may come from
+    series_description: Mapped[str | None] = mapped_column(String(200))
+    protocol_name: Mapped[str | None] = mapped_column(String(200))
+    station_name: Mapped[str | None] = mapped_column(String(200))
+    manufacturer: Mapped[str | None] = mapped_column(String(200))
+    manufacturer_model: Mapped[str | None] = mapped_column(String(200))
+    #: AcquisitionDateTime (or date + time) as ISO text in the scanner's local time (no zone)
+    acquired_at: Mapped[str | None] = mapped_column(String(32))
 
     instances: Mapped[list[Instance]] = relationship(
         back_populates="series", order_by="Instance.id", lazy="raise"
@@ -257,14 +271,26 @@ class Review(Base):
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_version.id"))
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the reader checked the slice labels accepted from the model (``ReviewSlice.source ==
+    #: "model"``); retraining uses those only when this is true
+    model_slices_confirmed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     slices: Mapped[list[ReviewSlice]] = relationship(
         back_populates="review", order_by="ReviewSlice.instance_id", lazy="selectin"
     )
 
 
+SLICE_SOURCES = ("reader", "model")
+
+
 class ReviewSlice(Base):
-    """A per-slice label within a review (only for the slices the reviewer labelled)."""
+    """A per-slice label within a review (only for the slices the reviewer labelled).
+
+    ``source`` is one of :data:`SLICE_SOURCES`: ``reader`` when the reader set it, ``model``
+    when the reader accepted the model's call for that slice without changing it.
+    """
 
     __tablename__ = "review_slice"
     __table_args__ = (UniqueConstraint("review_id", "instance_id"),)
@@ -272,5 +298,6 @@ class ReviewSlice(Base):
     review_id: Mapped[int] = mapped_column(ForeignKey("review.id"), index=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"))
     label: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(10), default="reader", server_default="reader")
 
     review: Mapped[Review] = relationship(back_populates="slices", lazy="raise")
