@@ -23,8 +23,30 @@ def review_state(review: Review | None) -> dict[str, Any]:
     return {
         "state": decision,
         "text": f"{decision} ({label_name(review.label)})",
+        "summary": review_summary(review),
         "reviewer": review.reviewer,
         "at": review.created_at.isoformat(timespec="seconds"),
+    }
+
+
+def review_summary(review: Review) -> str:
+    """``Reviewed: clean — overrides the model (artifact)``: the reader's label first."""
+    label, model = label_name(review.label), label_name(review.model_label)
+    if model is None:
+        return f"Reviewed: {label} (there was no model verdict)"
+    relation = "confirms" if label == model else "overrides"
+    return f"Reviewed: {label} — {relation} the model ({model})"
+
+
+def review_view(review: Review) -> dict[str, Any]:
+    """One review as the viewer shows it: the newest one fills the form on reload."""
+    return {
+        "id": review.id,
+        "label": label_name(review.label),
+        "model_label": label_name(review.model_label),
+        **review_state(review),
+        "comment": review.comment,
+        "slices": {str(s.instance_id): label_name(s.label) for s in review.slices},
     }
 
 
@@ -123,14 +145,7 @@ def series_data(session: Session, series_id: int, request: Request) -> dict[str,
             }
             for inst in instances
         ],
-        "reviews": [
-            {
-                "label": label_name(r.label),
-                **review_state(r),
-                "comment": r.comment,
-                "slices": {str(s.instance_id): label_name(s.label) for s in r.slices},
-            }
-            for r in history
-        ],
+        #: newest first: ``reviews[0]`` is the series' label and fills the review form
+        "reviews": [review_view(r) for r in history],
         "review_url": f"/api/v1/series/{series.id}/reviews",
     }

@@ -175,3 +175,33 @@ def test_a_review_committing_after_a_newer_one_is_still_sent(
 
 def _upserted(events: list[str]) -> list[int]:
     return [json.loads(e.split("data: ", 1)[1])["id"] for e in events if "event: upsert" in e]
+
+
+def _checked(page: str) -> list[str]:
+    return re.findall(r'name="label" value="(\w+)" checked', page)
+
+
+def test_the_review_form_starts_empty_then_shows_the_newest_review(
+    web: TestClient, settings: Settings
+) -> None:
+    set_threshold(settings, 0.0)
+    series_id = _upload(web, new_key(settings, "scanner"), "1.2.8.1")
+    analyse(settings, series_id)
+    sign_in(web, new_key(settings, "radiographer"))
+    page = web.get(f"/series/{series_id}").text
+    assert _checked(page) == [] and "Not reviewed yet: choose a label." in page
+
+    reviewer = auth(new_key(settings, "radiographer", "Bea"))
+    for label, comment in (("artifact", "first look"), ("clean", "flow, not motion")):
+        r = web.post(
+            f"/api/v1/series/{series_id}/reviews",
+            json={"label": label, "comment": comment},
+            headers=reviewer,
+        )
+        assert r.status_code == 201, r.text
+    page = web.get(f"/series/{series_id}").text
+    assert _checked(page) == ["clean"]
+    assert "Reviewed: clean — overrides the model (artifact)" in page and "by Bea" in page
+    assert ">flow, not motion</textarea>" in page
+    data = json.loads(page.split('id="series-data">', 1)[1].split("</script>")[0])
+    assert [r["label"] for r in data["reviews"]] == ["clean", "artifact"]

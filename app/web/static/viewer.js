@@ -1,5 +1,5 @@
 // Series viewer: slice strip, large view with window/level on the raw pixel values, patch
-// heatmap overlay, probability chart, keyboard navigation, and the review form.
+// heatmap overlay, probability chart, keyboard navigation (the review form: review.js).
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("series-data").textContent);
@@ -105,7 +105,7 @@
   function info() {
     const s = slices[state.index];
     const p = s.probability === null ? "not scored" : `p = ${s.probability.toFixed(2)} (${s.label})`;
-    const mine = state.labels[s.id] ? ` · your label: ${state.labels[s.id]}` : "";
+    const mine = state.labels[s.id] ? ` · your label: ${state.labels[s.id].label}` : "";
     $("slice-info").textContent = `Slice ${state.index + 1} / ${slices.length}` +
       (s.number !== null ? ` · #${s.number}` : "") + ` · ${p}${mine}`;
   }
@@ -161,77 +161,6 @@
     chart(); info(); draw();
   }
 
-  // --- slice labels and the review ------------------------------------------------------
-  function setLabel(i, label) {
-    const id = slices[i].id;
-    if (label) state.labels[id] = label; else delete state.labels[id];
-    refreshLabels();
-  }
-
-  function refreshLabels() {
-    slices.forEach((s, i) => {
-      const lab = thumbs[i].querySelector(".lab");
-      lab.textContent = state.labels[s.id] || ""; lab.className = "lab " + (state.labels[s.id] || "");
-    });
-    const n = Object.keys(state.labels).length;
-    $("slice-label-count").textContent = n ? `${n} of ${slices.length} labelled` : "none";
-    info();
-  }
-
-  function chosenLabel() {
-    const checked = document.querySelector('#review input[name="label"]:checked');
-    return checked ? checked.value : null;
-  }
-
-  function decision() {
-    const el = $("decision"), label = chosenLabel();
-    if (!data.verdict || !label) { el.textContent = ""; el.className = "decision"; return; }
-    const same = label === data.verdict.label;
-    el.textContent = same ? "Confirms the model's verdict" : `Overrides the model (${data.verdict.label})`;
-    el.className = "decision " + (same ? "confirmed" : "overridden");
-  }
-
-  function history() {
-    const ol = $("history");
-    ol.innerHTML = "";
-    if (!data.reviews.length) { ol.innerHTML = "<li class='muted'>not reviewed yet</li>"; return; }
-    for (const r of data.reviews) {
-      const li = document.createElement("li");
-      li.textContent = `${r.text} by ${r.reviewer}, ${r.at} UTC` + (r.comment ? ` — “${r.comment}”` : "");
-      ol.appendChild(li);
-    }
-  }
-
-  $("review").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const status = $("review-status"), label = chosenLabel();
-    if (!label) { status.textContent = "Choose artifact or clean."; return; }
-    $("submit-review").disabled = true;
-    status.textContent = "Saving…";
-    try {
-      const r = await fetch(data.review_url, {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ label, slices: state.labels, comment: $("comment").value }),
-      });
-      const body = await r.json();
-      if (!r.ok) throw new Error(body.detail || r.statusText);
-      status.textContent = `Saved: ${body.decision} (${body.label}) by ${body.reviewer}.`;
-      data.reviews.unshift({ text: `${body.decision} (${body.label})`, reviewer: body.reviewer,
-        at: body.created_at.slice(0, 19), comment: body.comment });
-      history();
-    } catch (err) {
-      status.textContent = "Not saved: " + err.message;
-    } finally {
-      $("submit-review").disabled = false;
-    }
-  });
-  document.querySelectorAll('#review input[name="label"]').forEach((r) => r.addEventListener("change", decision));
-  $("use-model").addEventListener("click", () => {
-    slices.forEach((s, i) => { if (s.label) setLabel(i, s.label); });
-  });
-  $("clear-slices").addEventListener("click", () => { state.labels = {}; refreshLabels(); });
-
   // --- controls and keys ----------------------------------------------------------------
   $("heat-toggle").addEventListener("change", (e) => { state.heat = e.target.checked; showHeat(); });
   $("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value) / 100; state.heat = true; showHeat(); });
@@ -243,21 +172,23 @@
     const t = event.target;
     if (t.closest && t.closest("textarea, select, input:not([type=checkbox]):not([type=radio])")) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const keys = {
-      ArrowRight: () => select(state.index + 1), ArrowDown: () => select(state.index + 1),
-      ArrowLeft: () => select(state.index - 1), ArrowUp: () => select(state.index - 1),
-      Home: () => select(0), End: () => select(slices.length - 1),
-      h: () => { state.heat = !state.heat; showHeat(); },
-      a: () => setLabel(state.index, "artifact"), c: () => setLabel(state.index, "clean"),
-      u: () => setLabel(state.index, null),
-    };
     const run = keys[event.key];
     if (run) { event.preventDefault(); run(); }
   });
+  const keys = {
+    ArrowRight: () => select(state.index + 1), ArrowDown: () => select(state.index + 1),
+    ArrowLeft: () => select(state.index - 1), ArrowUp: () => select(state.index - 1),
+    Home: () => select(0), End: () => select(slices.length - 1),
+    h: () => { state.heat = !state.heat; showHeat(); },
+  };
 
-  if (!slices.length) { $("slice-info").textContent = "This series has no slices."; return; }
-  const firstFlagged = slices.findIndex((s) => s.label === "artifact");
-  $("opacity").value = state.opacity * 100;
-  showHeat(); decision(); history(); refreshLabels();
-  select(firstFlagged >= 0 ? firstFlagged : 0);
+  // the review form (review.js) labels slices and adds its keys
+  window.amaqcViewer = { data, slices, state, thumbs, keys, info, $ };
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!slices.length) { $("slice-info").textContent = "This series has no slices."; return; }
+    const firstFlagged = slices.findIndex((s) => s.label === "artifact");
+    $("opacity").value = state.opacity * 100;
+    showHeat();
+    select(firstFlagged >= 0 ? firstFlagged : 0);
+  });
 })();
