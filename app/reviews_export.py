@@ -7,6 +7,11 @@ stored; a frame of a multi-frame file becomes a float32 ``.npy`` of its pixels, 
 has exactly one label. The first folder (the study) is the group that must not straddle
 train/val/test: the service stores no patient id, and a study belongs to one patient.
 ``format=csv`` is the same ``labels.csv`` alone.
+
+``label_source`` is ``slice`` (the review labelled that slice) or ``series`` (every slice of a
+series reviewed clean); ``slice_label_by`` says who set a slice label: ``reader``, or ``model``
+(the reader accepted the model's call and confirmed it). A model-accepted label the reader did
+not confirm is left out: the model would learn its own mistakes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ COLUMNS = (
     "file",
     "label",
     "label_source",
+    "slice_label_by",
     "series_label",
     "model_label",
     "model_probability",
@@ -66,6 +72,7 @@ def labels_csv(items: list[ExportSlice]) -> str:
                 file_name(item),
                 NAMES[item.label],
                 item.source,
+                item.label_by,
                 NAMES[review.label],
                 "" if review.model_label is None else NAMES[review.model_label],
                 "" if review.model_probability is None else f"{review.model_probability:.4f}",

@@ -119,12 +119,19 @@ def instance_public(
 
 class ReviewCreate(BaseModel):
     """A review: the series label, optional labels of single slices (by instance id), a
-    comment. Whether it confirms or overrides the model follows from the verdict."""
+    comment. Whether it confirms or overrides the model follows from the verdict.
+
+    ``slice_sources`` says who set each slice label: ``reader`` (the default) or ``model``
+    (the reader accepted the model's call for that slice as it was). Retraining uses a
+    model-accepted label only with ``model_slices_confirmed`` (the reader checked them).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     label: Literal["artifact", "clean"]
     slices: dict[int, Literal["artifact", "clean"]] = Field(default_factory=dict)
+    slice_sources: dict[int, Literal["reader", "model"]] = Field(default_factory=dict)
+    model_slices_confirmed: bool = False
     comment: str = Field(default="", max_length=4000)
 
 
@@ -136,6 +143,9 @@ class ReviewPublic(BaseModel):
     #: "confirmed" or "overridden" (the model's verdict), "labelled" when there was none
     decision: Literal["confirmed", "overridden", "labelled"]
     slices: dict[int, Literal["artifact", "clean"]]
+    #: who set each slice label: "reader", or "model" (accepted from the model's call)
+    slice_sources: dict[int, Literal["reader", "model"]]
+    model_slices_confirmed: bool
     comment: str
     reviewer: str
     created_at: datetime
@@ -161,6 +171,10 @@ def review_public(review: Review) -> ReviewPublic:
         model_label=label_name(review.model_label),
         decision=review_decision(review.label, review.model_label),
         slices={s.instance_id: "artifact" if s.label else "clean" for s in review.slices},
+        slice_sources={
+            s.instance_id: "model" if s.source == "model" else "reader" for s in review.slices
+        },
+        model_slices_confirmed=review.model_slices_confirmed,
         comment=review.comment,
         reviewer=review.reviewer,
         created_at=review.created_at,

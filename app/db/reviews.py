@@ -110,8 +110,11 @@ def add_review(
     slices: dict[int, int],
     comment: str,
     verdict: SeriesVerdict | None,
+    sources: dict[int, str] | None = None,
+    model_slices_confirmed: bool = False,
 ) -> Review:
-    """A new review of ``series`` by ``key``; ``slices`` maps instance ids to labels."""
+    """A new review of ``series`` by ``key``; ``slices`` maps instance ids to labels and
+    ``sources`` instance ids to who set them (``reader``, the default, or ``model``)."""
     review = Review(
         series_id=series.id,
         api_key_id=key.id,
@@ -121,8 +124,13 @@ def add_review(
         model_probability=verdict.probability if verdict else None,
         model_version_id=verdict.model_version_id if verdict else None,
         comment=comment,
+        model_slices_confirmed=model_slices_confirmed,
     )
-    review.slices = [ReviewSlice(instance_id=i, label=v) for i, v in sorted(slices.items())]
+    sources = sources or {}
+    review.slices = [
+        ReviewSlice(instance_id=i, label=v, source=sources.get(i, "reader"))
+        for i, v in sorted(slices.items())
+    ]
     session.add(review)
     session.flush()
     return review
@@ -149,20 +157,36 @@ class ExportSlice:
     series: Series
     review: Review
     label: int
-    source: str  # "slice" (labelled by the reviewer) or "series" (a clean series)
+    source: str  # "slice" (a slice label of the review) or "series" (a clean series)
     model_version: str | None
     shares_file: bool = field(default=False)  # other frames of the same stored file exist
+    #: who set a slice label: "reader", or "model" (accepted from the model's call and
+    #: confirmed by the reader); "" for a label that follows from the series ("series")
+    label_by: str = ""
+
+
+def newest_reviews(session: Session) -> list[Review]:
+    """The newest review of every reviewed series (each series' label)."""
+    newest = select(func.max(Review.id)).group_by(Review.series_id).scalar_subquery()
+    return list(session.scalars(select(Review).where(Review.id.in_(newest))))
+
+
+def usable_slice_label(item: ReviewSlice, review: Review) -> bool:
+    """The training-label rule: a slice label the reader set counts; one accepted from the
+    model counts only when the reader confirmed the model-accepted labels, so the model is
+    never taught its own unchecked calls."""
+    return item.source != "model" or review.model_slices_confirmed
 
 
 def export_slices(session: Session) -> list[ExportSlice]:
     """The labelled slices of each series' newest review, series by series.
 
-    A slice's label is the reviewer's label for it; without one, every slice of a series the
+    A slice's label is the reviewer's label for it (one accepted from the model only when the
+    reader confirmed it, :func:`usable_slice_label`); without one, every slice of a series the
     reviewer called clean is clean, and a slice of an artifact series stays unlabelled (which
     of its slices show the artifact is not known).
     """
-    newest = select(func.max(Review.id)).group_by(Review.series_id).scalar_subquery()
-    reviews = list(session.scalars(select(Review).where(Review.id.in_(newest))))
+    reviews = newest_reviews(session)
     if not reviews:
         return []
     series_ids = [r.series_id for r in reviews]
@@ -183,12 +207,12 @@ def export_slices(session: Session) -> list[ExportSlice]:
         by_series.setdefault(inst.series_id, []).append(inst)
     out: list[ExportSlice] = []
     for review in sorted(reviews, key=lambda r: r.series_id):
-        labelled = {s.instance_id: s.label for s in review.slices}
+        labelled = {s.instance_id: s for s in review.slices if usable_slice_label(s, review)}
         for inst in by_series.get(review.series_id, []):
             if inst.id in labelled:
-                label, source = labelled[inst.id], "slice"
+                label, source, by = labelled[inst.id].label, "slice", labelled[inst.id].source
             elif review.label == 0:
-                label, source = 0, "series"
+                label, source, by = 0, "series", ""
             else:
                 continue
             out.append(
@@ -200,6 +224,7 @@ def export_slices(session: Session) -> list[ExportSlice]:
                     source=source,
                     model_version=versions.get(review.model_version_id or -1),
                     shares_file=per_file[inst.storage_path] > 1,
+                    label_by=by,
                 )
             )
     return out

@@ -51,6 +51,9 @@ def write_reviews_dataset(
         "artifact": 0,
         "simulated": 0,
         "unreadable": 0,
+        # slice labels set by the reader / accepted from the model and confirmed by the reader
+        "label_by_reader": 0,
+        "label_by_model_confirmed": 0,
     }
     cache: dict[str, list[Any]] = {}
     for n, item in enumerate(slices):
@@ -71,6 +74,8 @@ def write_reviews_dataset(
         _write(out / split / cls / f"{name}.png", pixels, to_png16)
         counts["reviewed_slices"] += 1
         counts[cls] += 1
+        if item.label_by:
+            counts["label_by_" + ("model_confirmed" if item.label_by == "model" else "reader")] += 1
         if item.label == 0:
             kind = KINDS[n % len(KINDS)]
             severity = SIM_SEVERITIES[(n // len(KINDS)) % len(SIM_SEVERITIES)]

@@ -20,7 +20,7 @@ from app.db.models import JOB_FINISHED, TrainingJob
 from app.model_versions import CheckpointUnusable, checkpoint_metadata
 from app.queue import enqueue_training
 
-from .sources import DataSourceError, resolve_dataset, reviewed_slices
+from .sources import DataSourceError, resolve_dataset, reviewed_slices, unconfirmed_model_labels
 
 FROM_SCRATCH = {"arch": "amaresnet18", "patch": 64, "size": 256, "lr": 1e-3}
 
@@ -46,7 +46,12 @@ def _source(session: Session, settings: Settings, body: TrainingJobCreate) -> di
                 "source 'reviews': no reviewed series to train on yet (radiographers' reviews "
                 "become training data); use a dataset source instead"
             )
-        return {"kind": "reviews", "reviewed_slices": n}
+        return {
+            "kind": "reviews",
+            "reviewed_slices": n,
+            # model-accepted slice labels the reader did not confirm: not training data
+            "unconfirmed_model_labels_left_out": unconfirmed_model_labels(session),
+        }
     except DataSourceError as exc:
         raise JobRequestError(f"source: {exc}") from None
 

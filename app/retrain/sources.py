@@ -78,7 +78,9 @@ class ReviewedSlice:
 
     ``storage_path`` is relative to the object store (``Instance.storage_path``) and
     ``frame_index`` the slice within that file; ``series_id`` keeps a series' slices in one
-    split. ``label``: 1 = artifact, 0 = clean.
+    split. ``label``: 1 = artifact, 0 = clean. ``label_by``: who set a slice label (``reader``,
+    or ``model`` for the model's call the reader accepted and confirmed), ``""`` when the label
+    follows from a series reviewed clean.
     """
 
     instance_id: int
@@ -86,12 +88,15 @@ class ReviewedSlice:
     storage_path: str
     frame_index: int
     label: int
+    label_by: str = ""
 
 
 def reviewed_slices(session: Session) -> list[ReviewedSlice]:
     """Every labelled slice of the reviewed series, by the rules of the label export
     (:func:`app.db.reviews.export_slices`: the newest review of each series; a slice's own label
-    when the reviewer gave one, else every slice of a series reviewed clean is clean)."""
+    when the reviewer gave one, else every slice of a series reviewed clean is clean). A slice
+    label accepted from the model counts only when the reader confirmed it
+    (:func:`app.db.reviews.usable_slice_label`)."""
     from app.db.reviews import export_slices
 
     return [
@@ -101,6 +106,19 @@ def reviewed_slices(session: Session) -> list[ReviewedSlice]:
             storage_path=item.instance.storage_path,
             frame_index=item.instance.frame_index,
             label=item.label,
+            label_by=item.label_by,
         )
         for item in export_slices(session)
     ]
+
+
+def unconfirmed_model_labels(session: Session) -> int:
+    """Slice labels of the newest reviews accepted from the model but not confirmed by the
+    reader: left out of the training data (the job's source summary says how many)."""
+    from app.db.reviews import newest_reviews, usable_slice_label
+
+    return sum(
+        not usable_slice_label(item, review)
+        for review in newest_reviews(session)
+        for item in review.slices
+    )

@@ -102,7 +102,13 @@ def source_text(source: Mapping[str, Any]) -> str:
     if source.get("kind") == "dataset":
         return f"dataset {source.get('path', '?')}"
     if source.get("kind") == "reviews":
-        return f"reviews ({source.get('reviewed_slices', '?')} reviewed slices)"
+        left_out = source.get("unconfirmed_model_labels_left_out")
+        note = (
+            f"; {left_out} slice labels accepted from the model but not confirmed left out"
+            if left_out
+            else ""
+        )
+        return f"reviews ({source.get('reviewed_slices', '?')} reviewed slices{note})"
     return "registered checkpoint" if not source else str(source)
 
 

@@ -47,6 +47,8 @@ def review_view(review: Review) -> dict[str, Any]:
         **review_state(review),
         "comment": review.comment,
         "slices": {str(s.instance_id): label_name(s.label) for s in review.slices},
+        "slice_sources": {str(s.instance_id): s.source for s in review.slices},
+        "model_slices_confirmed": review.model_slices_confirmed,
     }
 
 

@@ -144,3 +144,45 @@ def test_the_review_form_stays_usable_at_800_px(
     expect(page.locator("#review-state")).to_contain_text(
         "Reviewed: artifact — overrides the model (clean)"
     )
+
+
+@pytest.mark.slow
+def test_slice_labels_accepted_from_the_model_stay_marked_as_the_models(
+    settings: Settings, base_url: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    set_threshold(settings, 0.0)  # the model calls every slice artifact
+    series_id = scored(settings, base_url, "1.2.22.3", n=3)
+    sign_in(page, settings)
+    page.goto(f"/series/{series_id}")
+    expect(page.locator("#model-confirm")).to_be_hidden()
+    page.click("#use-model")
+    expect(page.locator("#slice-label-count")).to_have_text(
+        "3 of 3 labelled (3 accepted from the model)"
+    )
+    expect(page.locator("#model-confirm")).to_be_visible()
+    page.locator("#stage").click()
+    page.keyboard.press("End")
+    page.keyboard.press("a")  # the reader's own call for the last slice
+    expect(page.locator("#slice-label-count")).to_have_text(
+        "3 of 3 labelled (2 accepted from the model)"
+    )
+    page.check("input[name=label][value=artifact]")
+    page.click("#submit-review")
+    expect(page.locator("#history li").first).to_contain_text(
+        "2 accepted from the model (not checked: not used for retraining)"
+    )
+    review = page.request.get(f"/api/v1/series/{series_id}/reviews").json()["items"][0]
+    assert sorted(review["slice_sources"].values()) == ["model", "model", "reader"]
+    assert review["model_slices_confirmed"] is False
+
+    page.reload()  # the provenance survives a reload; now the reader confirms
+    expect(page.locator("#slice-label-count")).to_have_text(
+        "3 of 3 labelled (2 accepted from the model)"
+    )
+    page.check("#model-confirmed")
+    page.click("#submit-review")
+    expect(page.locator("#history li")).to_have_count(2)
+    review = page.request.get(f"/api/v1/series/{series_id}/reviews").json()["items"][0]
+    assert review["model_slices_confirmed"] is True

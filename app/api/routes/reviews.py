@@ -56,17 +56,43 @@ def create_review(
             "a series labelled artifact needs at least one artifact slice "
             "(every slice is labelled clean)",
         )
+    _check_model_slices(session, body, verdict.model_version_id)
     review = reviews.add_review(
         session,
         series,
         key,
         label=LABELS[body.label],
         slices={i: LABELS[v] for i, v in body.slices.items()},
+        sources={i: body.slice_sources.get(i, "reader") for i in body.slices},
+        model_slices_confirmed=body.model_slices_confirmed,
         comment=body.comment.strip(),
         verdict=verdict,
     )
     session.commit()
     return review_public(review)
+
+
+def _check_model_slices(session: SessionDep, body: ReviewCreate, version_id: int) -> None:
+    """422 unless every slice marked as accepted from the model is labelled as the model
+    called it (a reader's own call is ``reader``)."""
+    unlabelled = sorted(set(body.slice_sources) - set(body.slices))
+    if unlabelled:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"slice_sources: instance(s) {', '.join(map(str, unlabelled))} have no slice label",
+        )
+    accepted = [i for i, source in body.slice_sources.items() if source == "model"]
+    calls = repo.instance_verdicts(session, accepted, version_id)
+    differ = sorted(
+        i for i in accepted if i not in calls or LABELS[body.slices[i]] != calls[i].label
+    )
+    if differ:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"slice_sources: instance(s) {', '.join(map(str, differ))} are marked as accepted "
+            "from the model but the model called them otherwise (or not at all); "
+            "mark them as set by the reader",
+        )
 
 
 @router.get("/series/{series_id}/reviews", response_model=ReviewsPublic)

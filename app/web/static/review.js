@@ -23,12 +23,19 @@
   function refreshLabels() {
     slices.forEach((s, i) => {
       const lab = thumbs[i].querySelector(".lab"), mine = state.labels[s.id];
-      lab.textContent = mine ? mine.label : "";
+      lab.textContent = mine ? mine.label + (mine.source === "model" ? " (model)" : "") : "";
       lab.className = "lab " + (mine ? mine.label : "");
     });
-    const n = Object.keys(state.labels).length;
-    $("slice-label-count").textContent = n ? `${n} of ${slices.length} labelled` : "none";
+    const n = Object.keys(state.labels).length, fromModel = modelAccepted().length;
+    $("slice-label-count").textContent = n ? `${n} of ${slices.length} labelled` +
+      (fromModel ? ` (${fromModel} accepted from the model)` : "") : "none";
+    $("model-confirm").hidden = fromModel === 0;
+    $("model-count").textContent = fromModel;
     info();
+  }
+
+  function modelAccepted() {
+    return Object.keys(state.labels).filter((id) => state.labels[id].source === "model");
   }
 
   function chosenLabel() {
@@ -61,8 +68,10 @@
     if (!data.reviews.length) { ol.innerHTML = "<li class='muted'>not reviewed yet</li>"; return; }
     for (const r of data.reviews) {
       const li = document.createElement("li"), n = Object.keys(r.slices).length;
+      const m = Object.values(r.slice_sources || {}).filter((s) => s === "model").length;
+      const fromModel = m ? `, ${m} accepted from the model (${r.model_slices_confirmed ? "checked" : "not checked: not used for retraining"})` : "";
       li.textContent = `${r.text} by ${r.reviewer}, ${r.at} UTC` +
-        (n ? ` · ${n} slice label${n > 1 ? "s" : ""}` : "") + (r.comment ? ` — “${r.comment}”` : "");
+        (n ? ` · ${n} slice label${n > 1 ? "s" : ""}${fromModel}` : "") + (r.comment ? ` — “${r.comment}”` : "");
       ol.appendChild(li);
     }
   }
@@ -79,13 +88,14 @@
     if (!label) { status.textContent = "Choose artifact or clean."; return; }
     $("submit-review").disabled = true;
     status.textContent = "Saving…";
-    const labels = {};
-    for (const [id, v] of Object.entries(state.labels)) labels[id] = v.label;
+    const labels = {}, sources = {}, confirmed = modelAccepted().length > 0 && $("model-confirmed").checked;
+    for (const [id, v] of Object.entries(state.labels)) { labels[id] = v.label; sources[id] = v.source; }
     try {
       const r = await fetch(data.review_url, {
         method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ label, slices: labels, comment: $("comment").value }),
+        body: JSON.stringify({ label, slices: labels, slice_sources: sources,
+          model_slices_confirmed: confirmed, comment: $("comment").value }),
       });
       const body = await r.json();
       if (!r.ok) throw new Error(body.detail || r.statusText);
@@ -93,7 +103,8 @@
       const saved = { id: body.id, label: body.label, state: body.decision,
         text: `${body.decision} (${body.label})`, summary: summary(body.label),
         reviewer: body.reviewer, at: body.created_at.slice(0, 19), comment: body.comment,
-        slices: body.slices };
+        slices: body.slices, slice_sources: body.slice_sources,
+        model_slices_confirmed: body.model_slices_confirmed };
       data.reviews.unshift(saved);
       reviewState(saved); history();
     } catch (err) {
