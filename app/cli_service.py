@@ -58,10 +58,12 @@ def _migrate(url: str) -> None:
 
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
-    """Bring the database schema up to date (Alembic)."""
+    """Bring the database schema up to date (Alembic) and, when no model version is active,
+    register and activate the served checkpoint (AMAQC_CHECKPOINT), as ``amaqc up`` does."""
     settings = _settings(data_dir)
     _migrate(settings.database_url)
     console.print("database schema is up to date")
+    _ensure_model(settings)
 
 
 @keys_app.command("create")
@@ -231,6 +233,25 @@ def dicom_listen(
         console.print("DICOM listener stopped")
 
 
+def _ensure_model(settings: Settings) -> None:
+    """Register and activate ``AMAQC_CHECKPOINT`` (default: the served checkpoint) when no
+    model version is active, so that a migrated database serves verdicts."""
+    from app.db import repo
+    from app.db.session import session_scope
+    from app.model_versions import CheckpointUnusable, register_checkpoint
+
+    with session_scope(settings.database_url) as session:
+        active = repo.active_model_version(session)
+        if active is not None:
+            console.print(f"active model version: {active.name} ({active.arch})")
+            return
+        try:
+            version = register_checkpoint(session, Path(settings.checkpoint))
+        except CheckpointUnusable as exc:
+            raise fail(f"{exc}; set AMAQC_CHECKPOINT to a trained checkpoint") from None
+        console.print(f"registered and activated model version: {version.name} ({version.arch})")
+
+
 def _bootstrap(settings: Settings) -> str | None:
     """Register the default checkpoint if no model is active; create the first admin key.
 
@@ -238,15 +259,9 @@ def _bootstrap(settings: Settings) -> str | None:
     """
     from app.db import repo
     from app.db.session import session_scope
-    from app.model_versions import CheckpointUnusable, register_checkpoint
 
+    _ensure_model(settings)
     with session_scope(settings.database_url) as session:
-        if repo.active_model_version(session) is None:
-            try:
-                version = register_checkpoint(session, Path(settings.checkpoint))
-            except CheckpointUnusable as exc:
-                raise fail(f"{exc}; set AMAQC_CHECKPOINT to a trained checkpoint") from None
-            console.print(f"active model version: {version.name} ({version.arch})")
         if repo.count_api_keys(session, "admin"):
             return None
         _, plain = repo.create_api_key(session, "first admin (amaqc up)", "admin")
