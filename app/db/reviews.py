@@ -1,101 +1,21 @@
-"""Queries of the radiographer UI: the worklist, reviews, the label export, and the change
-watermarks the worklist's event stream polls. Like ``repo``: flush, never commit."""
+"""Queries of the radiographer UI: reviews, the label export, and the change watermarks the
+worklist's event stream polls (the worklist itself: ``worklist.py``). Like ``repo``: flush,
+never commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Mapped, Session
 
 from .models import ApiKey, Instance, ModelVersion, Review, ReviewSlice, Series, SeriesVerdict
-from .repo import newest_verdict_id
+from .worklist import WorklistFilter, WorklistOrder, WorklistRow, scanners, worklist
+
+__all__ = ["WorklistFilter", "WorklistOrder", "WorklistRow", "scanners", "worklist"]
 
 FINAL_STATUSES = ("done", "failed")
-
-
-@dataclass(frozen=True)
-class WorklistFilter:
-    """What the worklist shows; ``date_from``/``date_to`` bound the time received (UTC)."""
-
-    flagged_only: bool = False
-    unreviewed_only: bool = False
-    scanner: str | None = None
-    protocol: str | None = None  # case-insensitive substring
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-
-
-@dataclass(frozen=True)
-class WorklistRow:
-    series: Series
-    verdict: SeriesVerdict | None
-    review: Review | None
-    n_slices: int
-
-
-def _newest_review() -> object:
-    return (
-        select(func.max(Review.id))
-        .where(Review.series_id == Series.id)
-        .correlate(Series)
-        .scalar_subquery()
-    )
-
-
-def worklist(
-    session: Session,
-    filters: WorklistFilter,
-    *,
-    limit: int = 100,
-    cursor: int | None = None,
-    ids: Iterable[int] | None = None,
-) -> tuple[list[WorklistRow], int | None]:
-    """Series newest first with their newest verdict and review, and the next page's cursor
-    (the last id shown). ``ids`` restricts the query to those series (the event stream)."""
-    n_slices = (
-        select(func.count(Instance.id))
-        .where(Instance.series_id == Series.id)
-        .correlate(Series)
-        .scalar_subquery()
-    )
-    query = (
-        select(Series, SeriesVerdict, Review, n_slices)
-        .outerjoin(SeriesVerdict, SeriesVerdict.id == newest_verdict_id())
-        .outerjoin(Review, Review.id == _newest_review())
-    )
-    if filters.flagged_only:
-        query = query.where(SeriesVerdict.label == 1)
-    if filters.unreviewed_only:
-        query = query.where(Review.id.is_(None))
-    if filters.scanner:
-        query = query.where(Series.scanner == filters.scanner)
-    if filters.protocol:
-        query = query.where(Series.protocol.ilike(f"%{_escape_like(filters.protocol)}%", "\\"))
-    if filters.date_from is not None:
-        query = query.where(Series.received_at >= filters.date_from)
-    if filters.date_to is not None:
-        query = query.where(Series.received_at < filters.date_to)
-    if ids is not None:
-        query = query.where(Series.id.in_(list(ids)))
-    if cursor is not None:
-        query = query.where(Series.id < cursor)
-    rows = session.execute(query.order_by(Series.id.desc()).limit(limit + 1)).all()
-    items = [WorklistRow(s, v, r, int(n)) for s, v, r, n in rows[:limit]]
-    next_cursor = items[-1].series.id if len(rows) > limit and items else None
-    return items, next_cursor
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def scanners(session: Session) -> list[str]:
-    """The distinct scanner names seen, for the worklist's filter."""
-    rows = session.scalars(select(Series.scanner).where(Series.scanner.is_not(None)).distinct())
-    return sorted(s for s in rows if s)
 
 
 # --- reviews ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from app.db import reviews
 from app.db.reviews import Watermark, WorklistFilter
 from app.db.session import new_session
 
-from .views import parse_filters, render_row
+from .worklist_view import parse_filters, render_row
 
 router = APIRouter(include_in_schema=False)
 STREAM_SECONDS = 300.0

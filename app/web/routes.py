@@ -18,10 +18,19 @@ from app.db import repo, reviews
 
 from . import session as web_session
 from .deps import UserDep, WebNotFound, render
-from .views import parse_filters, row_view, series_data
+from .views import series_data
+from .worklist_view import (
+    kept_params,
+    page_url,
+    parse_filters,
+    parse_order,
+    parse_page,
+    row_view,
+    sort_headers,
+)
 
 router = APIRouter(include_in_schema=False)
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 
 
 def _insecure_transport(request: Request, cookie_secure: bool) -> bool:
@@ -74,27 +83,32 @@ def logout(user: UserDep, settings: SettingsDep, csrf: Annotated[str, Form()] = 
 
 @router.get("/", response_class=HTMLResponse)
 def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Response:
-    """Newest series first; flagged ones highlighted; filters in the query string."""
+    """Newest series first (or sorted by a column); filters, sort and page in the query
+    string; a series is red when its label (the review's, else the model's) is artifact."""
     params = dict(request.query_params)
     filters, problems = parse_filters(params)
-    cursor = params.get("cursor", "")
+    order, order_problems = parse_order(params)
+    page, page_problems = parse_page(params)
     mark = reviews.watermark(session)  # before the rows: the stream sends anything newer
-    rows, next_cursor = reviews.worklist(
-        session, filters, limit=PAGE_SIZE, cursor=int(cursor) if cursor.isdigit() else None
+    rows, more = reviews.worklist(
+        session, filters, order=order, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
-    query = {k: v for k, v in params.items() if k != "cursor" and v}
     return render(
         request,
         "worklist.html",
         user,
         rows=[row_view(r) for r in rows],
-        next_cursor=next_cursor,
         params=params,
-        query=query,
-        problems=problems,
+        kept=kept_params(params),
+        sorts=sort_headers(params, order),
+        page=page,
+        newer_url=page_url(params, page=page - 1) if page > 1 else None,
+        older_url=page_url(params, page=page + 1) if more else None,
+        problems=problems + order_problems + page_problems,
         scanners=reviews.scanners(session),
         since=str(mark),
-        paged=bool(cursor),
+        # new rows arrive at the top: live only where the top is the newest series
+        live=page == 1 and order.is_default,
     )
 
 

@@ -1,8 +1,8 @@
-"""What the templates show: worklist rows and the series viewer's data, from database rows."""
+"""What the viewer shows: the series' data and its reviews, from database rows (the worklist's
+rows: ``worklist_view.py``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -11,9 +11,6 @@ from sqlalchemy.orm import Session
 from app.api.schemas import label_name, review_decision
 from app.db import repo, reviews
 from app.db.models import Review
-from app.db.reviews import WorklistFilter, WorklistRow
-
-from .deps import templates
 
 
 def review_state(review: Review | None) -> dict[str, Any]:
@@ -50,55 +47,6 @@ def review_view(review: Review) -> dict[str, Any]:
         "slice_sources": {str(s.instance_id): s.source for s in review.slices},
         "model_slices_confirmed": review.model_slices_confirmed,
     }
-
-
-def row_view(row: WorklistRow) -> dict[str, Any]:
-    """One worklist row as plain values (rendered by ``_row.html``)."""
-    s, v = row.series, row.verdict
-    return {
-        "id": s.id,
-        "received_at": s.received_at.isoformat(timespec="seconds"),
-        "received_text": s.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-        "scanner": s.scanner or "",
-        "protocol": s.protocol or "",
-        "n_slices": row.n_slices,
-        "status": s.status,
-        "label": label_name(v.label) if v else None,
-        "flagged": bool(v and v.label),
-        "probability": f"{v.probability:.2f}" if v else "",
-        "flagged_count": v.flagged_count if v else None,
-        "review": review_state(row.review),
-    }
-
-
-def render_row(row: WorklistRow) -> str:
-    return templates.get_template("_row.html").render(row=row_view(row))
-
-
-def parse_filters(params: dict[str, str]) -> tuple[WorklistFilter, list[str]]:
-    """The worklist filter from query parameters, and a message per unusable one."""
-    problems: list[str] = []
-
-    def day(name: str) -> datetime | None:
-        text = params.get(name, "").strip()
-        if not text:
-            return None
-        try:
-            return datetime.combine(date.fromisoformat(text), time(), UTC)
-        except ValueError:
-            problems.append(f"{name}: {text!r} is not a date (YYYY-MM-DD); ignored")
-            return None
-
-    date_to = day("to")
-    filters = WorklistFilter(
-        flagged_only=params.get("flagged") in ("1", "on", "true"),
-        unreviewed_only=params.get("unreviewed") in ("1", "on", "true"),
-        scanner=params.get("scanner", "").strip() or None,
-        protocol=params.get("protocol", "").strip() or None,
-        date_from=day("from"),
-        date_to=date_to + timedelta(days=1) if date_to else None,  # "to" includes that day
-    )
-    return filters, problems
 
 
 def series_data(session: Session, series_id: int, request: Request) -> dict[str, Any] | None:

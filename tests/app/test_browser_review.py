@@ -4,69 +4,21 @@ so no worker is needed.
 
 An unreviewed series has no label chosen; after an override a reload shows the override, and a
 second save is a second review in the history; the form stays usable at 800 px.
-``AMAQC_SHOTS=<dir>`` also saves screenshots of the viewer there.
+``AMAQC_SHOTS=<dir>`` also saves screenshots there.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from app.config import Settings, get_settings
-from app.worker.inference import analyse
-from tests.app.conftest import auth, new_key, set_threshold
-from tests.utils.browser import chromium_page, sideways_overflow
-from tests.utils.server import serve
-from tests.utils.service import series_files
+from app.config import Settings
+from tests.app.conftest import set_threshold
+from tests.utils.browser import sideways_overflow
+from tests.utils.ui import base_url, page, scored, shot, sign_in
 
-
-@pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    from app.api.main import app
-
-    app.dependency_overrides[get_settings] = lambda: settings
-    try:
-        with serve(app) as url:
-            yield url
-    finally:
-        app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def page(base_url: str) -> Iterator[Any]:
-    with chromium_page(base_url, wait_ms=20_000) as page:
-        yield page
-
-
-def scored(settings: Settings, base_url: str, uid: str, n: int = 4) -> int:
-    """A series of ``n`` DICOM slices uploaded over HTTP and scored in-process."""
-    key = new_key(settings, "scanner", "MR-1 console")
-    r = httpx.post(
-        f"{base_url}/api/v1/series", files=series_files(n, uid), headers=auth(key), timeout=60
-    )
-    assert r.status_code == 202, r.text
-    series_id = int(r.json()["series_id"])
-    assert analyse(settings, series_id) == "done"
-    return series_id
-
-
-def sign_in(page: Any, settings: Settings, name: str = "Ann Radiographer") -> None:
-    from playwright.sync_api import expect
-
-    page.goto("/login")
-    page.fill("#api_key", new_key(settings, "radiographer", name))
-    page.click("button[type=submit]")
-    expect(page.locator("#worklist")).to_be_visible()
-
-
-def shot(page: Any, name: str) -> None:
-    if os.environ.get("AMAQC_SHOTS"):
-        page.screenshot(path=str(Path(os.environ["AMAQC_SHOTS"]) / name))
+__all__ = ["base_url", "page"]  # fixtures
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@
   }
 
   if (table.dataset.live !== "1" || !window.EventSource) {
-    live.textContent = "Older page: not updated live · times in UTC";
+    live.textContent = "Sorted or older page: not updated live (reload for news) · times in UTC";
     return;
   }
   const query = new URLSearchParams(window.location.search);
