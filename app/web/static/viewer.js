@@ -7,7 +7,8 @@
   const slices = data.slices;
   const $ = (id) => document.getElementById(id);
   const stage = $("stage"), imageCanvas = $("image"), heatCanvas = $("heat");
-  const state = { index: 0, heat: true, opacity: 0.5, lo: null, hi: null, range: null, labels: {} };
+  const state = { index: 0, heat: true, opacity: 0.8, floor: 0.3, grid: false, lo: null, hi: null,
+    range: null, labels: {} };
   const pixelCache = new Map();
   const threshold = data.verdict ? data.verdict.threshold : 0.5;
 
@@ -78,22 +79,9 @@
   }
 
   function drawHeat(slice, px) {
-    const ctx = heatCanvas.getContext("2d");
-    ctx.clearRect(0, 0, heatCanvas.width, heatCanvas.height);
-    const map = slice.patch_map;
-    if (!map || !map.length) return;
-    // the (rows, cols) patch probabilities stretched over the slice, as the PNG heatmap does
-    const cells = document.createElement("canvas");
-    cells.width = map[0].length; cells.height = map.length;
-    const cctx = cells.getContext("2d"), cimg = cctx.createImageData(cells.width, cells.height);
-    map.forEach((row, r) => row.forEach((p, c) => {
-      const j = (r * cells.width + c) * 4;
-      cimg.data[j] = 255; cimg.data[j + 1] = 40; cimg.data[j + 2] = 40;
-      cimg.data[j + 3] = Math.round(Math.max(0, Math.min(1, p)) * 255);
-    }));
-    cctx.putImageData(cimg, 0, 0);
-    ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(cells, 0, 0, px.cols, px.rows);
+    // patch probabilities on the fixed 0-1 scale of heatmap.js, stretched over the slice
+    window.amaqcHeat.paint(heatCanvas.getContext("2d"), slice.patch_map, px.cols, px.rows,
+      { floor: state.floor, grid: state.grid });
   }
 
   function showHeat() {
@@ -163,6 +151,12 @@
 
   // --- controls and keys ----------------------------------------------------------------
   $("heat-toggle").addEventListener("change", (e) => { state.heat = e.target.checked; showHeat(); });
+  $("grid-toggle").addEventListener("change", (e) => { state.grid = e.target.checked; draw(); });
+  $("floor").addEventListener("input", (e) => {
+    state.floor = Number(e.target.value) / 100;
+    $("floor-value").textContent = state.floor.toFixed(2);
+    window.amaqcHeat.legend($("heat-legend"), threshold, state.floor); draw();
+  });
   $("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value) / 100; state.heat = true; showHeat(); });
   $("ww").addEventListener("input", slidersToWindow);
   $("wl").addEventListener("input", slidersToWindow);
@@ -188,6 +182,8 @@
     if (!slices.length) { $("slice-info").textContent = "This series has no slices."; return; }
     const firstFlagged = slices.findIndex((s) => s.label === "artifact");
     $("opacity").value = state.opacity * 100;
+    $("floor").value = state.floor * 100; $("floor-value").textContent = state.floor.toFixed(2);
+    window.amaqcHeat.legend($("heat-legend"), threshold, state.floor);
     showHeat();
     select(firstFlagged >= 0 ? firstFlagged : 0);
   });
