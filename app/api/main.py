@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings, get_settings
+from app.ingest import limits
 from app.ingest.errors import IngestError
 from app.sweeper import Sweeper
 from app.web import admin as web_admin
@@ -94,11 +95,7 @@ def _body_limit(app: FastAPI) -> Callable[..., Awaitable[Response]]:
         settings = _settings(app)
         if length.isdigit() and int(length) > settings.max_request_bytes:
             return JSONResponse(
-                {
-                    "detail": f"the upload is {int(length)} bytes, over "
-                    f"AMAQC_MAX_UPLOAD_MB={settings.max_upload_mb:g} MB"
-                },
-                status_code=413,
+                {"detail": limits.upload_too_large(settings, int(length))}, status_code=413
             )
         return await call_next(request)
 

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from app.config import Settings
 from app.ingest.errors import IngestError
+from app.ingest.limits import upload_too_large
 
 DICOM = "application/dicom"
 MAX_HEADER_BYTES = 16 * 1024  # the headers of one part
@@ -173,7 +174,11 @@ class PartWriter:
         headers = BytesHeaderParser(policy=policy.HTTP).parsebytes(raw)
         content_type = headers.get_content_type() if "content-type" in headers else self.root_type
         if len(self.parts) >= self.max_parts:
-            raise IngestError(413, f"more than {self.max_parts} parts, over AMAQC_MAX_FILES")
+            raise IngestError(
+                413,
+                f"part {len(self.parts) + 1}: more than {self.max_parts} parts, over the limit "
+                f"AMAQC_MAX_FILES={self.max_parts}; raise AMAQC_MAX_FILES to accept more",
+            )
         part = Part(len(self.parts) + 1, content_type, self.workdir / f"part{len(self.parts)}")
         self.parts.append(part)
         self.out = part.path.open("wb")
@@ -210,7 +215,7 @@ async def receive_parts(
             if total > settings.max_request_bytes:
                 raise IngestError(
                     413,
-                    f"the upload is larger than AMAQC_MAX_UPLOAD_MB={settings.max_upload_mb:g} MB",
+                    upload_too_large(settings),
                 )
             writer.feed(chunk)
     except BaseException:

@@ -15,6 +15,7 @@ from typing import cast
 
 from app.config import Settings
 
+from . import limits
 from .errors import IngestError, NonImageObject
 from .uploads import IncomingFile
 
@@ -61,9 +62,9 @@ def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
     try:
-        _check_pixels(incoming.name, path, ext, settings.max_pixels)
+        _check_pixels(incoming.name, path, ext, settings)
         if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
-            raise IngestError(413, f"{incoming.name}: expands to more than the unpacked-size limit")
+            raise IngestError(413, limits.unpacked_too_large(incoming.name, settings))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             slices = read_slices(path)
@@ -77,25 +78,25 @@ def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
     shapes = [(int(s.pixels.shape[0]), int(s.pixels.shape[1])) for s in slices]
     for rows, cols in shapes:
         if rows * cols > settings.max_pixels:
-            raise IngestError(413, _too_many_pixels(incoming.name, rows, cols, settings.max_pixels))
+            raise IngestError(413, _too_many_pixels(incoming.name, rows, cols, settings))
     decoded = DecodedFile(incoming, path, ext, sha256_file(path), shapes)
     if ext == ".dcm":
         decoded = _with_dicom_ids(decoded)
     return decoded
 
 
-def _too_many_pixels(name: str, rows: int, cols: int, limit: int, frames: int = 1) -> str:
+def _too_many_pixels(name: str, rows: int, cols: int, settings: Settings, frames: int = 1) -> str:
     size = f"{rows}x{cols}" + (f"x{frames} frames" if frames > 1 else "")
-    return f"{name}: image is {size} = {rows * cols * frames} pixels, over AMAQC_MAX_PIXELS={limit}"
+    return limits.too_many_pixels(name, size, rows * cols * frames, settings)
 
 
-def _check_pixels(name: str, path: Path, ext: str, limit: int) -> None:
+def _check_pixels(name: str, path: Path, ext: str, settings: Settings) -> None:
     """Header-only size check, before decoding anything."""
     rows, cols, frames = _header_shape(name, path, ext)
     if rows < 1 or cols < 1:
         raise IngestError(422, f"{name}: image is {rows}x{cols}, it has no pixels")
-    if rows * cols * frames > limit:
-        raise IngestError(413, _too_many_pixels(name, rows, cols, limit, frames))
+    if rows * cols * frames > settings.max_pixels:
+        raise IngestError(413, _too_many_pixels(name, rows, cols, settings, frames))
 
 
 def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:

@@ -20,6 +20,7 @@ from typing import IO, BinaryIO
 
 from app.config import Settings
 
+from . import limits
 from .errors import IngestError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -54,14 +55,15 @@ def display_name(raw: str | None, fallback: str) -> str:
     return base or fallback
 
 
-def copy_limited(src: IO[bytes], dest: Path, budget: int, what: str, limit_text: str) -> int:
-    """Copy ``src`` to ``dest``; raise 413 when more than ``budget`` bytes come."""
+def copy_limited(src: IO[bytes], dest: Path, budget: int, over: str) -> int:
+    """Copy ``src`` to ``dest``; raise 413 with message ``over`` when more than ``budget``
+    bytes come."""
     size = 0
     with dest.open("wb") as out:
         while chunk := src.read(_CHUNK):
             size += len(chunk)
             if size > budget:
-                raise IngestError(413, f"{what} is larger than {limit_text}")
+                raise IngestError(413, over)
             out.write(chunk)
     return size
 
@@ -73,14 +75,14 @@ def receive(
     if not parts:
         raise IngestError(422, "no files in the upload (send them as multipart field 'files')")
     if len(parts) > settings.max_files:
-        raise IngestError(413, f"{len(parts)} files, over the limit of {settings.max_files}")
+        raise IngestError(413, limits.too_many_files("the upload", len(parts), settings))
     budget = settings.max_upload_bytes
-    limit_text = f"AMAQC_MAX_UPLOAD_MB={settings.max_upload_mb:g} MB"
+    over = limits.upload_too_large(settings)
     files: list[IncomingFile] = []
     for index, (raw_name, stream) in enumerate(parts):
         name = display_name(raw_name, f"file {index + 1}")
         path = workdir / f"part{index}"
-        budget -= copy_limited(stream, path, budget, "the upload", limit_text)
+        budget -= copy_limited(stream, path, budget, over)
         if path.stat().st_size == 0:
             raise IngestError(422, f"{name}: file is empty")
         files.append(IncomingFile(name, path))
@@ -123,7 +125,7 @@ def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[In
     """The image members of ``archive``, written as ``dest/member<i>`` (names not used)."""
     dest.mkdir()
     budget = settings.max_unzipped_bytes
-    limit_text = f"AMAQC_MAX_UNZIPPED_MB={settings.max_unzipped_mb:g} MB when unpacked (zip bomb?)"
+    over = limits.unpacked_too_large(archive.name, settings)
     try:
         with zipfile.ZipFile(archive.path) as zf:
             infos = zf.infolist()
@@ -138,18 +140,15 @@ def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[In
             if not members:
                 raise IngestError(422, f"{archive.name}: the ZIP contains no files")
             if len(members) > settings.max_files:
-                raise IngestError(
-                    413,
-                    f"{archive.name}: {len(members)} files, over the limit of {settings.max_files}",
-                )
+                raise IngestError(413, limits.too_many_files(archive.name, len(members), settings))
             if sum(i.file_size for i in members) > budget:
-                raise IngestError(413, f"{archive.name}: expands to more than {limit_text}")
+                raise IngestError(413, over)
             files = []
             for index, info in enumerate(members):
                 name = f"{archive.name}/{display_name(info.filename, f'member {index + 1}')}"
                 path = dest / f"member{index}"
                 with zf.open(info) as src:  # sizes in the header may lie: count real bytes
-                    budget -= copy_limited(src, path, budget, archive.name, limit_text)
+                    budget -= copy_limited(src, path, budget, over)
                 if _is_zip(path):
                     raise IngestError(422, f"{name}: nested ZIP files are not accepted")
                 files.append(IncomingFile(name, path))

@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, BinaryIO
-
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, Request, status
 
 from app.api.deps import IngestKey, Multipart, SessionDep, SettingsDep
 from app.api.schemas import SeriesAccepted, SkippedObject, SliceAccepted
+from app.api.upload_form import OPENAPI, Upload
 from app.ingest.errors import NonImageObject
 from app.ingest.handle import handle_upload
 
 router = APIRouter(tags=["ingest"])
-
-Files = Annotated[
-    list[UploadFile] | None,
-    File(description="DICOM, PNG, JPEG or NIfTI files, or one ZIP of them"),
-]
-OptionalText = Annotated[str | None, Form(max_length=200)]
-
-
-@dataclass(frozen=True)
-class UploadForm:
-    """The multipart fields both ingest routes take."""
-
-    parts: list[tuple[str | None, BinaryIO]]
-    series_uid: str | None
-    protocol: str | None
-    scanner: str | None
-
-
-def upload_form(
-    files: Files = None,
-    series_uid: OptionalText = None,
-    protocol: OptionalText = None,
-    scanner: OptionalText = None,
-) -> UploadForm:
-    return UploadForm([(f.filename, f.file) for f in files or []], series_uid, protocol, scanner)
-
-
-Upload = Annotated[UploadForm, Depends(upload_form)]
 
 
 @router.post(
@@ -48,6 +18,7 @@ Upload = Annotated[UploadForm, Depends(upload_form)]
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SeriesAccepted,
     dependencies=[Multipart],
+    openapi_extra=OPENAPI,
 )
 def upload_series(
     request: Request,
@@ -89,6 +60,7 @@ def _skipped(objects: list[NonImageObject]) -> list[SkippedObject]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SliceAccepted,
     dependencies=[Multipart],
+    openapi_extra=OPENAPI,
 )
 def upload_slice(
     request: Request,
