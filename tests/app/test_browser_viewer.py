@@ -1,6 +1,7 @@
 """The slice viewer in a real browser (Debian's Chromium driven by Playwright) on the API
 served by uvicorn (SQLite, verdicts written in-process): the heatmap's fixed colour scale and
-its legend. ``AMAQC_SHOTS=<dir>`` also saves screenshots there."""
+its legend; wheel, drag and double-click as in DICOM viewers, the default window from the DICOM
+header else percentiles. ``AMAQC_SHOTS=<dir>`` also saves screenshots there."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from app.config import Settings
 from tests.app.conftest import set_threshold
-from tests.utils.ui import base_url, page, scored, shot, sign_in
+from tests.utils.ui import base_url, page, scored, shot, sign_in, tagged_series_files
 
 __all__ = ["base_url", "page"]  # fixtures
 
@@ -23,6 +24,12 @@ PATCH_PIXEL = """() => {
   const x = Math.floor(c.width / map[0].length / 2), y = Math.floor(c.height / map.length / 2);
   return { p: map[0][0], rgba: Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data) };
 }"""
+
+
+#: the sum of the drawn slice's red channel (changes when window/level does)
+IMAGE_SUM = """() => { const c = document.getElementById('image');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s; }"""
 
 
 def _heat_drawn(page: Any) -> None:
@@ -81,3 +88,92 @@ def test_the_heatmap_has_a_fixed_scale_a_floor_and_a_legend(
         ".some((v, i) => i % 4 === 3 && v > 0); }"
     )
     shot(page, "viewer-heatmap.png")
+
+
+def _window(page: Any) -> tuple[float, float]:
+    width, level = (page.locator("#stage").get_attribute("data-window") or "0,0").split(",")
+    return float(width), float(level)
+
+
+@pytest.mark.slow
+def test_wheel_scrolls_slices_and_drag_sets_window_level(
+    settings: Settings, base_url: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    files = tagged_series_files(3, "1.2.22.61", WindowCenter=1500, WindowWidth=2000)
+    series_id = scored(settings, base_url, "1.2.22.61", files=files)
+    sign_in(page, settings)
+    page.goto(f"/series/{series_id}")
+    stage = page.locator("#stage")
+    expect(stage).to_have_attribute("data-index", "0")
+    # the default window is the DICOM header's
+    expect(page.locator("#wl-info")).to_have_text("W 2000 / L 1500 (DICOM)")
+    assert _window(page) == (2000.0, 1500.0)
+
+    # the wheel over the slice steps through the slices (and does not scroll the page)
+    box = stage.bounding_box()
+    assert box is not None
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    scrolled = page.evaluate("() => window.scrollY")
+    page.mouse.wheel(0, 100)
+    expect(stage).to_have_attribute("data-index", "1")
+    page.mouse.wheel(0, 100)
+    expect(stage).to_have_attribute("data-index", "2")
+    page.mouse.wheel(0, -100)
+    expect(stage).to_have_attribute("data-index", "1")
+    assert page.evaluate("() => window.scrollY") == scrolled
+
+    # drag: right widens the window, down raises the level; the image is redrawn
+    before = page.evaluate(IMAGE_SUM)
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + box["width"] / 4, cy + box["height"] / 8, steps=5)
+    page.mouse.up()
+    width, level = _window(page)
+    assert width > 2000 and level > 1500
+    expect(page.locator("#wl-info")).to_contain_text("(adjusted)")
+    page.wait_for_function(f"() => ({IMAGE_SUM})() !== {before}")
+
+    # right-drag the other way narrows it; no context menu gets in the way
+    page.mouse.move(cx, cy)
+    page.mouse.down(button="right")
+    page.mouse.move(cx - box["width"] / 4, cy, steps=5)
+    page.mouse.up(button="right")
+    assert _window(page)[0] < width
+
+    # double-click: back to the DICOM window
+    page.mouse.dblclick(cx, cy)
+    expect(page.locator("#wl-info")).to_have_text("W 2000 / L 1500 (DICOM)")
+    expect(stage).to_have_attribute("data-index", "1")  # a click is not a slice change
+    # the slice is scaled smoothly, the heatmap keeps its patch blocks
+    assert page.eval_on_selector("#image", "c => getComputedStyle(c).imageRendering") == "auto"
+    assert page.eval_on_selector("#heat", "c => getComputedStyle(c).imageRendering") == "pixelated"
+    expect(page.locator("#keys")).to_contain_text("wheel")
+    expect(page.locator("#keys")).to_contain_text("double-click")
+
+
+@pytest.mark.slow
+def test_without_a_dicom_window_the_default_comes_from_percentiles(
+    settings: Settings, base_url: str, page: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    series_id = scored(settings, base_url, "1.2.22.62", n=1)  # no WindowCenter / Width
+    sign_in(page, settings)
+    page.goto(f"/series/{series_id}")
+    expect(page.locator("#wl-info")).to_contain_text("(auto)")
+    # the 0.5-99.5 percentiles of the slice's own values, recomputed here from the pixels
+    lo, hi = page.evaluate(
+        """async () => {
+          const id = JSON.parse(document.getElementById('series-data').textContent).slices[0].id;
+          const r = await fetch(`/api/v1/instances/${id}/pixels`);
+          const v = Array.from(new Float32Array(await r.arrayBuffer())).sort((a, b) => a - b);
+          return [v[Math.floor(0.005 * (v.length - 1))], v[Math.floor(0.995 * (v.length - 1))]];
+        }"""
+    )
+    width, level = _window(page)
+    assert width == pytest.approx(hi - lo, rel=0.02) and level == pytest.approx(
+        (hi + lo) / 2, rel=0.02
+    )

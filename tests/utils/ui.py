@@ -74,3 +74,23 @@ def sign_in(page: Any, settings: Settings, name: str = "Ann Radiographer") -> No
 def shot(page: Any, name: str) -> None:
     if os.environ.get("AMAQC_SHOTS"):
         page.screenshot(path=str(Path(os.environ["AMAQC_SHOTS"]) / name))
+
+
+def tagged_series_files(n: int, uid: str, **tags: object) -> list[Any]:
+    """``files=`` for httpx: ``n`` 128x128 DICOM slices of series ``uid`` with extra header
+    ``tags`` (keyword=value, e.g. ``WindowCenter=1200``, ``StationName="MR-3T-A"``)."""
+    import io
+
+    from tests.utils.images import dicom_dataset, phantom, set_pixels_12bit
+
+    files = []
+    for i in range(n):
+        ds = dicom_dataset(series_uid=uid, instance=i + 1)
+        ds.SeriesDescription = "t2_tse_tra"
+        for keyword, value in tags.items():
+            setattr(ds, keyword, value)
+        set_pixels_12bit(ds, phantom(128, seed=i))
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append(("files", (f"{i}.dcm", buffer.getvalue(), "application/dicom")))
+    return files

@@ -14,6 +14,7 @@ from app.api.schemas import InstancePublic, instance_public
 from app.config import Settings
 from app.db import repo
 from app.db.models import Instance
+from app.dicom_header import display_window
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 PNG: dict[str, Any] = {"content": {"image/png": {}}}
@@ -54,14 +55,18 @@ def instance_image(instance: ReadableInstance, settings: SettingsDep) -> Respons
 )
 def instance_pixels(instance: ReadableInstance, settings: SettingsDep) -> Response:
     """The slice's pixel values as little-endian float32, row-major; the shape is in the
-    ``X-Amaqc-Shape: rows,cols`` header (the viewer's window/level works on these)."""
+    ``X-Amaqc-Shape: rows,cols`` header (the viewer's window/level works on these) and, for a
+    DICOM slice that names one, its display window in ``X-Amaqc-Window: center,width`` (the
+    header's WindowCenter / WindowWidth, in the same units as the values)."""
     pixels = np.ascontiguousarray(_pixels(settings, instance), dtype="<f4")
     rows, cols = pixels.shape
-    return Response(
-        pixels.tobytes(),
-        media_type="application/octet-stream",
-        headers={"X-Amaqc-Shape": f"{rows},{cols}"},
-    )
+    headers = {"X-Amaqc-Shape": f"{rows},{cols}"}
+    if instance.storage_path.endswith(".dcm"):
+        path = storage.resolve(settings.storage_dir, instance.storage_path)
+        window = display_window(path, instance.frame_index)
+        if window is not None:
+            headers["X-Amaqc-Window"] = f"{window[0]:g},{window[1]:g}"
+    return Response(pixels.tobytes(), media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/{instance_id}/heatmap.png", name="instance_heatmap", responses={200: PNG})

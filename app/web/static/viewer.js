@@ -1,9 +1,10 @@
-// Series viewer: slice strip, large view with window/level on the raw pixel values, patch
-// heatmap overlay, probability chart, keyboard navigation (the review form: review.js).
+// Series viewer: slice strip, large view with window/level on the raw pixel values (default
+// from the DICOM window, else percentiles), the patch heatmap (heatmap.js), probability chart,
+// keyboard and mouse as in DICOM viewers (wheel = slices, drag = window/level, double-click =
+// reset), and the review form (review.js).
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("series-data").textContent);
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const slices = data.slices;
   const $ = (id) => document.getElementById(id);
   const stage = $("stage"), imageCanvas = $("image"), heatCanvas = $("heat");
@@ -18,7 +19,9 @@
       pixelCache.set(slice.id, fetch(slice.pixels_url, { credentials: "same-origin" }).then(async (r) => {
         if (!r.ok) throw new Error((await r.json()).detail || r.statusText);
         const [rows, cols] = r.headers.get("X-Amaqc-Shape").split(",").map(Number);
-        return { rows, cols, values: new Float32Array(await r.arrayBuffer()) };
+        const named = r.headers.get("X-Amaqc-Window");  // the DICOM WindowCenter, WindowWidth
+        const window = named ? named.split(",").map(Number) : null;
+        return { rows, cols, window, values: new Float32Array(await r.arrayBuffer()) };
       }));
     }
     return pixelCache.get(slice.id);
@@ -33,11 +36,20 @@
     return [at(lowP), at(highP)];
   }
 
-  function autoWindow(px) {
-    const [lo, hi] = percentiles(px.values, 0.005, 0.995);
+  // the slice's own window: the DICOM header's WindowCenter/WindowWidth when it names one,
+  // else the 0.5-99.5 percentiles of its values
+  function defaultWindow(px) {
     const [min, max] = percentiles(px.values, 0, 1);
-    state.range = [min, max > min ? max : min + 1];
-    state.lo = lo; state.hi = hi > lo ? hi : lo + 1;
+    let lo, hi;
+    if (px.window) {
+      const [center, width] = px.window;
+      lo = center - width / 2; hi = center + width / 2; state.wlSource = "DICOM";
+    } else {
+      [lo, hi] = percentiles(px.values, 0.005, 0.995); state.wlSource = "auto";
+      if (hi <= lo) hi = lo + 1;
+    }
+    state.range = [Math.min(min, lo), Math.max(max > min ? max : min + 1, hi)];
+    state.lo = lo; state.hi = hi;
     syncSliders();
   }
 
@@ -46,16 +58,33 @@
     $("ww").value = Math.round(((state.hi - state.lo) / span) * 1000);
     $("wl").value = Math.round((((state.hi + state.lo) / 2 - min) / span) * 1000);
     const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
-    $("wl-info").textContent = `W ${fmt(state.hi - state.lo)} / L ${fmt((state.hi + state.lo) / 2)}`;
+    $("wl-info").textContent = `W ${fmt(state.hi - state.lo)} / L ${fmt((state.hi + state.lo) / 2)} (${state.wlSource})`;
+    stage.dataset.window = `${state.hi - state.lo},${(state.hi + state.lo) / 2}`;
+  }
+
+  function setWindow(width, level) {
+    const span = state.range[1] - state.range[0];
+    width = Math.max(span / 1000, width);
+    state.lo = level - width / 2; state.hi = level + width / 2; state.wlSource = "adjusted";
+    syncSliders();
+    redraw();
   }
 
   function slidersToWindow() {
     const [min, max] = state.range, span = max - min;
-    const width = Math.max(1, Number($("ww").value)) / 1000 * span;
-    const level = min + (Number($("wl").value) / 1000) * span;
-    state.lo = level - width / 2; state.hi = level + width / 2;
-    syncSliders();
+    setWindow(Math.max(1, Number($("ww").value)) / 1000 * span, min + (Number($("wl").value) / 1000) * span);
+  }
+
+  async function resetWindow() {
+    defaultWindow(await pixels(slices[state.index]));
     draw();
+  }
+
+  let pending = false;  // one redraw per animation frame while dragging
+  function redraw() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; draw(); });
   }
 
   // --- drawing -----------------------------------------------------------------------
@@ -64,7 +93,7 @@
     let px;
     try { px = await pixels(slice); } catch (err) { $("slice-info").textContent = "cannot load slice: " + err.message; return; }
     if (slice !== slices[state.index]) return;  // another slice was selected meanwhile
-    if (state.lo === null) autoWindow(px);
+    if (state.lo === null) defaultWindow(px);
     imageCanvas.width = heatCanvas.width = px.cols;
     imageCanvas.height = heatCanvas.height = px.rows;
     const ctx = imageCanvas.getContext("2d");
@@ -160,7 +189,38 @@
   $("opacity").addEventListener("input", (e) => { state.opacity = Number(e.target.value) / 100; state.heat = true; showHeat(); });
   $("ww").addEventListener("input", slidersToWindow);
   $("wl").addEventListener("input", slidersToWindow);
-  $("wl-auto").addEventListener("click", async () => { autoWindow(await pixels(slices[state.index])); draw(); });
+  $("wl-auto").addEventListener("click", resetWindow);
+
+  // --- mouse, as in every DICOM viewer: wheel = slices, drag = window/level, double-click = reset
+  let wheelTravel = 0;
+  stage.addEventListener("wheel", (event) => {
+    event.preventDefault();  // the page does not scroll under the slice
+    const unit = event.deltaMode === 1 ? 40 : event.deltaMode === 2 ? 800 : 1;
+    const delta = event.deltaY * unit;
+    if (Math.abs(delta) >= 50) { wheelTravel = 0; select(state.index + Math.sign(delta)); return; }
+    wheelTravel += delta;  // a touchpad's small steps add up to one slice
+    if (Math.abs(wheelTravel) >= 100) { select(state.index + Math.sign(wheelTravel)); wheelTravel = 0; }
+  }, { passive: false });
+
+  let drag = null;
+  stage.addEventListener("pointerdown", (event) => {
+    if ((event.button !== 0 && event.button !== 2) || state.range === null) return;
+    drag = { x: event.clientX, y: event.clientY, width: state.hi - state.lo,
+      level: (state.hi + state.lo) / 2, moved: false };
+    stage.setPointerCapture(event.pointerId);
+  });
+  stage.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+    if (!drag.moved && Math.abs(dx) + Math.abs(dy) < 3) return;  // a click, not a drag
+    drag.moved = true;
+    // across the whole view: the whole value range; right = wider window, down = higher level
+    const box = stage.getBoundingClientRect(), span = state.range[1] - state.range[0];
+    setWindow(drag.width + (dx / box.width) * span, drag.level + (dy / box.height) * span);
+  });
+  for (const type of ["pointerup", "pointercancel"]) stage.addEventListener(type, () => { drag = null; });
+  stage.addEventListener("contextmenu", (event) => event.preventDefault());  // right-drag
+  stage.addEventListener("dblclick", (event) => { event.preventDefault(); resetWindow(); });
 
   document.addEventListener("keydown", (event) => {
     const t = event.target;
@@ -174,6 +234,7 @@
     ArrowLeft: () => select(state.index - 1), ArrowUp: () => select(state.index - 1),
     Home: () => select(0), End: () => select(slices.length - 1),
     h: () => { state.heat = !state.heat; showHeat(); },
+    r: resetWindow,
   };
 
   // the review form (review.js) labels slices and adds its keys
