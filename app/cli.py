@@ -72,7 +72,14 @@ def info(
     table.add_row("patch", f"{meta.patch_size} px, stride {meta.patch_stride}")
     table.add_row("aggregation", str(meta.aggregation))
     table.add_row("normalization", str(meta.normalization))
-    table.add_row("threshold", f"{meta.threshold:.4f}")
+    table.add_row("threshold", f"{meta.threshold:.4f} (AMAResNet)")
+    fusion = meta.fusion_model
+    if fusion is not None:
+        table.add_row(
+            "fused detector",
+            f"threshold {fusion.threshold:.4f} over {len(fusion.features)} features "
+            "(served by default; --detector cnn for AMAResNet alone)",
+        )
     for key, value in sorted(meta.metrics.items()):
         table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("created", f"{meta.created_at} (amaqc {meta.amaqc_version})")
@@ -82,7 +89,7 @@ def info(
 # Register data/simulate/train/evaluate/predict (cli_training), ablation/compare
 # (cli_experiments) and the QC service's migrate/keys/api/worker/up (cli_service) on `app`
 # (imported last: they import `app`).
-from . import cli_experiments, cli_service, cli_training  # noqa: E402, F401
+from . import cli_experiments, cli_fusion, cli_service, cli_training  # noqa: E402, F401
 
 
 def main() -> None:

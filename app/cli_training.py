@@ -46,13 +46,13 @@ def _progress() -> Progress:
     )
 
 
-def _predictor(checkpoint: Path | None, device: str | None) -> Any:
+def _predictor(checkpoint: Path | None, device: str | None, detector: str = "auto") -> Any:
     from model import CheckpointError, Predictor
 
     path = checkpoint or default_checkpoint()
     try:
-        return Predictor(path, device=device)
-    except CheckpointError as exc:
+        return Predictor(path, device=device, detector=detector)
+    except (CheckpointError, ValueError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -413,6 +413,13 @@ def predict(
     ),
     checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda (default: auto).")] = None,
+    detector: Annotated[
+        str,
+        typer.Option(
+            help="fused (AMAResNet + IQM panel), cnn (AMAResNet alone) or auto: fused when "
+            "the checkpoint carries a fusion model."
+        ),
+    ] = "auto",
 ) -> None:
     """Score images and write one CSV line per slice (label 1 = artifact).
 
@@ -420,7 +427,7 @@ def predict(
     """
     from training.predict import predict_path
 
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, detector)
     with _progress() as progress:
         task = progress.add_task("predicting", total=None, info="")
         try:

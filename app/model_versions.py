@@ -45,6 +45,15 @@ def checkpoint_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
+def served_threshold(meta: dict[str, Any]) -> float:
+    """The threshold of the detector a checkpoint serves: its fused detector's where it carries
+    one (``model.fusion``), else AMAResNet's own."""
+    fusion = meta.get("fusion") or {}
+    if isinstance(fusion, dict) and "threshold" in fusion:
+        return float(fusion["threshold"])
+    return float(meta.get("threshold", 0.5))
+
+
 def register_checkpoint(
     session: Session, path: Path, *, name: str | None = None, activate: bool = True
 ) -> ModelVersion:
@@ -63,7 +72,7 @@ def register_checkpoint(
                 checkpoint_path=str(path),
                 sha256=sha,
                 arch=str(meta["arch"]),
-                threshold=float(meta.get("threshold", 0.5)),
+                threshold=served_threshold(meta),
                 metrics=dict(meta.get("metrics") or {}),
             ),
             activate=activate,

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ._version import amaqc_version
+from .fusion import FusionError, FusionModel
 from .partition import AGGREGATIONS
 from .preprocess import Normalization
 from .registry import build_model
@@ -67,6 +68,9 @@ class CheckpointMeta:
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     amaqc_version: str = field(default_factory=amaqc_version)
     training: dict[str, Any] = field(default_factory=dict)
+    #: the fused detector over this network and the IQM panel (``FusionModel.to_dict``); empty
+    #: when the checkpoint serves AMAResNet alone
+    fusion: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -81,6 +85,22 @@ class CheckpointMeta:
                 f"got {self.patch_stride}"
             )
         Normalization.from_dict(self.normalization)  # raises on a bad normalisation
+        if self.fusion:
+            try:
+                FusionModel.from_dict(self.fusion)
+            except FusionError as exc:
+                raise CheckpointError(str(exc)) from None
+
+    @property
+    def fusion_model(self) -> FusionModel | None:
+        """The fused detector, or None when the checkpoint has none."""
+        return FusionModel.from_dict(self.fusion) if self.fusion else None
+
+    @property
+    def served_threshold(self) -> float:
+        """The threshold of the detector served by default: the fused one's where present."""
+        fused = self.fusion_model
+        return float(fused.threshold) if fused is not None else float(self.threshold)
 
     @property
     def norm(self) -> Normalization:

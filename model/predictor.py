@@ -12,18 +12,27 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointMeta, load_checkpoint
+from .fusion import fusion_features
+from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
+
+DETECTORS = ("auto", "cnn", "fused")
 
 
 @dataclass(frozen=True)
 class SlicePrediction:
-    """One slice's result: artifact ``probability`` in [0, 1], ``label`` (1 = artifact at the
-    checkpoint's threshold) and ``patch_probs``, the (rows, cols) map of patch probabilities."""
+    """One slice's result: artifact ``probability`` in [0, 1] of the detector served, ``label``
+    (1 = artifact at that detector's threshold) and ``patch_probs``, the (rows, cols) map of
+    AMAResNet's patch probabilities. ``cnn_probability`` is AMAResNet's own slice probability
+    (equal to ``probability`` when the CNN is served); ``iqms`` the IQM panel the fused detector
+    read (None for the CNN alone, or when the slice was too small or blank for the panel)."""
 
     probability: float
     label: int
     patch_probs: np.ndarray
+    cnn_probability: float | None = None
+    iqms: dict[str, float] | None = None
 
 
 def default_device() -> torch.device:
@@ -38,6 +47,8 @@ class Predictor:
         checkpoint: path of a checkpoint file, or an already loaded ``(model, meta)`` pair.
         device: torch device; default CUDA when available, else CPU.
         batch_size: patches per forward pass.
+        detector: ``"fused"`` (AMAResNet + the IQM panel, :mod:`model.fusion`), ``"cnn"``
+            (AMAResNet alone) or ``"auto"``: fused when the checkpoint carries a fusion model.
 
     ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts it
     into ``meta.patch_size`` patches, runs the network under ``torch.inference_mode`` (with fp16
@@ -50,9 +61,12 @@ class Predictor:
         *,
         device: str | torch.device | None = None,
         batch_size: int = 64,
+        detector: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         self.device = torch.device(device) if device is not None else default_device()
         if isinstance(checkpoint, tuple):
             model, meta = checkpoint
@@ -60,12 +74,24 @@ class Predictor:
             model, meta = load_checkpoint(checkpoint)
         self.meta = meta
         self.norm = meta.norm
+        fusion = meta.fusion_model
+        if detector == "fused" and fusion is None:
+            raise ValueError("this checkpoint has no fusion model; use detector='cnn'")
+        self.fusion = fusion if detector != "cnn" else None
         self.batch_size = batch_size
         # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
         self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
 
     @property
+    def detector(self) -> str:
+        """``"fused"`` or ``"cnn"``: what :meth:`predict`'s probability comes from."""
+        return "fused" if self.fusion is not None else "cnn"
+
+    @property
     def threshold(self) -> float:
+        """The decision threshold of the detector served."""
+        if self.fusion is not None:
+            return float(self.fusion.threshold)
         return float(self.meta.threshold)
 
     def _batches(self, patches: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -105,7 +131,25 @@ class Predictor:
         probs = self.patch_probabilities(patches)
         how = self.meta.aggregation.get("how", "mean")
         image_probs, maps = aggregate(probs, grid, how, self.meta.aggregation.get("k"))
+        cnn = image_probs.tolist()
+        if self.fusion is None:
+            return [
+                SlicePrediction(float(p), int(p >= self.threshold), m.numpy(), float(p))
+                for p, m in zip(cnn, maps, strict=True)
+            ]
+        panels = [_panel(s) for s in slices]
+        rows = [fusion_features(p, m.numpy(), q) for p, m, q in zip(cnn, maps, panels, strict=True)]
+        fused = self.fusion.probability(rows).tolist()
         return [
-            SlicePrediction(float(p), int(p >= self.threshold), m.numpy())
-            for p, m in zip(image_probs.tolist(), maps, strict=True)
+            SlicePrediction(float(f), int(f >= self.threshold), m.numpy(), float(p), q)
+            for f, p, m, q in zip(fused, cnn, maps, panels, strict=True)
         ]
+
+
+def _panel(image: np.ndarray) -> dict[str, float] | None:
+    """The IQM panel of a slice, or None where it cannot be computed (too small, blank): the
+    fused model then reads its training mean for every IQM (no evidence either way)."""
+    try:
+        return compute_iqms(image)
+    except ValueError:
+        return None

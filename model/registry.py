@@ -25,8 +25,15 @@ def register_model(name: str) -> Callable[[_B], _B]:
     return decorator
 
 
+def _register_builtin() -> None:
+    """Import the modules that register the built-in networks (``model/__init__`` is lazy, so
+    a caller that reaches this module directly may not have imported them yet)."""
+    from . import baselines, resnet  # noqa: F401
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
+    _register_builtin()
     return sorted(_REGISTRY)
 
 
@@ -37,6 +44,7 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 2, **cfg:
         ValueError: unknown ``name`` (the message lists the known ones) or an option the builder
             does not accept.
     """
+    _register_builtin()
     try:
         builder = _REGISTRY[name]
     except KeyError:

@@ -1,5 +1,7 @@
-"""Score every image under a path and write one CSV line per slice: ``file,probability,label``
-(``file`` relative to the path; ``#k`` marks slice k of a multi-slice file; label 1 = artifact)."""
+"""Score every image under a path and write one CSV line per slice:
+``file,probability,label,cnn_probability`` (``probability`` and ``label`` from the detector
+served, ``cnn_probability`` AMAResNet's own; ``file`` relative to the path; ``#k`` marks slice k
+of a multi-slice file; label 1 = artifact)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from model import Predictor
 from .image_types import UnreadableImage
 from .readers import iter_image_files, read_slices
 
-CSV_COLUMNS = ("file", "probability", "label")
+CSV_COLUMNS = ("file", "probability", "label", "cnn_probability")
 
 
 @dataclass
@@ -58,7 +60,14 @@ def predict_path(
                 report.files += 1
                 for s, p in zip(slices, preds, strict=True):
                     name = rel if len(slices) == 1 else f"{rel}#{s.index}"
-                    writer.writerow([name, f"{p.probability:.6f}", p.label])
+                    writer.writerow(
+                        [
+                            name,
+                            f"{p.probability:.6f}",
+                            p.label,
+                            "" if p.cnn_probability is None else f"{p.cnn_probability:.6f}",
+                        ]
+                    )
                     report.slices += 1
                     report.flagged += p.label
             if on_file is not None:

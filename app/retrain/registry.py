@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app import storage
 from app.db import repo, repo_training
 from app.db.models import ModelActivation, ModelVersion
-from app.model_versions import CheckpointUnusable, checkpoint_metadata
+from app.model_versions import CheckpointUnusable, checkpoint_metadata, served_threshold
 
 
 class ActivationRefused(Exception):
@@ -158,7 +158,7 @@ def register_trained(
             checkpoint_path=str(path.resolve()),
             sha256=sha,
             arch=str(meta["arch"]),
-            threshold=float(meta.get("threshold", 0.5)),
+            threshold=served_threshold(meta),
             metrics=dict(meta.get("metrics") or {}),
             parent_id=parent_id,
             data_summary=data_summary,

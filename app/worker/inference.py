@@ -240,6 +240,12 @@ def _write_instance_verdicts(
                     label=int(pred.probability >= version.threshold),
                     threshold=version.threshold,
                     patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
+                    cnn_probability=pred.cnn_probability,
+                    iqms=(
+                        {k: round(float(v), 6) for k, v in pred.iqms.items()}
+                        if pred.iqms is not None
+                        else None
+                    ),
                     shadow=shadow,
                 ),
             )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import aggregate, make_grid, partition
+from model.partition import aggregate, make_grid, partition
 
 
 def test_partition_then_reassemble_returns_the_image() -> None:

@@ -1,0 +1,166 @@
+"""The fused detector: a logistic regression over AMAResNet's output and the IQM panel.
+
+AMAResNet sees patches of anatomy; the IQM panel (:mod:`model.iqm`) sees the whole slice's air,
+k-space and edges, where ghosts, spikes and wrap-around show first and where a bias field or a
+lower resolution leaves no trace. A small calibrated model over both,
+
+    p = sigmoid(b + sum_i w_i (f_i - mean_i) / scale_i),
+
+with ``f`` the features of :func:`fusion_features`, is stored as plain numbers in the checkpoint's
+JSON metadata (``CheckpointMeta.fusion``): nothing is unpickled, and a reader can see each
+feature's weight. Torch-free; ``training.fusion`` fits it (scikit-learn).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+import numpy as np
+
+from .iqm import IQM_NAMES
+
+__all__ = [
+    "CNN_FEATURES",
+    "FUSION_FORMAT",
+    "LOG_IQMS",
+    "FusionError",
+    "FusionModel",
+    "fusion_features",
+]
+
+FUSION_FORMAT: Final = "amaqc-fusion/1"
+#: Features taken from AMAResNet's output: the slice probability and the patch map.
+CNN_FEATURES: Final = ("cnn_logit", "patch_max_logit", "patch_mean", "patch_std", "patch_frac")
+#: IQMs that are positive ratios spanning decades: the model reads their log10.
+LOG_IQMS: Final = frozenset(
+    {"snr", "bg_level", "bg_structure", "hf_energy", "sharpness", "edge_signal", "kspace_cliff"}
+)
+_CLIP: Final = 1e-4
+
+
+class FusionError(ValueError):
+    """A fusion model description that cannot be used, with the reason."""
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), _CLIP), 1 - _CLIP)
+    return math.log(p / (1 - p))
+
+
+def fusion_features(
+    cnn_probability: float | None,
+    patch_probs: np.ndarray | None,
+    iqms: Mapping[str, float] | None,
+) -> dict[str, float]:
+    """The named features of one slice. ``None`` parts are left out (the model then reads its
+    training mean for them: no evidence either way)."""
+    out: dict[str, float] = {}
+    if cnn_probability is not None:
+        out["cnn_logit"] = _logit(cnn_probability)
+    if patch_probs is not None and np.size(patch_probs):
+        m = np.asarray(patch_probs, dtype=np.float64).ravel()
+        out["patch_max_logit"] = _logit(float(m.max()))
+        out["patch_mean"] = float(m.mean())
+        out["patch_std"] = float(m.std())
+        out["patch_frac"] = float((m >= 0.5).mean())
+    for name, value in (iqms or {}).items():
+        if name in LOG_IQMS:
+            out[f"iqm_{name}"] = math.log10(max(float(value), _CLIP))
+        else:
+            out[f"iqm_{name}"] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    """A standardised logistic regression over named features, with its own threshold.
+
+    ``features`` name the inputs (see :func:`fusion_features`); ``mean`` and ``scale`` standardise
+    them; ``coef`` and ``intercept`` are the regression; ``threshold`` is the decision threshold
+    on its probability. ``info`` carries provenance (training data, rule, metrics).
+    """
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float = 0.5
+    info: dict[str, Any] = field(default_factory=dict)
+    format: str = FUSION_FORMAT
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if n == 0:
+            raise FusionError("a fusion model needs at least one feature")
+        for name in ("mean", "scale", "coef"):
+            values = getattr(self, name)
+            if len(values) != n:
+                raise FusionError(f"{name} has {len(values)} values for {n} features")
+            if not all(math.isfinite(v) for v in values):
+                raise FusionError(f"{name} holds a non-finite value")
+        if any(s <= 0 for s in self.scale):
+            raise FusionError("every scale must be > 0")
+        if len(set(self.features)) != n:
+            raise FusionError("feature names must be unique")
+        known = set(CNN_FEATURES) | {f"iqm_{q}" for q in IQM_NAMES}
+        unknown = sorted(set(self.features) - known)
+        if unknown:
+            raise FusionError(f"unknown feature(s) {unknown}")
+        if not math.isfinite(self.intercept):
+            raise FusionError("intercept must be finite")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise FusionError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.format != FUSION_FORMAT:
+            raise FusionError(f"unsupported fusion format {self.format!r} (want {FUSION_FORMAT})")
+
+    @property
+    def uses_cnn(self) -> bool:
+        return any(f in CNN_FEATURES for f in self.features)
+
+    def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(N, F) standardised features; a feature missing from a row reads 0 (its mean)."""
+        x = np.zeros((len(rows), len(self.features)))
+        mean, scale = np.asarray(self.mean), np.asarray(self.scale)
+        for i, row in enumerate(rows):
+            for j, name in enumerate(self.features):
+                if name in row:
+                    x[i, j] = (row[name] - mean[j]) / scale[j]
+        return x
+
+    def probability(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(N,) artifact probabilities of feature rows (dicts of :func:`fusion_features`)."""
+        if not rows:
+            return np.zeros(0)
+        z = self.matrix(rows) @ np.asarray(self.coef) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def contributions(self, row: Mapping[str, float]) -> dict[str, float]:
+        """Each feature's additive share of the logit for one slice (what pushed it up)."""
+        x = self.matrix([row])[0]
+        return {n: float(c * v) for n, c, v in zip(self.features, self.coef, x, strict=True)}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("features", "mean", "scale", "coef"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FusionModel:
+        try:
+            return cls(
+                features=tuple(str(f) for f in data["features"]),
+                mean=tuple(float(v) for v in data["mean"]),
+                scale=tuple(float(v) for v in data["scale"]),
+                coef=tuple(float(v) for v in data["coef"]),
+                intercept=float(data["intercept"]),
+                threshold=float(data.get("threshold", 0.5)),
+                info=dict(data.get("info", {})),
+                format=str(data.get("format", FUSION_FORMAT)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise FusionError(f"fusion model: missing or malformed field ({exc})") from None

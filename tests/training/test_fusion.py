@@ -1,0 +1,76 @@
+"""Fitting the fused detector: the visibility floor, the per-source threshold rule, the fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.fusion import FusionModel
+from tests.utils.images import make_phantom
+from training.data import Sample
+from training.fusion import fit_fusion, pooled_threshold, training_slices
+
+
+def test_the_threshold_bounds_false_alarms_per_source_not_only_overall() -> None:
+    # source "a": 20 clean slices scoring low; source "b": 20 clean slices, two of them high.
+    clean_a = np.linspace(0.0, 0.3, 20)
+    clean_b = np.r_[np.linspace(0.0, 0.3, 18), 0.8, 0.9]
+    art = np.linspace(0.5, 1.0, 40)
+    probs = np.r_[clean_a, clean_b, art]
+    labels = np.r_[np.zeros(40), np.ones(40)].astype(int)
+    sources = ["a"] * 20 + ["b"] * 20 + ["a"] * 40
+    # overall, 2 of 40 clean slices (5 %) above 0.75 would be allowed; per source, b's 2 of 20
+    # (10 %) are not: the threshold must sit above b's second-highest clean score (0.8)
+    rule = pooled_threshold(labels, probs, sources, max_false_alarm_rate=0.05)
+    assert rule["threshold"] > 0.8
+    assert rule["binding_source"] == "b"
+    flagged_b = (clean_b >= rule["threshold"]).sum()
+    assert flagged_b <= 1
+    assert rule["oracle_f1"] >= rule["f1"]
+
+
+def test_the_threshold_is_f1_optimal_when_no_bound_binds() -> None:
+    probs = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1.0, 50)]
+    labels = np.r_[np.zeros(50), np.ones(50)].astype(int)
+    rule = pooled_threshold(labels, probs, ["s"] * 100, max_false_alarm_rate=0.05)
+    assert 0.4 < rule["threshold"] <= 0.6
+    assert rule["f1"] == pytest.approx(1.0)
+
+
+def test_the_rule_refuses_one_class_and_bad_bounds() -> None:
+    with pytest.raises(ValueError, match="clean and artifact"):
+        pooled_threshold([0, 0], [0.1, 0.2], ["a", "a"])
+    with pytest.raises(ValueError, match="max_false_alarm_rate"):
+        pooled_threshold([0, 1], [0.1, 0.2], ["a", "a"], max_false_alarm_rate=2.0)
+
+
+def test_fit_recovers_an_informative_feature_and_round_trips() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    rows = [
+        {
+            "iqm_gsr_rows": float(0.1 * label + 0.03 * rng.standard_normal()),
+            "iqm_snr": float(rng.standard_normal()),
+        }
+        for label in y
+    ]
+    model = fit_fusion(rows, y)
+    weights = dict(zip(model.features, model.coef, strict=True))
+    assert weights["iqm_gsr_rows"] > 5 * abs(weights["iqm_snr"])
+    assert FusionModel.from_dict(model.to_dict()) == model
+    probs = model.probability(rows)
+    assert probs[y == 1].mean() > 0.8 > 0.2 > probs[y == 0].mean()
+
+
+def test_fit_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="both clean and artifact"):
+        fit_fusion([{"iqm_snr": 1.0}], [0])
+
+
+def test_training_slices_keep_only_visible_artifacts() -> None:
+    sample = Sample(make_phantom(96), 0, "g", "train/clean/a.png", {"source": "x"})
+    out, dropped = training_slices([sample], seed=0, variants=4, kinds=("motion", "spike"))
+    clean = [s for s in out if s.label == 0]
+    artifacts = [s for s in out if s.label == 1]
+    assert len(clean) == 4 and len(artifacts) + dropped == 4
+    assert all(s.info["kind"] in ("motion", "spike") for s in artifacts)

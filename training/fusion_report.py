@@ -1,0 +1,132 @@
+"""The model card's detector-v2 section, rendered from ``amaqc train-fusion``'s summary.json, so
+the card's numbers are the measured ones."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from model.iqm import IQM_NAMES
+
+from .model_card import write_between_markers
+
+__all__ = ["FUSION_END", "FUSION_START", "render_fusion", "write_fusion_section"]
+
+FUSION_START: Final = "<!-- fusion:start -->"
+FUSION_END: Final = "<!-- fusion:end -->"
+_NAMES: Final = {"cnn": "AMAResNet alone", "iqm": "IQM panel alone", "fused": "fused (served)"}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _max_false_alarms(summary: dict[str, Any]) -> tuple[str, float | None]:
+    worst, rate = "", None
+    for source, row in summary.get("by_source", {}).items():
+        r = row.get("false_alarm_rate")
+        if r is not None and (rate is None or r > rate):
+            worst, rate = source, r
+    return worst, rate
+
+
+def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
+    """Markdown for the card: the rule, every detector on every split (moderate + severe), per
+    kind, kinds held out of training, and the fused model's weights."""
+    detectors = summary["detectors"]
+    splits = [k for k in detectors["fused"] if k != "threshold"]
+    fused_rule = detectors["fused"]["threshold"]
+    lines = [
+        "## Detector v2: AMAResNet fused with an image-quality panel",
+        "",
+        "The served probability is a logistic regression (`model/fusion.py`, stored as JSON "
+        "numbers in the checkpoint header) over AMAResNet's slice probability and patch map and "
+        f"{len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, ghosts "
+        "along each "
+        "axis, k-space spikes and truncation, edges). It was fitted on the train split's slices "
+        f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
+        " with an artifact of our simulator; "
+        f"{summary['training']['dropped_not_visible']} artifact twins dropped as not visible, "
+        f"aligned NRMSE < {summary['training']['visible_floor_nrmse']}). TorchIO's artifacts "
+        "were never trained on.",
+        "",
+        f"Threshold **{fused_rule['threshold']:.3f}**: {fused_rule['rule']} (pooled set "
+        f"`calib`: DWI b0, T1, EPI and anisotropic DWI slices of the non-training subjects, "
+        "fresh draws of both simulators, no image shared with the splits below). Binding "
+        f"source: {fused_rule['binding_source'] or 'none'}; F1 there {_pct(fused_rule['f1'])} % "
+        f"(oracle {_pct(fused_rule['oracle_f1'])} %).",
+        "",
+        "Moderate + severe artifacts against every clean slice of the split; F1 at each "
+        "detector's own pooled threshold; *LSO F1* = F1 at the threshold the same rule picks "
+        "with this split's sources left out of the pool (what a new site's scanner would get); "
+        "*max FA* = the highest false-alarm rate of any clean source of the split.",
+        "",
+        "| split | detector | threshold | ROC-AUC % | F1 % | precision % | recall % | LSO F1 % "
+        "| max FA % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split in splits:
+        for name, result in detectors.items():
+            s = result[split]
+            m = s.get("moderate_and_severe") or s["metrics"]
+            lso = s.get("leave_source_out", {})
+            source, fa = _max_false_alarms(s)
+            lines.append(
+                f"| {split} | {_NAMES.get(name, name)} | {result['threshold']['threshold']:.3f} "
+                f"| {_pct(m['roc_auc'])} | {_pct(m['f1'])} | {_pct(m['precision'])} | "
+                f"{_pct(m['recall'])} | {_pct(lso.get('f1'))} | {_pct(fa)} ({source}) |"
+            )
+    lines += [
+        "",
+        "val = DWI b0 + a T1 slice; test = a T1 subject never seen (8-bit renders); transfer = "
+        "EPI/BOLD and anisotropic DWI; xsim = TorchIO motion, ghosting and spikes (each "
+        "visible) on the test and transfer subjects, clean twins with a TorchIO bias field or "
+        "a 1.5-3x lower resolution.",
+        "",
+    ]
+    lines += [f"![ROC {s}]({img_rel}/fusion-roc-{s}.png)" for s in splits]
+    lines += [
+        "",
+        "### Fused detector by artifact kind (recall at the served threshold)",
+        "",
+        "| split | kind | artifacts | recall % | ROC-AUC vs all clean % |",
+        "|---|---|---|---|---|",
+    ]
+    for split in splits:
+        for kind, row in detectors["fused"][split].get("by_kind", {}).items():
+            if "recall" in row:
+                lines.append(
+                    f"| {split} | {kind} | {row['n_artifact']} | {_pct(row['recall'])} | "
+                    f"{_pct(row.get('roc_auc'))} |"
+                )
+    held = summary.get("held_out_kinds", {})
+    if held:
+        lines += [
+            "",
+            "### Each kind held out of training",
+            "",
+            "The fused model refitted without one of our artifact kinds (and its threshold "
+            "re-chosen without it), scored on that kind alone (moderate + severe, test + "
+            "transfer): does it flag an artifact it has never seen?",
+            "",
+            "| kind held out | artifacts | ROC-AUC % | recall % | false alarms % |",
+            "|---|---|---|---|---|",
+        ]
+        for kind, row in held.items():
+            lines.append(
+                f"| {kind} | {row['n_artifact']} | {_pct(row['roc_auc'])} | "
+                f"{_pct(row['recall'])} | {_pct(row['false_alarm_rate'])} |"
+            )
+    coef = sorted(summary.get("coefficients", {}).items(), key=lambda kv: -abs(kv[1]))
+    if coef:
+        lines += [
+            "",
+            "Weights of the fused model (standardised features, largest first): "
+            + ", ".join(f"`{n}` {w:+.2f}" for n, w in coef)
+            + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_fusion_section(card: Any, summary: dict[str, Any], img_rel: str = "img") -> None:
+    """Replace the card's detector-v2 section (between its own markers)."""
+    write_between_markers(card, render_fusion(summary, img_rel), start=FUSION_START, end=FUSION_END)
