@@ -4,6 +4,7 @@ predict. Heavy imports happen inside the commands so ``amaqc --help`` stays fast
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -461,6 +462,10 @@ def model_card(
         Path | None,
         typer.Option(help="The checkpoint it replaces: paired ROC-AUC differences in the card."),
     ] = None,
+    fusion_summary: Annotated[
+        Path | None,
+        typer.Option(help="summary.json of `amaqc train-fusion`: the card's detector-v2 section."),
+    ] = None,
 ) -> None:
     """Publish a checkpoint as the served default and write its model card.
 
@@ -476,6 +481,15 @@ def model_card(
         )
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
+    if fusion_summary is not None:
+        import shutil
+
+        from training.fusion_report import write_fusion_section
+
+        summary_json = json.loads(fusion_summary.read_text())
+        for png in fusion_summary.parent.glob("roc-*.png"):
+            shutil.copyfile(png, img_dir / f"fusion-{png.name}")
+        write_fusion_section(card, summary_json, img_rel=os.path.relpath(img_dir, card.parent))
     for split, summary in results.items():
         m = summary["metrics"]
         auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"

@@ -272,6 +272,7 @@ def run_fusion_experiment(
         }
     )
     summary["served_variant"] = variant
+    summary["choice"] = CHOICE_RULE
     attach_fusion(checkpoint, final, out_dir / "amaqc-fused.safetensors")
     summary["coefficients"] = dict(zip(final.features, final.coef, strict=True))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -13,7 +13,7 @@ __all__ = ["FUSION_END", "FUSION_START", "render_fusion", "write_fusion_section"
 
 FUSION_START: Final = "<!-- fusion:start -->"
 FUSION_END: Final = "<!-- fusion:end -->"
-_NAMES: Final = {"cnn": "AMAResNet alone", "iqm": "IQM panel alone", "fused": "fused (served)"}
+_NAMES: Final = {"cnn": "AMAResNet alone", "iqm": "IQM panel alone", "fused": "AMAResNet + panel"}
 
 
 def _pct(value: float | None) -> str:
@@ -33,16 +33,21 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     """Markdown for the card: the rule, every detector on every split (moderate + severe), per
     kind, kinds held out of training, and the fused model's weights."""
     detectors = summary["detectors"]
-    splits = [k for k in detectors["fused"] if k != "threshold"]
-    fused_rule = detectors["fused"]["threshold"]
+    served = summary.get("served_variant", "fused")
+    splits = [k for k in detectors[served] if k != "threshold"]
+    fused_rule = detectors[served]["threshold"]
     lines = [
         "## Detector v2: AMAResNet fused with an image-quality panel",
         "",
-        "The served probability is a logistic regression (`model/fusion.py`, stored as JSON "
-        "numbers in the checkpoint header) over AMAResNet's slice probability and patch map and "
+        f"Served: **{_NAMES[served]}** ({summary.get('choice', 'the better on held-out splits')})."
+        " The AMAResNet probability stays in every verdict (`cnn_probability`).",
+        "",
+        "Both candidates are logistic regressions (`model/fusion.py`, stored as JSON "
+        "numbers in the checkpoint header); one reads AMAResNet's slice probability and patch map"
+        " and "
         f"{len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, ghosts "
-        "along each "
-        "axis, k-space spikes and truncation, edges). It was fitted on the train split's slices "
+        "along each axis, k-space spikes and truncation, edges), the other the metrics alone. "
+        "Both were fitted on the train split's slices "
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "
         f"{summary['training']['dropped_not_visible']} artifact twins dropped as not visible, "
@@ -70,8 +75,9 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
             m = s.get("moderate_and_severe") or s["metrics"]
             lso = s.get("leave_source_out", {})
             source, fa = _max_false_alarms(s)
+            label = _NAMES.get(name, name) + (" (served)" if name == served else "")
             lines.append(
-                f"| {split} | {_NAMES.get(name, name)} | {result['threshold']['threshold']:.3f} "
+                f"| {split} | {label} | {result['threshold']['threshold']:.3f} "
                 f"| {_pct(m['roc_auc'])} | {_pct(m['f1'])} | {_pct(m['precision'])} | "
                 f"{_pct(m['recall'])} | {_pct(lso.get('f1'))} | {_pct(fa)} ({source}) |"
             )
@@ -86,13 +92,13 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     lines += [f"![ROC {s}]({img_rel}/fusion-roc-{s}.png)" for s in splits]
     lines += [
         "",
-        "### Fused detector by artifact kind (recall at the served threshold)",
+        f"### {_NAMES[served]} (served) by artifact kind (recall at the served threshold)",
         "",
         "| split | kind | artifacts | recall % | ROC-AUC vs all clean % |",
         "|---|---|---|---|---|",
     ]
     for split in splits:
-        for kind, row in detectors["fused"][split].get("by_kind", {}).items():
+        for kind, row in detectors[served][split].get("by_kind", {}).items():
             if "recall" in row:
                 lines.append(
                     f"| {split} | {kind} | {row['n_artifact']} | {_pct(row['recall'])} | "
@@ -104,7 +110,7 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
             "",
             "### Each kind held out of training",
             "",
-            "The fused model refitted without one of our artifact kinds (and its threshold "
+            "AMAResNet + panel refitted without one of our artifact kinds (and its threshold "
             "re-chosen without it), scored on that kind alone (moderate + severe, test + "
             "transfer): does it flag an artifact it has never seen?",
             "",
@@ -120,9 +126,8 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     if coef:
         lines += [
             "",
-            "Weights of the fused model (standardised features, largest first): "
-            + ", ".join(f"`{n}` {w:+.2f}" for n, w in coef)
-            + ".",
+            f"Weights of the served model ({_NAMES[served]}; standardised features, largest "
+            "first): " + ", ".join(f"`{n}` {w:+.2f}" for n, w in coef) + ".",
         ]
     return "\n".join(lines) + "\n"
 

@@ -74,3 +74,47 @@ def test_training_slices_keep_only_visible_artifacts() -> None:
     artifacts = [s for s in out if s.label == 1]
     assert len(clean) == 4 and len(artifacts) + dropped == 4
     assert all(s.info["kind"] in ("motion", "spike") for s in artifacts)
+
+
+def _result(f1: float, auc: float) -> dict:
+    row = {"f1": f1, "roc_auc": auc, "precision": 0.9, "recall": 0.3, "n": 10}
+    return {
+        "threshold": {
+            "threshold": 0.9,
+            "rule": "r",
+            "binding_source": "a",
+            "f1": f1,
+            "oracle_f1": 0.8,
+        },
+        **{s: {"metrics": row, "moderate_and_severe": row} for s in ("test", "transfer", "xsim")},
+    }
+
+
+def test_the_served_variant_is_the_one_with_the_better_held_out_f1() -> None:
+    from training.fusion_experiment import choose_variant
+
+    assert choose_variant({"fused": _result(0.4, 0.9), "iqm": _result(0.5, 0.8)}) == "iqm"
+    assert choose_variant({"fused": _result(0.5, 0.9), "iqm": _result(0.5, 0.8)}) == "fused"
+
+
+def test_the_card_section_names_the_served_variant_and_its_threshold() -> None:
+    from training.fusion_report import render_fusion
+
+    summary = {
+        "detectors": {
+            "cnn": _result(0.1, 0.7),
+            "fused": _result(0.4, 0.9),
+            "iqm": _result(0.5, 0.8),
+        },
+        "served_variant": "iqm",
+        "training": {
+            "slices": 10,
+            "artifact": 5,
+            "dropped_not_visible": 1,
+            "visible_floor_nrmse": 0.05,
+        },
+    }
+    text = render_fusion(summary)
+    assert "Served: **IQM panel alone**" in text
+    assert "| test | IQM panel alone (served) | 0.900 | 80.0 | 50.0 |" in text
+    assert "AMAResNet + panel (served)" not in text

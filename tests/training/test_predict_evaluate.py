@@ -45,12 +45,13 @@ def test_predict_csv_has_header_and_one_line_per_image(mixed_folder: Path, tmp_p
     report = predict_path(mixed_folder, predictor, tmp_path / "p.csv")
     with (tmp_path / "p.csv").open() as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["file", "probability", "label"]
+    assert rows[0] == ["file", "probability", "label", "cnn_probability"]
     files = sorted(r[0] for r in rows[1:])
     assert files == ["a16.png", "series/IM0001", "sub/b8.png", "sub/c.jpg"]
-    for _, prob, label in rows[1:]:
+    for _, prob, label, cnn in rows[1:]:
         assert 0.0 <= float(prob) <= 1.0 and label in {"0", "1"}
         assert int(label) == int(float(prob) >= 0.5)
+        assert cnn == prob  # AMAResNet alone is served: its probability is the verdict's
     assert report.files == 4 and [p.name for p, _ in report.skipped] == ["broken.png"]
 
 

@@ -1,0 +1,81 @@
+"""A model version carrying the fused detector (issue 17): each slice verdict keeps AMAResNet's
+own probability and the IQM panel; the API returns them with a plain line per metric; the
+verdict's label is the fused detector's at its own threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.db.session import session_scope
+from app.migrate import upgrade
+from app.model_versions import register_checkpoint
+from app.web.quality import quality_rows
+from app.worker.inference import analyse
+from model.fusion import FusionModel
+from model.iqm import IQM_NAMES
+from tests.app.conftest import make_settings
+from tests.utils.service import series_files, tiny_checkpoint
+from training.fusion import attach_fusion
+
+FUSION = FusionModel(
+    features=("cnn_logit", "iqm_qi1", "iqm_spike"),
+    mean=(0.0, 0.1, 1.5),
+    scale=(1.0, 0.1, 0.5),
+    coef=(0.5, 2.0, 1.0),
+    intercept=0.0,
+    threshold=0.7,
+)
+
+
+@pytest.fixture
+def fused_settings(tmp_path: Path) -> Settings:
+    plain = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    fused = attach_fusion(plain, FUSION, tmp_path / "fused.safetensors")
+    s = make_settings(tmp_path / "data", fused, max_upload_mb=2)
+    upgrade(s.database_url)
+    with session_scope(s.database_url) as session:
+        version = register_checkpoint(session, fused)
+        assert version.threshold == 0.7  # the served (fused) detector's threshold
+    return s
+
+
+def test_fused_verdicts_keep_the_cnn_probability_and_the_panel(fused_settings: Settings) -> None:
+    from app.api.main import app
+    from app.config import get_settings
+    from tests.app.conftest import auth, new_key
+
+    key = auth(new_key(fused_settings, "scanner"))
+    app.dependency_overrides[get_settings] = lambda: fused_settings
+    with TestClient(app) as client:
+        series_id = client.post("/api/v1/series", files=series_files(2), headers=key).json()[
+            "series_id"
+        ]
+        assert analyse(fused_settings, series_id) == "done"
+        body = client.get(f"/api/v1/series/{series_id}", headers=key).json()
+    app.dependency_overrides.clear()
+    for inst in body["instances"]:
+        assert set(inst["iqms"]) == set(IQM_NAMES)
+        assert 0.0 <= inst["cnn_probability"] <= 1.0
+        assert inst["cnn_probability"] != inst["probability"]  # the fused one is served
+        assert inst["label"] == ("artifact" if inst["probability"] >= 0.7 else "clean")
+        assert any(line.startswith("k-space spike") for line in inst["quality_notes"])
+    assert body["verdict"]["threshold"] == 0.7
+
+
+def test_the_quality_panel_ranks_metrics_by_what_pushed_the_verdict(
+    fused_settings: Settings,
+) -> None:
+    iqms = {"qi1": 0.5, "spike": 1.0, "snr": 20.0}
+    rows = quality_rows(iqms, 0.5, [[0.5]], str(fused_settings.checkpoint))
+    # qi1: 2.0 * (0.5 - 0.1) / 0.1 = +8 (towards artifact); spike: 1.0 * (1.0 - 1.5) / 0.5
+    # = -1 (towards clean); snr is not used by this model: 0
+    assert [(r["name"], r["push"]) for r in rows] == [
+        ("qi1", 8.0),
+        ("snr", 0.0),
+        ("spike", -1.0),
+    ]
+    assert rows[0]["artifact"] == "ghosts or motion smear in the air"
