@@ -15,7 +15,7 @@ from typing import cast
 
 from app.config import Settings
 
-from . import limits
+from . import judgeable, limits
 from .errors import IngestError, NonImageObject
 from .uploads import IncomingFile
 
@@ -52,8 +52,14 @@ def content_extension(path: Path) -> str:
     return ".dcm"  # with the DICM preamble, or a bare dataset; the reader decides
 
 
-def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
-    """Validate ``incoming`` completely; raise :class:`IngestError` naming the file."""
+def decode(
+    incoming: IncomingFile, settings: Settings, *, min_side: int | None = None
+) -> DecodedFile:
+    """Validate ``incoming`` completely; raise :class:`IngestError` naming the file.
+
+    ``min_side``: the smallest slice side the detector can judge (default: the active model's
+    patch size, looked up in the database).
+    """
     from app.storage import sha256_file
     from training.image_types import UnreadableImage
     from training.readers import read_slices
@@ -79,6 +85,9 @@ def decode(incoming: IncomingFile, settings: Settings) -> DecodedFile:
     for rows, cols in shapes:
         if rows * cols > settings.max_pixels:
             raise IngestError(413, _too_many_pixels(incoming.name, rows, cols, settings))
+    if min_side is None:
+        min_side = judgeable.detector_min_side(settings.database_url)
+    judgeable.check_slices(incoming.name, [s.pixels for s in slices], min_side)
     decoded = DecodedFile(incoming, path, ext, sha256_file(path), shapes)
     if ext == ".dcm":
         decoded = _with_dicom_ids(decoded)
@@ -116,6 +125,7 @@ def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
             # the FileBasedImage base class, which has no shape)
             volume = cast("nib.spatialimages.SpatialImage", nib.load(path))
             shape = tuple(int(n) for n in volume.shape)  # header only
+            judgeable.check_volumes(name, shape)
             dims = (*shape, 1, 1, 1)[:3]
             return dims[0], dims[1], dims[2]
         import pydicom

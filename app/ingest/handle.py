@@ -15,6 +15,7 @@ from app.queue import enqueue_analysis
 from . import service, uploads
 from .decode import DecodedFile, decode
 from .errors import IngestError, NonImageObject
+from .judgeable import detector_min_side
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ def _decode_all(
 ) -> tuple[list[DecodedFile], list[NonImageObject]]:
     """Decode every file; non-image objects are set aside, any other problem refuses all."""
     decoded, skipped = [], []
+    min_side = detector_min_side(settings.database_url)
     for item in incoming:
         try:
-            decoded.append(decode(item, settings))
+            decoded.append(decode(item, settings, min_side=min_side))
         except NonImageObject as exc:
             skipped.append(exc)
     if not decoded and skipped:

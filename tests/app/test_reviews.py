@@ -166,7 +166,7 @@ def test_frames_of_a_multi_frame_file_are_exported_one_file_each(
 
     from tests.utils.images import phantom
 
-    volume = np.stack([phantom(32, seed=s) for s in range(3)], axis=-1).astype(np.float32)
+    volume = np.stack([phantom(64, seed=s) for s in range(3)], axis=-1).astype(np.float32)
     path = tmp_path / "vol.nii.gz"
     nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
     files = [("files", ("vol.nii.gz", path.read_bytes(), "application/gzip"))]
