@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Literal
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.iqm import explain  # torch-free
+
 if TYPE_CHECKING:
     from app.db.models import Instance, InstanceVerdict, Review
 
@@ -32,12 +34,33 @@ class SliceAccepted(SeriesAccepted):
 
 
 class VerdictPublic(BaseModel):
+    """A series verdict. A slice is *flagged* when its probability is at or above the
+    threshold; the series is an artifact when the rule's number of slices are flagged."""
+
     label: Literal["artifact", "clean"]
-    probability: float
-    flagged_slices: list[int]
-    flagged_count: int
-    rule: str
-    threshold: float
+    probability: float = Field(
+        description="The series probability: the slice probability that decides the verdict, "
+        "i.e. the highest slice probability for rule 'any' (the k-th highest for 'count:k', "
+        "and so on), so label is artifact exactly when probability >= threshold"
+    )
+    flagged_slices: list[int] = Field(
+        description="Instance ids (not slice numbers) of the flagged slices, in id order: "
+        "each is an instance of `instances` (`GET /api/v1/instances/{id}`); their DICOM "
+        "InstanceNumbers are in flagged_instance_numbers"
+    )
+    flagged_instance_numbers: list[int | None] = Field(
+        default_factory=list,
+        description="The DICOM InstanceNumber of each flagged slice, in the order of "
+        "flagged_slices (null for a slice without one, e.g. a PNG)",
+    )
+    flagged_count: int = Field(description="How many slices are flagged")
+    rule: str = Field(
+        description="When the series is an artifact: 'any' flagged slice, 'count:k' (at least "
+        "k slices) or 'fraction:f' (at least that share of the slices)"
+    )
+    threshold: float = Field(
+        description="The model version's threshold: a slice at or above it is flagged"
+    )
 
 
 class InstancePublic(BaseModel):
@@ -46,8 +69,21 @@ class InstancePublic(BaseModel):
     frame_index: int
     rows: int
     cols: int
-    probability: float | None
+    probability: float | None = Field(
+        description="The served detector's artifact probability (the fused detector's where the "
+        "model version carries one)"
+    )
     label: Literal["artifact", "clean"] | None
+    cnn_probability: float | None = Field(
+        default=None, description="AMAResNet's own slice probability (null for older verdicts)"
+    )
+    iqms: dict[str, float] | None = Field(
+        default=None,
+        description="The image-quality metrics of the slice (model.iqm), name -> value",
+    )
+    quality_notes: list[str] = Field(
+        default_factory=list, description="One plain-language line per image-quality metric"
+    )
     image_url: str
     heatmap_url: str
 
@@ -112,6 +148,9 @@ def instance_public(
         cols=instance.cols,
         probability=verdict.probability if verdict else None,
         label=label_name(verdict.label) if verdict else None,
+        cnn_probability=verdict.cnn_probability if verdict else None,
+        iqms=verdict.iqms if verdict else None,
+        quality_notes=explain(verdict.iqms) if verdict and verdict.iqms else [],
         image_url=request.url_for("instance_image", instance_id=instance.id).path,
         heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,
     )

@@ -11,6 +11,9 @@ from sqlalchemy.orm import Session
 from app.api.schemas import label_name, review_decision
 from app.db import repo, reviews
 from app.db.models import Review
+from app.web.quality import quality_rows
+
+from .verdict_words import explain, slice_name
 
 
 def review_state(review: Review | None) -> dict[str, Any]:
@@ -64,14 +67,36 @@ def series_data(session: Session, series_id: int, request: Request) -> dict[str,
     )
     version = repo.model_version(session, verdict.model_version_id) if verdict else None
     history = reviews.series_reviews(session, series.id)
-    return {
-        "id": series.id,
-        "status": series.status,
-        "error": series.error,
-        "scanner": series.scanner,
-        "protocol": series.protocol,
-        "received_at": series.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-        "verdict": {
+    slices = [
+        {
+            "id": inst.id,
+            "number": inst.instance_number,
+            "name": slice_name(inst.instance_number, position),
+            "rows": inst.rows,
+            "cols": inst.cols,
+            "probability": by_instance[inst.id].probability if inst.id in by_instance else None,
+            "label": label_name(by_instance[inst.id].label) if inst.id in by_instance else None,
+            "patch_map": by_instance[inst.id].patch_map if inst.id in by_instance else None,
+            "cnn_probability": (
+                by_instance[inst.id].cnn_probability if inst.id in by_instance else None
+            ),
+            "quality": (
+                quality_rows(
+                    by_instance[inst.id].iqms,
+                    by_instance[inst.id].cnn_probability,
+                    by_instance[inst.id].patch_map,
+                    version.checkpoint_path if version else None,
+                )
+                if inst.id in by_instance
+                else []
+            ),
+            "image_url": request.url_for("instance_image", instance_id=inst.id).path,
+            "pixels_url": request.url_for("instance_pixels", instance_id=inst.id).path,
+        }
+        for position, inst in enumerate(instances)
+    ]
+    verdict_view = (
+        {
             "label": label_name(verdict.label),
             "probability": verdict.probability,
             "threshold": verdict.threshold,
@@ -79,22 +104,19 @@ def series_data(session: Session, series_id: int, request: Request) -> dict[str,
             "flagged": list(verdict.flagged),
         }
         if verdict
-        else None,
+        else None
+    )
+    return {
+        "id": series.id,
+        "status": series.status,
+        "error": series.error,
+        "scanner": series.scanner,
+        "protocol": series.protocol,
+        "received_at": series.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "verdict": verdict_view,
+        "words": explain(verdict_view, slices),
         "model_version": {"name": version.name, "arch": version.arch} if version else None,
-        "slices": [
-            {
-                "id": inst.id,
-                "number": inst.instance_number,
-                "rows": inst.rows,
-                "cols": inst.cols,
-                "probability": by_instance[inst.id].probability if inst.id in by_instance else None,
-                "label": label_name(by_instance[inst.id].label) if inst.id in by_instance else None,
-                "patch_map": by_instance[inst.id].patch_map if inst.id in by_instance else None,
-                "image_url": request.url_for("instance_image", instance_id=inst.id).path,
-                "pixels_url": request.url_for("instance_pixels", instance_id=inst.id).path,
-            }
-            for inst in instances
-        ],
+        "slices": slices,
         #: newest first: ``reviews[0]`` is the series' label and fills the review form
         "reviews": [review_view(r) for r in history],
         "review_url": f"/api/v1/series/{series.id}/reviews",

@@ -51,6 +51,14 @@ def test_the_heatmap_has_a_fixed_scale_a_floor_and_a_legend(
     page.goto(f"/series/{series_id}")
     _heat_drawn(page)
 
+    # the numbers say what they are; a flagged slice's number opens it
+    expect(page.locator("#probability-words")).to_contain_text("series probability = highest slice")
+    page.click("#flagged-slices [data-slice-index='1']")
+    expect(page.locator("#stage")).to_have_attribute("data-index", "1")
+    expect(page.locator("#slice-info")).to_contain_text("Slice 2 / 2 · InstanceNumber 2")
+    page.click("#flagged-slices [data-slice-index='0']")
+    _heat_drawn(page)
+
     # the scale: matplotlib's magma at 0, 0.5 and 1, whatever the slice or series
     colours = page.evaluate("() => [0, 0.5, 1].map((p) => window.amaqcHeat.colour(p))")
     assert colours == [[0, 0, 4], [181, 54, 122], [252, 253, 191]]

@@ -50,6 +50,7 @@ def get_series(series: ReadableSeries, session: SessionDep, request: Request) ->
     )
     version = repo.model_version(session, verdict.model_version_id) if verdict else None
     items = [instance_public(inst, by_instance.get(inst.id), request) for inst in instances]
+    numbers = {inst.id: inst.instance_number for inst in instances}
     return SeriesPublic(
         id=series.id,
         status=series.status,
@@ -60,6 +61,7 @@ def get_series(series: ReadableSeries, session: SessionDep, request: Request) ->
             label="artifact" if verdict.label else "clean",
             probability=verdict.probability,
             flagged_slices=list(verdict.flagged),
+            flagged_instance_numbers=[numbers.get(i) for i in verdict.flagged],
             flagged_count=verdict.flagged_count,
             rule=verdict.rule,
             threshold=verdict.threshold,

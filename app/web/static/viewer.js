@@ -124,7 +124,7 @@
     const p = s.probability === null ? "not scored" : `p = ${s.probability.toFixed(2)} (${s.label})`;
     const mine = state.labels[s.id] ? ` · your label: ${state.labels[s.id].label}` : "";
     $("slice-info").textContent = `Slice ${state.index + 1} / ${slices.length}` +
-      (s.number !== null ? ` · #${s.number}` : "") + ` · ${p}${mine}`;
+      (s.number !== null ? ` · InstanceNumber ${s.number}` : "") + ` · ${p}${mine}`;
   }
 
   // --- slice strip and chart -----------------------------------------------------------
@@ -132,9 +132,11 @@
     const t = document.createElement("button");
     t.type = "button"; t.className = "thumb" + (s.label === "artifact" ? " flag" : "");
     t.setAttribute("role", "option"); t.dataset.index = i;
-    t.innerHTML = `<img loading="lazy" alt="slice ${i + 1}" src="${s.image_url}">` +
-      `<span>${i + 1} · ${s.probability === null ? "–" : s.probability.toFixed(2)}</span>` +
+    t.innerHTML = `<img loading="lazy" alt="slice ${s.name}" src="${s.image_url}">` +
+      `<span>${s.name} · ${s.probability === null ? "–" : s.probability.toFixed(2)}</span>` +
       `<span class="lab"></span>`;
+    t.title = `slice ${s.name}` + (s.number !== null ? " (InstanceNumber)" : " (position)") +
+      (s.probability === null ? ": not scored" : `: probability ${s.probability.toFixed(2)}`);
     t.addEventListener("click", () => select(i));
     $("strip").appendChild(t);
     return t;
@@ -153,7 +155,7 @@
       r.setAttribute("y", y(p)); r.setAttribute("height", Math.max(1, y(0) - y(p)));
       r.setAttribute("class", "bar" + (s.label === "artifact" ? " flag" : "") + (i === state.index ? " sel" : ""));
       const title = document.createElementNS(svgNS, "title");
-      title.textContent = `slice ${i + 1}: ${s.probability === null ? "not scored" : s.probability.toFixed(3)}`;
+      title.textContent = `slice ${s.name}: ${s.probability === null ? "not scored" : s.probability.toFixed(3)}`;
       r.appendChild(title);
       r.addEventListener("click", () => select(i));
       svg.appendChild(r);
@@ -176,6 +178,7 @@
     strip.scrollTo({ top: t.offsetTop - (strip.clientHeight - t.offsetHeight) / 2,
       left: t.offsetLeft - (strip.clientWidth - t.offsetWidth) / 2 });
     chart(); info(); draw();
+    if (window.amaqcQuality) window.amaqcQuality.render($("quality-metrics"), slices[state.index]);
   }
 
   // --- controls and keys ----------------------------------------------------------------
@@ -190,6 +193,8 @@
   $("ww").addEventListener("input", slidersToWindow);
   $("wl").addEventListener("input", slidersToWindow);
   $("wl-auto").addEventListener("click", resetWindow);
+  document.querySelectorAll("[data-slice-index]").forEach((b) =>
+    b.addEventListener("click", () => select(Number(b.dataset.sliceIndex))));
 
   // --- mouse, as in every DICOM viewer: wheel = slices, drag = window/level, double-click = reset
   let wheelTravel = 0;
