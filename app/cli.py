@@ -88,8 +88,9 @@ def info(
 
 # Register data/simulate/train/evaluate/predict (cli_training), ablation/compare
 # (cli_experiments) and the QC service's migrate/keys/api/worker/up (cli_service) on `app`
-# (imported last: they import `app`).
-from . import cli_experiments, cli_fusion, cli_service, cli_training  # noqa: E402, F401
+# (imported last: they import `app`); cli_keys adds keys list/revoke/set-role to cli_service's
+# `keys` group.
+from . import cli_experiments, cli_fusion, cli_keys, cli_service, cli_training  # noqa: E402, F401
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from .config import Settings
     from .dicom_listener import DicomListener
 
-keys_app = typer.Typer(help="Create API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys, change their role.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 
 #: open worklist event streams do not end by themselves: stop waiting for them after this

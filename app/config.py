@@ -118,10 +118,11 @@ class Settings(BaseSettings):
     #: ``flagged``: only artifact verdicts; ``all``: every series verdict
     webhook_events: Literal["flagged", "all"] = "flagged"
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
-    #: signs the web UI's session cookie; default: a random key kept in ``<data_dir>/secret_key``
-    secret_key: str = ""
-    #: how long a web UI sign-in lasts
-    session_hours: float = Field(default=12.0, gt=0)
+    #: a web UI session that has seen no request for this long is ended (8 h: a session
+    #: left open overnight ends, a shift's pauses do not)
+    session_idle_seconds: float = Field(default=8 * 3600.0, gt=0)
+    #: a web UI session ends this long after sign-in however busy it is (12 h: a long shift)
+    session_max_seconds: float = Field(default=12 * 3600.0, gt=0)
     #: the session cookie's ``Secure`` flag: browsers send it over HTTPS and to http://localhost
     #: and http://127.0.0.1 only; turn off to serve the UI over plain HTTP on another host
     cookie_secure: bool = True

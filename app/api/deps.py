@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.db import repo
-from app.db.models import ApiKey, Instance, Series
+from app.db.models import ApiKey, Instance, Series, WebSession
 from app.db.session import new_session
 from app.web import session as web_session
 
@@ -37,13 +37,13 @@ _bearer = HTTPBearer(auto_error=False, description="an amaqc API key")
 
 def signed_in(
     request: Request, session: Session, settings: Settings
-) -> tuple[ApiKey, web_session.WebSession] | None:
-    """The key and session of a valid web UI session cookie (radiographer or admin keys)."""
-    web = web_session.decode(settings, request.cookies.get(web_session.COOKIE))
-    key = session.get(ApiKey, web.key_id) if web else None
-    if web is None or key is None or key.revoked or key.role not in UI_ROLES:
+) -> tuple[ApiKey, WebSession] | None:
+    """The key and session of a live web UI session cookie (radiographer or admin keys):
+    None once the session was signed out, expired, or its key revoked or given another role."""
+    found = web_session.lookup(session, settings, request.cookies.get(web_session.COOKIE))
+    if found is None or found[0].role not in UI_ROLES:
         return None
-    return key, web
+    return found
 
 
 def current_key(
@@ -59,11 +59,14 @@ def current_key(
     if credentials is None or not credentials.credentials:
         found = signed_in(request, session, settings)
         if found is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing API key: send the header 'Authorization: Bearer <key>'",
-                headers=challenge,
+            detail = (
+                "the web UI session has ended (signed out, expired, or its key was revoked or "
+                "given another role): sign in again at /login, or send the header "
+                "'Authorization: Bearer <key>'"
+                if request.cookies.get(web_session.COOKIE)
+                else "missing API key: send the header 'Authorization: Bearer <key>'"
             )
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=challenge)
         cookie_key, web = found
         token = request.headers.get(web_session.CSRF_HEADER, "")
         if request.method not in SAFE_METHODS and not hmac.compare_digest(token, web.csrf):

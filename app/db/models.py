@@ -60,6 +60,23 @@ class ApiKey(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class WebSession(Base):
+    """A web UI sign-in (``app/db/web_sessions.py``): the browser's cookie holds a random
+    token, this row only its SHA-256. ``role`` is the key's role at sign-in: a key whose role
+    has changed since no longer has this session."""
+
+    __tablename__ = "web_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    #: the token pages embed and cookie-authenticated writes must send back
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the last request seen on this session (kept to the minute: see ``TOUCH_SECONDS``)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Study(Base):
     __tablename__ = "study"
     id: Mapped[int] = mapped_column(primary_key=True)

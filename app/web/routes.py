@@ -1,7 +1,8 @@
 """The radiographer web UI's pages: sign-in, worklist, series viewer (admin pages: ``admin.py``).
 
 Server-rendered with Jinja2; ``static/`` holds the small scripts. Sign-in takes a radiographer
-or admin key and keeps a signed session cookie (``session.py``); scanner keys cannot sign in.
+or admin key and keeps a session cookie naming a server-side session (``session.py``); scanner
+keys cannot sign in.
 URLs carry series ids and filters, never patient data.
 """
 
@@ -66,16 +67,24 @@ def login(
             "admin key (amaqc keys create --role radiographer --name ...)"
         )
         return render(request, "login.html", None, status.HTTP_403_FORBIDDEN, error=error)
-    value, _ = web_session.encode(settings, key.id)
+    token = web_session.start(session, settings, key)
     response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
-    web_session.set_cookie(response, settings, value)
+    web_session.set_cookie(response, settings, token)
     return response
 
 
 @router.post("/logout")
-def logout(user: UserDep, settings: SettingsDep, csrf: Annotated[str, Form()] = "") -> Response:
+def logout(
+    request: Request,
+    user: UserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Sign out: the session's row is deleted, so the cookie is refused wherever it was kept."""
     if not hmac.compare_digest(csrf, user.csrf):
         return Response("missing or wrong CSRF token; reload the page", status.HTTP_403_FORBIDDEN)
+    web_session.end(session, request.cookies.get(web_session.COOKIE))
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     web_session.clear_cookie(response, settings)
     return response

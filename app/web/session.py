@@ -1,98 +1,68 @@
-"""The web UI's session cookie: signed and timestamped (itsdangerous, HMAC-SHA256), HTTP-only,
-SameSite=Lax, Secure.
+"""The web UI's session cookie: a random token (HTTP-only, SameSite=Lax, Secure) naming a
+server-side session row (``app/db/web_sessions.py``), which holds only the token's SHA-256.
 
-The cookie holds the key's row id, an expiry time and a random CSRF token, never the key
-itself; it is refused once older than ``session_hours``. It is signed with
-``AMAQC_SECRET_KEY``, or with a random secret generated on first use and kept in
-``<data_dir>/secret_key`` (mode 0600) so sign-ins survive a restart. A revoked key ends its
-sessions at once: every request looks the key up again.
+The cookie carries nothing else: not the key, not its id, not the CSRF token (that lives in
+the row and in the pages). A session ends when its user signs out, when it has seen no request
+for ``session_idle_seconds`` (8 h by default), at the latest ``session_max_seconds`` (12 h)
+after sign-in, and at once for every session of a key when the key is revoked or its role
+changed (``amaqc keys revoke`` / ``amaqc keys set-role``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
-import time
-from dataclasses import dataclass
-from pathlib import Path
-
 from fastapi import Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import web_sessions
+from app.db.models import ApiKey, WebSession
 
 COOKIE = "amaqc_session"
 CSRF_HEADER = "X-CSRF-Token"
 
 
-@dataclass(frozen=True)
-class WebSession:
-    key_id: int
-    expires: int  # Unix seconds
-    csrf: str
-
-
-def secret(settings: Settings) -> bytes:
-    """The signing secret: the setting, else ``<data_dir>/secret_key`` (created once)."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path = Path(settings.data_dir) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: two processes starting at once keep the same secret
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-    value = path.read_text().strip()
-    if not value:
-        raise RuntimeError(f"{path} is empty; delete it to generate a new session secret")
-    return value.encode()
-
-
-#: namespaces the signature: a value signed with the same secret for another purpose is no session
-SALT = "amaqc.web-session"
-
-
-def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(
-        secret(settings), salt=SALT, signer_kwargs={"digest_method": hashlib.sha256}
+def start(session: Session, settings: Settings, key: ApiKey) -> str:
+    """Sign ``key`` in: a new session row (committed) and the token for the cookie."""
+    _, token = web_sessions.start_session(
+        session,
+        key,
+        idle_seconds=settings.session_idle_seconds,
+        max_seconds=settings.session_max_seconds,
     )
+    session.commit()
+    return token
 
 
-def encode(settings: Settings, key_id: int) -> tuple[str, WebSession]:
-    """A cookie value for ``key_id`` valid for ``session_hours``, and what it holds."""
-    session = WebSession(
-        key_id=key_id,
-        expires=int(time.time() + settings.session_hours * 3600),
-        csrf=secrets.token_urlsafe(24),
-    )
-    value = _serializer(settings).dumps(
-        {"k": session.key_id, "e": session.expires, "c": session.csrf}
-    )
-    return value, session
-
-
-def decode(settings: Settings, value: str | None) -> WebSession | None:
-    """The session in a cookie value; None when absent, tampered with or expired."""
-    if not value:
+def lookup(
+    session: Session, settings: Settings, token: str | None
+) -> tuple[ApiKey, WebSession] | None:
+    """The key and session of a cookie's token; None when absent, unknown or ended (an ended
+    session's row is deleted). Commits: the refusal or the ``last_seen_at`` update."""
+    if not token:
         return None
-    try:
-        data = _serializer(settings).loads(value, max_age=round(settings.session_hours * 3600))
-        session = WebSession(int(data["k"]), int(data["e"]), str(data["c"]))
-    except (BadSignature, ValueError, KeyError, TypeError):  # SignatureExpired is a BadSignature
-        return None
-    return session if session.expires > time.time() else None
+    found = web_sessions.find_session(
+        session,
+        token,
+        idle_seconds=settings.session_idle_seconds,
+        max_seconds=settings.session_max_seconds,
+    )
+    session.commit()
+    return found
 
 
-def set_cookie(response: Response, settings: Settings, value: str) -> None:
+def end(session: Session, token: str | None) -> None:
+    """Sign out: delete the session of ``token`` (committed)."""
+    if token:
+        web_sessions.end_session(session, token)
+        session.commit()
+
+
+def set_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
         COOKIE,
-        value,
-        max_age=int(settings.session_hours * 3600),
+        token,
+        # the browser drops it when the absolute lifetime ends; the server refuses it either way
+        max_age=int(settings.session_max_seconds),
         path="/",
         secure=settings.cookie_secure,
         httponly=True,

@@ -21,6 +21,7 @@ TABLES = {
     "review_slice",
     "training_job",
     "model_activation",
+    "web_session",
 }
 
 

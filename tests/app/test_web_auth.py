@@ -3,11 +3,6 @@ the CSRF rule for cookie-authenticated API calls."""
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-
-import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -45,28 +40,14 @@ def test_pages_redirect_to_login_when_signed_out(web: TestClient) -> None:
         assert (r.status_code, r.headers["location"]) == (303, "/login"), path
 
 
-def test_a_tampered_cookie_is_not_a_session(web: TestClient, settings: Settings) -> None:
-    new_key(settings, "admin")  # key id 1: the forged cookie tries to become it
+def test_a_made_up_cookie_is_not_a_session(web: TestClient, settings: Settings) -> None:
     sign_in(web, new_key(settings, "radiographer"))
-    payload, *signature = web.cookies[web_session.COOKIE].split(".")
-    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert data["k"] == 2
-    forged = base64.urlsafe_b64encode(json.dumps({**data, "k": 1}).encode()).decode().rstrip("=")
+    genuine = web.cookies[web_session.COOKIE]
     web.cookies.clear()
-    web.cookies.set(web_session.COOKIE, ".".join([forged, *signature]))
+    web.cookies.set(web_session.COOKIE, genuine[:-4] + "AAAA")
     assert web.get("/", follow_redirects=False).status_code == 303
-    web.cookies.set(web_session.COOKIE, ".".join([payload, *signature]))  # the genuine one
+    web.cookies.set(web_session.COOKIE, genuine)
     assert web.get("/", follow_redirects=False).status_code == 200
-
-
-def test_a_session_ends_after_session_hours(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    value, session = web_session.encode(settings, 7)
-    assert web_session.decode(settings, value) == session
-    later = time.time() + settings.session_hours * 3600 + 5
-    monkeypatch.setattr(time, "time", lambda: later)
-    assert web_session.decode(settings, value) is None
 
 
 def test_a_radiographer_gets_403_on_admin_pages(web: TestClient, settings: Settings) -> None:
@@ -106,16 +87,6 @@ def test_cookie_api_writes_need_the_csrf_header(web: TestClient, settings: Setti
     # with the token the request gets past authentication (to the unknown series)
     r = web.post("/api/v1/series/1/reviews", json=body, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 404 and r.json()["detail"] == "series 1 not found"
-
-
-def test_the_session_secret_is_generated_once_and_kept(settings: Settings) -> None:
-    first = web_session.secret(settings)
-    assert (settings.data_dir / "secret_key").stat().st_mode & 0o077 == 0
-    assert web_session.secret(settings) == first and len(first) >= 48
-    value, _ = web_session.encode(settings, 7)
-    assert web_session.decode(settings, value) is not None
-    other = settings.model_copy(update={"secret_key": "another secret"})
-    assert web_session.decode(other, value) is None
 
 
 def test_login_page_warns_when_the_cookie_cannot_be_kept(client: TestClient) -> None:
