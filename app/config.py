@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     #: on (a labelled folder in any layout ``amaqc train`` reads, all of it); default: the
     #: ``val`` split of the job's own data (docs/retraining.md)
     validation_dir: Path | None = None
+    #: show patient IDs but never patient names (worklist, viewer and API), for sites whose
+    #: rules say so; the names are still stored from the DICOM header
+    hide_patient_names: bool = False
     #: DataLoader worker processes of a training job (0: load in the job's own process)
     training_loader_workers: int = Field(default=1, ge=0)
 

@@ -34,11 +34,9 @@ class HeaderContext:
 
     @property
     def scanner(self) -> str | None:
-        """The scanner's name as readers know it: StationName, else make and model."""
-        if self.station_name:
-            return self.station_name
-        make = " ".join(p for p in (self.manufacturer, self.manufacturer_model) if p)
-        return make or None
+        """The scanner's name: ManufacturerModelName, else StationName, else Manufacturer
+        (None only when the header names none of them)."""
+        return self.manufacturer_model or self.station_name or self.manufacturer or None
 
 
 def _text(ds: Any, keyword: str, limit: int) -> str | None:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from model.iqm import explain  # torch-free
 
+from .schemas_context import SeriesContextPublic
+
 if TYPE_CHECKING:
     from app.db.models import Instance, InstanceVerdict, Review
 
@@ -109,6 +111,11 @@ class SeriesPublic(BaseModel):
     error: str | None
     protocol: str | None
     scanner: str | None
+    context: SeriesContextPublic | None = Field(
+        default=None,
+        description="Patient, study and series context from the DICOM header: radiographer "
+        "and admin keys only (null for a scanner key)",
+    )
     verdict: VerdictPublic | None
     instances: list[InstancePublic]
     model_version: ModelVersionPublic | None

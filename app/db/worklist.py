@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from .models import STATUSES, Instance, Review, Series, SeriesVerdict
+from .models import STATUSES, Instance, Review, Series, SeriesVerdict, Study
 from .repo import newest_verdict_id
 
 SortKey = Literal["received", "probability", "scanner", "status"]
@@ -56,6 +56,8 @@ class WorklistRow:
     verdict: SeriesVerdict | None
     review: Review | None
     n_slices: int
+    #: the series' study (patient context); None for a series without a Study Instance UID
+    study: Study | None = None
 
 
 def _newest_review() -> Any:
@@ -97,9 +99,10 @@ def worklist(
         .scalar_subquery()
     )
     query = (
-        select(Series, SeriesVerdict, Review, n_slices)
+        select(Series, SeriesVerdict, Review, n_slices, Study)
         .outerjoin(SeriesVerdict, SeriesVerdict.id == newest_verdict_id())
         .outerjoin(Review, Review.id == _newest_review())
+        .outerjoin(Study, Study.id == Series.study_id)
     )
     if filters.flagged_only:
         query = query.where(SeriesVerdict.label == 1)
@@ -120,7 +123,7 @@ def worklist(
     tie = Series.id.desc() if order.descending else Series.id.asc()
     query = query.order_by(ordered.nulls_last(), tie).offset(max(offset, 0)).limit(limit + 1)
     rows = session.execute(query).all()
-    items = [WorklistRow(s, v, r, int(n)) for s, v, r, n in rows[:limit]]
+    items = [WorklistRow(s, v, r, int(n), st) for s, v, r, n, st in rows[:limit]]
     return items, len(rows) > limit
 
 

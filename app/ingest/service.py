@@ -17,6 +17,7 @@ from app.db import repo
 from app.db.models import ApiKey, Instance, Series
 from app.db.types import utcnow
 
+from .context import fill_context
 from .decode import DecodedFile
 from .errors import IngestError
 
@@ -134,6 +135,7 @@ def ingest(
                 uploader_key_id=key.id,
             ),
         )
+        fill_context(session, series, files, scanner_given=bool(scanner))
     new = store_files(session, storage_root, files, series)
     if new:
         series.last_instance_at = utcnow()

@@ -42,6 +42,7 @@ from .admin_views import (
     versions_view,
 )
 from .deps import AdminDep, WebForbidden, WebNotFound, WebUser, render
+from .model_card import SPLITS, model_card, read_metadata
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 JOBS_PAGE = 50
@@ -129,6 +130,8 @@ def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, Any]:
     report = shadow_report(version, repo_training.shadow_summary(session, version.id), pairs, None)
     return {
         "version": view,
+        "card": model_card(version, *read_metadata(version)),
+        "splits": SPLITS,
         "active": version_view(active, names, None) if active else None,
         "shadow": report,
     }
@@ -138,8 +141,8 @@ def _version_page(session: SessionDep, version: ModelVersion) -> dict[str, Any]:
 def model_page(
     request: Request, user: AdminDep, session: SessionDep, version: VersionDep
 ) -> Response:
-    """One version: metrics on the fixed validation set beside the then-active version's, the
-    ROC curve, data summary, parent."""
+    """One version: its model card (``model_card.py``), metrics on the fixed validation set
+    beside the then-active version's, the ROC curve, parent."""
     return render(request, "admin_model.html", user, **_version_page(session, version))
 
 

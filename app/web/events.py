@@ -34,9 +34,12 @@ STREAM_SECONDS = 300.0
 KEEPALIVE_SECONDS = 15.0
 
 
-def _signed_in(request: Request, session: SessionDep, settings: SettingsDep) -> None:
-    if signed_in(request, session, settings) is None:
+def _signed_in_role(request: Request, session: SessionDep, settings: SettingsDep) -> str:
+    """The role of the signed-in key (radiographer or admin); 401 when nobody is."""
+    found = signed_in(request, session, settings)
+    if found is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in at /login first")
+    return found[0].role
 
 
 def _event(kind: str, data: dict[str, object], mark: Watermark) -> str:
@@ -46,9 +49,16 @@ def _event(kind: str, data: dict[str, object], mark: Watermark) -> str:
 class WorklistPoller:
     """The state of one stream: its watermark and the unfinished series' statuses."""
 
-    def __init__(self, settings: Settings, filters: WorklistFilter, mark: Watermark | None):
+    def __init__(
+        self,
+        settings: Settings,
+        filters: WorklistFilter,
+        mark: Watermark | None,
+        role: str = "radiographer",
+    ):
         self.settings = settings
         self.filters = filters
+        self.role = role  # rows carry patient context for the roles that may see it
         with new_session(settings.database_url) as session:
             self.feed = reviews.ChangeFeed(session, mark)
             self.pending = reviews.unfinished(session)
@@ -69,12 +79,15 @@ class WorklistPoller:
                 return []
             rows, _ = reviews.worklist(session, self.filters, limit=len(changed), ids=changed)
             events = [
-                _event("upsert", {"id": r.series.id, "html": render_row(r)}, self.mark)
+                _event("upsert", {"id": r.series.id, "html": self._html(r)}, self.mark)
                 for r in sorted(rows, key=lambda r: r.series.id)
             ]
         shown = {r.series.id for r in rows}
         events += [_event("remove", {"id": i}, self.mark) for i in sorted(changed - shown)]
         return events
+
+    def _html(self, row: reviews.WorklistRow) -> str:
+        return render_row(row, role=self.role, hide_names=self.settings.hide_patient_names)
 
 
 async def _stream(request: Request, poller: WorklistPoller, every: float) -> AsyncIterator[str]:
@@ -94,17 +107,18 @@ async def _stream(request: Request, poller: WorklistPoller, every: float) -> Asy
             last_sent = time.monotonic()
 
 
-@router.get("/worklist/events", dependencies=[Depends(_signed_in)])
+@router.get("/worklist/events")
 def worklist_events(
     request: Request,
     settings: SettingsDep,
+    role: Annotated[str, Depends(_signed_in_role)],
     since: str = "",
     last_event_id: Annotated[str, Header()] = "",
 ) -> StreamingResponse:
     """Worklist rows that changed, as server-sent events (same filters as ``/``)."""
     filters, _ = parse_filters(dict(request.query_params))
     mark = Watermark.parse(last_event_id) or Watermark.parse(since)
-    poller = WorklistPoller(settings, filters, mark)
+    poller = WorklistPoller(settings, filters, mark, role)
     return StreamingResponse(
         _stream(request, poller, settings.events_poll_seconds),
         media_type="text/event-stream",

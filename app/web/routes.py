@@ -91,7 +91,9 @@ def logout(
 
 
 @router.get("/", response_class=HTMLResponse)
-def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Response:
+def worklistrender(
+    request: Request, user: UserDep, session: SessionDep, settings: SettingsDep
+) -> Response:
     """Newest series first (or sorted by a column); filters, sort and page in the query
     string; a series is red when its label (the review's, else the model's) is artifact."""
     params = dict(request.query_params)
@@ -106,7 +108,9 @@ def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Resp
         request,
         "worklist.html",
         user,
-        rows=[row_view(r) for r in rows],
+        rows=[
+            row_view(r, role=user.key.role, hide_names=settings.hide_patient_names) for r in rows
+        ],
         params=params,
         kept=kept_params(params),
         sorts=sort_headers(params, order),
@@ -118,12 +122,21 @@ def worklistrender(request: Request, user: UserDep, session: SessionDep) -> Resp
         since=str(mark),
         # new rows arrive at the top: live only where the top is the newest series
         live=page == 1 and order.is_default,
+        hide_names=settings.hide_patient_names,
     )
 
 
 @router.get("/series/{series_id}", response_class=HTMLResponse)
-def series_page(series_id: int, request: Request, user: UserDep, session: SessionDep) -> Response:
-    data = series_data(session, series_id, request)
+def series_page(
+    series_id: int, request: Request, user: UserDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    data = series_data(
+        session,
+        series_id,
+        request,
+        role=user.key.role,
+        hide_names=settings.hide_patient_names,
+    )
     if data is None:
         raise WebNotFound(f"series {series_id} not found", user)
     return render(request, "series.html", user, series=data)

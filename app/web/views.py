@@ -9,8 +9,9 @@ from fastapi import Request
 from sqlalchemy.orm import Session
 
 from app.api.schemas import label_name, review_decision
+from app.api.schemas_context import series_context
 from app.db import repo, reviews
-from app.db.models import Review
+from app.db.models import Review, Series, Study
 from app.web.quality import quality_rows
 
 from .verdict_words import explain, slice_name
@@ -38,6 +39,24 @@ def review_summary(review: Review) -> str:
     return f"Reviewed: {label} — {relation} the model ({model})"
 
 
+def context_view(
+    series: Series, study: Study | None, *, role: str, hide_names: bool
+) -> dict[str, Any] | None:
+    """The patient and study context as the pages show it (None for a role that may not see
+    it): the API's fields, plus ``scanner_detail`` (make, model and station) and
+    ``acquired_text`` (the scanner's local time, as the header gives it)."""
+    context = series_context(series, study, role=role, hide_names=hide_names)
+    if context is None:
+        return None
+    make = " ".join(p for p in (context.manufacturer, context.manufacturer_model) if p)
+    station = f"station {context.station_name}" if context.station_name else ""
+    return {
+        **context.model_dump(),
+        "scanner_detail": " · ".join(p for p in (make, station) if p),
+        "acquired_text": context.acquired_at.replace("T", " ") if context.acquired_at else None,
+    }
+
+
 def review_view(review: Review) -> dict[str, Any]:
     """One review as the viewer shows it: the newest one fills the form on reload."""
     return {
@@ -52,8 +71,11 @@ def review_view(review: Review) -> dict[str, Any]:
     }
 
 
-def series_data(session: Session, series_id: int, request: Request) -> dict[str, Any] | None:
-    """Everything the viewer draws, as JSON-able values (None when the series is unknown)."""
+def series_data(
+    session: Session, series_id: int, request: Request, *, role: str, hide_names: bool
+) -> dict[str, Any] | None:
+    """Everything the viewer draws, as JSON-able values (None when the series is unknown);
+    ``context`` is the patient and study context for a ``role`` that may see it."""
     series = repo.get_series(session, series_id)
     if series is None:
         return None
@@ -113,6 +135,12 @@ def series_data(session: Session, series_id: int, request: Request) -> dict[str,
         "scanner": series.scanner,
         "protocol": series.protocol,
         "received_at": series.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "context": context_view(
+            series,
+            session.get(Study, series.study_id) if series.study_id is not None else None,
+            role=role,
+            hide_names=hide_names,
+        ),
         "verdict": verdict_view,
         "words": explain(verdict_view, slices),
         "model_version": {"name": version.name, "arch": version.arch} if version else None,

@@ -12,15 +12,18 @@ from app.api.schemas import label_name
 from app.db.worklist import SORT_KEYS, WorklistFilter, WorklistOrder, WorklistRow
 
 from .deps import templates
-from .views import review_state
+from .views import context_view, review_state
 
 FILTER_PARAMS = ("flagged", "unreviewed", "scanner", "protocol", "from", "to")
 #: the direction a column sorts in when its header is first clicked
 FIRST_DIRECTION = {"received": "desc", "probability": "desc", "scanner": "asc", "status": "asc"}
 
 
-def row_view(row: WorklistRow) -> dict[str, Any]:
+def row_view(row: WorklistRow, *, role: str, hide_names: bool) -> dict[str, Any]:
     """One worklist row as plain values (rendered by ``_row.html``).
+
+    ``patient`` is the series' patient and study context (:func:`views.context_view`) for a
+    ``role`` that may see it, else None; ``hide_names`` leaves patient names out.
 
     ``label`` is the series' label: the newest review's (``label_by`` the reviewer) when it
     was reviewed, else the model's; the row is red (``flagged``) only when that label is
@@ -44,11 +47,14 @@ def row_view(row: WorklistRow) -> dict[str, Any]:
         "probability": f"{v.probability:.2f}" if v else "",
         "flagged_count": v.flagged_count if v else None,
         "review": review_state(review),
+        "patient": context_view(s, row.study, role=role, hide_names=hide_names),
     }
 
 
-def render_row(row: WorklistRow) -> str:
-    return templates.get_template("_row.html").render(row=row_view(row))
+def render_row(row: WorklistRow, *, role: str, hide_names: bool) -> str:
+    return templates.get_template("_row.html").render(
+        row=row_view(row, role=role, hide_names=hide_names)
+    )
 
 
 def parse_filters(params: dict[str, str]) -> tuple[WorklistFilter, list[str]]:

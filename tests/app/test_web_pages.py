@@ -81,7 +81,8 @@ def test_viewer_page_carries_slices_verdict_model_and_threshold(
     assert data["verdict"]["label"] == "artifact" and data["verdict"]["threshold"] == 0.0
     assert data["model_version"]["arch"] == "resnet18" and len(data["slices"]) == 2
     assert all(s["patch_map"] and s["probability"] is not None for s in data["slices"])
-    assert "Doe^Jane" not in page and "PID-SECRET-42" not in page
+    # the patient context is for the reader (issue 22 item 3), the name as people write it
+    assert "PID-SECRET-42" in page and "Doe, Jane" in page and "Doe^Jane" not in page
     assert web.get("/series/999").status_code == 404
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import CurrentKey, ReadableSeries, SessionDep
+from app.api.deps import CurrentKey, ReadableSeries, SessionDep, SettingsDep
 from app.api.schemas import (
     ModelVersionPublic,
     SeriesListPublic,
@@ -18,8 +18,9 @@ from app.api.schemas import (
     instance_public,
     label_name,
 )
+from app.api.schemas_context import series_context
 from app.db import repo
-from app.db.models import Series
+from app.db.models import Series, Study
 
 router = APIRouter(prefix="/series", tags=["series"])
 
@@ -39,8 +40,15 @@ def _timings(series: Series) -> Timings:
 
 
 @router.get("/{series_id}", response_model=SeriesPublic, name="get_series")
-def get_series(series: ReadableSeries, session: SessionDep, request: Request) -> SeriesPublic:
-    """A series' status, its verdict once done, and each slice's probability and label."""
+def get_series(
+    series: ReadableSeries,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+) -> SeriesPublic:
+    """A series' status, its verdict once done, and each slice's probability and label; for
+    radiographer and admin keys also the patient and study context of its DICOM header."""
     verdict = repo.series_verdict(session, series.id)
     instances = repo.series_instances(session, series.id)
     by_instance = (
@@ -57,6 +65,12 @@ def get_series(series: ReadableSeries, session: SessionDep, request: Request) ->
         error=series.error,
         protocol=series.protocol,
         scanner=series.scanner,
+        context=series_context(
+            series,
+            session.get(Study, series.study_id) if series.study_id is not None else None,
+            role=key.role,
+            hide_names=settings.hide_patient_names,
+        ),
         verdict=VerdictPublic(
             label="artifact" if verdict.label else "clean",
             probability=verdict.probability,
