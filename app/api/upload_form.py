@@ -20,6 +20,8 @@ from app.api.deps import SettingsDep
 from app.config import Settings
 from app.ingest import limits
 from app.ingest.errors import IngestError
+from app.ingest.sniff import ACCEPTED
+from app.ingest.uploads import display_name
 
 #: the text fields both ingest routes take, each at most this many characters
 TEXT_FIELDS = ("series_uid", "protocol", "scanner")
@@ -38,7 +40,7 @@ OPENAPI = {
                         "files": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "DICOM, PNG, JPEG or NIfTI files, or one ZIP of them",
+                            "description": ACCEPTED,
                         },
                         **{name: {"type": "string", "maxLength": MAX_TEXT} for name in TEXT_FIELDS},
                     },
@@ -91,12 +93,7 @@ def _refusal(exc: MultiPartException, parser: _Parser, settings: Settings) -> In
             "a filename)",
         )
     if "header size" in cause:
-        return IngestError(
-            422,
-            f"{part}: a header line is longer than {limits.MAX_PART_HEADER_BYTES} bytes, a fixed "
-            "limit of the multipart parser (a file name of thousands of characters?); send the "
-            "file under a shorter name (names are used only in messages)",
-        )
+        return IngestError(413, limits.part_header_too_long(part))
     if message.startswith("Missing boundary"):
         return IngestError(400, "the multipart/form-data content type has no boundary parameter")
     found = f"{message.rstrip('.')}: {cause}" if cause else message.rstrip(".")
@@ -133,6 +130,13 @@ def _text(form: FormData, name: str) -> str | None:
 
 
 def _files(form: FormData) -> list[tuple[str | None, BinaryIO]]:
+    if "files" not in form and len(form):
+        found = ", ".join(repr(display_name(key, "?")[:40]) for key in dict.fromkeys(form))
+        raise IngestError(
+            422,
+            f"no files in the upload: found only the form field(s) {found}; expected {ACCEPTED} "
+            "in the multipart field 'files' (curl -F files=@slice.dcm)",
+        )
     parts: list[tuple[str | None, BinaryIO]] = []
     for index, item in enumerate(form.getlist("files")):
         if not isinstance(item, UploadFile):

@@ -94,11 +94,16 @@ class Series(Base):
 
     ``complete`` is true once the series will get no more instances: at once for an upload to
     ``/series``, after ``series_stable_seconds`` without a new slice for ``/slices``.
+
+    A series belongs to the key that uploaded it: ``series_uid`` is unique per uploader, so a
+    Series Instance UID another key already used starts a series of the caller's own (nothing
+    tells the caller that the other exists).
     """
 
     __tablename__ = "series"
+    __table_args__ = (UniqueConstraint("uploader_key_id", "series_uid"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_uid: Mapped[str] = mapped_column(String(64))
     study_id: Mapped[int | None] = mapped_column(ForeignKey("study.id"), index=True)
     scanner: Mapped[str | None] = mapped_column(String(200))
     protocol: Mapped[str | None] = mapped_column(String(200))
@@ -128,16 +133,19 @@ class Series(Base):
 
 
 class Instance(Base):
-    """One 2-D slice: a file (content-addressed by SHA-256) and a frame index within it."""
+    """One 2-D slice: a file (content-addressed by SHA-256) and a frame index within it.
+
+    A SOP Instance UID is stored once per series (and, by ``app.ingest.service``, once per
+    uploader: the same UID from another key is another key's instance)."""
 
     __tablename__ = "instance"
     __table_args__ = (
         UniqueConstraint("series_id", "sha256", "frame_index"),
-        UniqueConstraint("sop_instance_uid", "frame_index"),
+        UniqueConstraint("series_id", "sop_instance_uid", "frame_index"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
-    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_path: Mapped[str] = mapped_column(String(300))
     instance_number: Mapped[int | None]

@@ -118,8 +118,13 @@ def get_or_create_study(session: Session, study_uid: str) -> Study:
     return study
 
 
-def series_by_uid(session: Session, series_uid: str) -> Series | None:
-    return session.scalar(select(Series).where(Series.series_uid == series_uid))
+def series_by_uid(session: Session, series_uid: str, uploader_key_id: int) -> Series | None:
+    """The uploader's own series of this Series Instance UID (another key's is not seen)."""
+    return session.scalar(
+        select(Series).where(
+            Series.series_uid == series_uid, Series.uploader_key_id == uploader_key_id
+        )
+    )
 
 
 def add_series(session: Session, series: Series) -> Series:
@@ -129,29 +134,30 @@ def add_series(session: Session, series: Series) -> Series:
 
 
 def existing_instance(
-    session: Session, series_id: int, sha256: str, frame: int, sop_uid: str | None
+    session: Session, series: Series, sha256: str, frame: int, sop_uid: str | None
 ) -> Instance | None:
-    """The instance already stored for this file + frame: same SOPInstanceUID, or same bytes
-    in the same series."""
+    """The instance already stored for this file + frame: same bytes in ``series``, or the
+    same SOPInstanceUID in a series of the same uploader (never in another key's)."""
     same_bytes = and_(
-        Instance.series_id == series_id, Instance.sha256 == sha256, Instance.frame_index == frame
+        Instance.series_id == series.id, Instance.sha256 == sha256, Instance.frame_index == frame
     )
-    cond = (
-        same_bytes
-        if sop_uid is None
-        else or_(
-            same_bytes, and_(Instance.sop_instance_uid == sop_uid, Instance.frame_index == frame)
-        )
+    same_uid = and_(
+        Instance.sop_instance_uid == sop_uid,
+        Instance.frame_index == frame,
+        Instance.series_id.in_(
+            select(Series.id).where(Series.uploader_key_id == series.uploader_key_id)
+        ),
     )
+    cond = same_bytes if sop_uid is None else or_(same_bytes, same_uid)
     return session.scalar(select(Instance).where(cond).limit(1))
 
 
-def series_of_sop_uid(session: Session, sop_uid: str) -> Series | None:
-    """The series that already holds an instance with this SOPInstanceUID."""
+def series_of_sop_uid(session: Session, sop_uid: str, uploader_key_id: int) -> Series | None:
+    """The uploader's series that already holds an instance with this SOPInstanceUID."""
     return session.scalar(
         select(Series)
         .join(Instance, Instance.series_id == Series.id)
-        .where(Instance.sop_instance_uid == sop_uid)
+        .where(Instance.sop_instance_uid == sop_uid, Series.uploader_key_id == uploader_key_id)
         .limit(1)
     )
 

@@ -45,8 +45,6 @@ Outcome = Stored | Rejected
 
 def _store_failure(exc: Exception) -> tuple[FailureReason, str]:
     if isinstance(exc, IngestError):
-        if exc.status_code == 409:  # a scanner key adding to another uploader's series
-            return FailureReason.NOT_AUTHORIZED, exc.detail
         return FailureReason.PROCESSING_FAILURE, exc.detail
     if isinstance(exc, OSError):  # the store: disk full, permissions
         logger.error("could not write to the store: %s", type(exc).__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydicom.uid import UID
 
 from app.config import Settings
+from app.ingest import sniff
 from app.ingest.decode import DecodedFile, decode
 from app.ingest.errors import IngestError
 from app.ingest.uploads import IncomingFile
@@ -123,12 +124,12 @@ def _refusal(part: Part, header: Header | None, study_uid: str | None) -> Reject
             FailureReason.CANNOT_UNDERSTAND, f"content type {part.content_type} is not {DICOM}"
         )
     if header is None or not header.sop_instance_uid:
-        return rejected(
-            FailureReason.CANNOT_UNDERSTAND, "not a DICOM instance (no SOP Instance UID)"
-        )
+        return rejected(FailureReason.CANNOT_UNDERSTAND, _not_an_instance(part.path))
     if study_uid is not None and header.study_instance_uid != study_uid:
         return rejected(
-            FailureReason.NOT_IN_REQUESTED_STUDY, "its Study Instance UID is not the one in the URL"
+            FailureReason.NOT_IN_REQUESTED_STUDY,
+            f"found Study Instance UID {header.study_instance_uid or '(none)'}; expected "
+            f"{study_uid}, the study of the URL",
         )
     if not header.has_pixels and "Image" not in header.sop_class_name:
         return rejected(
@@ -139,11 +140,19 @@ def _refusal(part: Part, header: Header | None, study_uid: str | None) -> Reject
     if header.has_pixels and ts and not decodable(ts):
         return rejected(
             FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-            f"transfer syntax {UID(ts).name} cannot be decoded here",
+            f"transfer syntax {UID(ts).name} cannot be decoded here; expected one with a "
+            "decoder, e.g. Explicit VR Little Endian (uncompressed)",
         )
     if not header.series_instance_uid:
         return rejected(FailureReason.DOES_NOT_MATCH_SOP_CLASS, "has no Series Instance UID")
     return None
+
+
+def _not_an_instance(path: Path) -> str:
+    if sniff.is_dicom(path):
+        return "found a DICOM dataset without a SOP Instance UID; expected a DICOM instance"
+    what, _ = sniff.found_in(path)
+    return f"found {what}; expected a DICOM instance ({DICOM})"
 
 
 def _decode_failure(exc: IngestError) -> FailureReason:
@@ -171,7 +180,8 @@ def check_part(part: Part, settings: Settings, study_uid: str | None) -> Accepte
         detail = f"part {part.index}: processing failure"
         return Rejected(part.index, FailureReason.PROCESSING_FAILURE, detail, *uids)
     if decoded.ext != ".dcm":
+        found = f"found a {sniff.FORMAT_NAMES[decoded.ext]} file; expected a DICOM instance"
         return Rejected(
-            part.index, FailureReason.CANNOT_UNDERSTAND, f"part {part.index}: not DICOM", *uids
+            part.index, FailureReason.CANNOT_UNDERSTAND, f"part {part.index}: {found}", *uids
         )
     return Accepted(part.index, header, decoded)

@@ -15,7 +15,7 @@ from typing import cast
 
 from app.config import Settings
 
-from . import judgeable, limits
+from . import judgeable, limits, sniff
 from .errors import IngestError, NonImageObject
 from .uploads import IncomingFile
 
@@ -37,21 +37,6 @@ class DecodedFile:
     scanner: str | None = None
 
 
-def content_extension(path: Path) -> str:
-    """``.dcm``, ``.png``, ``.jpg``, ``.nii`` or ``.nii.gz`` from the first bytes."""
-    with path.open("rb") as fh:
-        head = fh.read(348)
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if head.startswith(b"\x1f\x8b"):
-        return ".nii.gz"
-    if head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
-        return ".nii"
-    return ".dcm"  # with the DICM preamble, or a bare dataset; the reader decides
-
-
 def decode(
     incoming: IncomingFile, settings: Settings, *, min_side: int | None = None
 ) -> DecodedFile:
@@ -64,7 +49,8 @@ def decode(
     from training.image_types import UnreadableImage
     from training.readers import read_slices
 
-    ext = content_extension(incoming.path)
+    expected = sniff.IMAGE_FORMATS if incoming.archive else sniff.ACCEPTED
+    ext = sniff.content_extension(incoming.name, incoming.path, expected)
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
     try:
@@ -79,8 +65,8 @@ def decode(
             _refuse_non_image(incoming.name, path)
         if isinstance(exc, IngestError):
             raise
-        reason = str(exc).removeprefix(f"{path.name}: ")
-        raise IngestError(422, f"{incoming.name}: {reason}") from None
+        reason = _reason(exc, path).removeprefix(f"{path.name}: ")
+        raise IngestError(422, _undecodable(incoming.name, ext, reason)) from None
     shapes = [(int(s.pixels.shape[0]), int(s.pixels.shape[1])) for s in slices]
     for rows, cols in shapes:
         if rows * cols > settings.max_pixels:
@@ -103,7 +89,11 @@ def _check_pixels(name: str, path: Path, ext: str, settings: Settings) -> None:
     """Header-only size check, before decoding anything."""
     rows, cols, frames = _header_shape(name, path, ext)
     if rows < 1 or cols < 1:
-        raise IngestError(422, f"{name}: image is {rows}x{cols}, it has no pixels")
+        raise IngestError(
+            422,
+            f"{name}: found a {sniff.FORMAT_NAMES[ext]} image of {rows}x{cols} (its header's "
+            "size), it has no pixels; expected an image of at least 1x1",
+        )
     if rows * cols * frames > settings.max_pixels:
         raise IngestError(413, _too_many_pixels(name, rows, cols, settings, frames))
 
@@ -141,9 +131,26 @@ def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
     except Exception as exc:
         if type(exc).__name__.startswith("DecompressionBomb"):
             raise IngestError(413, f"{name}: decompression bomb refused ({exc})") from None
-        if ext == ".dcm":  # not DICOM after all: let the reader name the problem
+        if ext == ".dcm":  # a broken DICOM header: let the reader name the problem
             return 1, 1, 1
-        raise IngestError(422, f"{name}: unreadable image header ({exc})") from None
+        raise IngestError(422, _undecodable(name, ext, _reason(exc, path), "header")) from None
+
+
+def _undecodable(name: str, ext: str, reason: str, what: str = "file") -> str:
+    """A file of an accepted format (from its signature) that its reader refused; the reason
+    comes first (a C-STORE Error Comment keeps 64 characters)."""
+    label = sniff.FORMAT_NAMES[ext]
+    return (
+        f"{name}: unreadable {label} {what}: {reason}; expected a complete, readable {label} file"
+    )
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """A library's message without our temporary path (the client knows only its file name)."""
+    text = str(exc)
+    for quote in ("'", '"', ""):
+        text = text.replace(f"{quote}{path}{quote}", "")
+    return " ".join(text.split()).rstrip(" :") or type(exc).__name__
 
 
 def _refuse_non_image(name: str, path: Path) -> None:

@@ -42,7 +42,7 @@ def handle_upload(
     with uploads.private_workdir(settings) as workdir:
         incoming = uploads.receive(parts, workdir, settings)
         if single and len(incoming) != 1:
-            raise IngestError(422, f"expected one image, got {len(incoming)} files")
+            raise IngestError(422, _not_one(incoming))
         decoded, skipped = _decode_all(incoming, settings)
         try:
             result = service.ingest(
@@ -71,6 +71,14 @@ def handle_upload(
     if result.enqueue:  # after the commit: the worker must find the rows
         enqueue_analysis(settings.broker_url, result.series_id)
     return result, instance_ids, skipped
+
+
+def _not_one(incoming: list[uploads.IncomingFile]) -> str:
+    names = ", ".join(f.name for f in incoming[:3]) + (", ..." if len(incoming) > 3 else "")
+    return (
+        f"found {len(incoming)} files ({names}); expected one image per request to "
+        "/api/v1/slices (send a series to /api/v1/series)"
+    )
 
 
 def _decode_all(

@@ -45,6 +45,15 @@ def unpacked_too_large(name: str, settings: Settings) -> str:
     )
 
 
+def part_header_too_long(part: str) -> str:
+    return (
+        f"{part}: a header line is longer than {MAX_PART_HEADER_BYTES} bytes, a fixed limit of "
+        "the multipart parser: a file name of thousands of characters? Names up to about 4000 "
+        "bytes are accepted (they are used only in messages); send the file under a "
+        "shorter name"
+    )
+
+
 def too_many_pixels(name: str, size: str, pixels: int, settings: Settings) -> str:
     return (
         f"{name}: image is {size} = {pixels} pixels, over the limit "

@@ -41,22 +41,31 @@ def series_uid_of(files: list[DecodedFile], given: str | None) -> str:
     if given:
         given = given.strip()
         if len(given) > 64:
-            raise IngestError(422, f"series_uid is {len(given)} characters, at most 64 allowed")
+            raise IngestError(
+                422,
+                f"form field 'series_uid': found {len(given)} characters; expected a DICOM UID "
+                "of at most 64",
+            )
         return given
     if len(uids) > 1:
         raise IngestError(
-            422, f"the files belong to {len(uids)} different series; upload one series at a time"
+            422,
+            f"found files of {len(uids)} different series (Series Instance UIDs "
+            f"{', '.join(uids[:3])}{', ...' if len(uids) > 3 else ''}); expected one series per "
+            "upload",
         )
     return uids[0] if uids else new_series_uid()
 
 
-def _known_series(session: Session, files: list[DecodedFile], given: str | None) -> Series | None:
-    """For files without a series UID: the series their SOPInstanceUIDs were stored in."""
+def _known_series(
+    session: Session, files: list[DecodedFile], given: str | None, key: ApiKey
+) -> Series | None:
+    """For files without a series UID: the key's series their SOPInstanceUIDs were stored in."""
     if given or any(f.series_instance_uid for f in files):
         return None
     for decoded in files:
         if decoded.sop_instance_uid:
-            found = repo.series_of_sop_uid(session, decoded.sop_instance_uid)
+            found = repo.series_of_sop_uid(session, decoded.sop_instance_uid, key.id)
             if found is not None:
                 return found
     return None
@@ -74,7 +83,7 @@ def store_files(
         rel: str | None = None
         for frame, (rows, cols) in enumerate(decoded.shapes):
             if repo.existing_instance(
-                session, series.id, decoded.sha256, frame, decoded.sop_instance_uid
+                session, series, decoded.sha256, frame, decoded.sop_instance_uid
             ):
                 continue  # a re-sent instance: same SOPInstanceUID or same bytes
             rel = rel or storage.put(storage_root, decoded.path, decoded.sha256, decoded.ext)
@@ -107,16 +116,14 @@ def ingest(
     complete: bool,
 ) -> IngestResult:
     """Add ``files`` to their series (created when new). ``complete``: the upload is the whole
-    series (``/series``), else a slice that waits for the series to become stable."""
-    series = _known_series(session, files, series_uid)
+    series (``/series``), else a slice that waits for the series to become stable.
+
+    Series are the uploader's own: a Series Instance UID another key used is a new series of
+    ``key`` (answered as any unknown UID is), and nothing of the other key's is read or
+    changed."""
+    series = _known_series(session, files, series_uid, key)
     uid = series.series_uid if series else series_uid_of(files, series_uid)
-    series = series or repo.series_by_uid(session, uid)
-    if (
-        series is not None
-        and series.uploader_key_id not in (key.id, None)
-        and key.role == "scanner"
-    ):
-        raise IngestError(409, f"series_uid {uid} belongs to another uploader")
+    series = series or repo.series_by_uid(session, uid, key.id)
     if series is None:
         study_uids = {f.study_instance_uid for f in files if f.study_instance_uid}
         study = (
@@ -153,11 +160,13 @@ def ingest(
 
 def instance_ids_of(session: Session, series_id: int, files: list[DecodedFile]) -> list[int]:
     """Ids of the instances (new or already stored) that ``files`` map to, in upload order."""
+    series = session.get(Series, series_id)
+    assert series is not None  # just written or found by ingest(), same transaction
     ids = []
     for decoded in files:
         for frame in range(len(decoded.shapes)):
             found = repo.existing_instance(
-                session, series_id, decoded.sha256, frame, decoded.sop_instance_uid
+                session, series, decoded.sha256, frame, decoded.sop_instance_uid
             )
             if found is not None:
                 ids.append(found.id)

@@ -22,8 +22,8 @@ from app.config import Settings
 
 from . import limits
 from .errors import IngestError
+from .sniff import ACCEPTED, IMAGE_FORMATS, ZIP_MAGIC
 
-ZIP_MAGIC = b"PK\x03\x04"
 _CHUNK = 1 << 20
 _JUNK = frozenset({"dicomdir", "thumbs.db", "desktop.ini"})
 
@@ -34,6 +34,8 @@ class IncomingFile:
 
     name: str
     path: Path
+    #: the ZIP it was a member of (its name), None for a file sent as itself
+    archive: str | None = None
 
 
 @contextmanager
@@ -73,7 +75,9 @@ def receive(
 ) -> list[IncomingFile]:
     """Copy the parts (client name, stream) into ``workdir``; expand a single ZIP."""
     if not parts:
-        raise IngestError(422, "no files in the upload (send them as multipart field 'files')")
+        raise IngestError(
+            422, f"no files in the upload; expected {ACCEPTED} in the multipart field 'files'"
+        )
     if len(parts) > settings.max_files:
         raise IngestError(413, limits.too_many_files("the upload", len(parts), settings))
     budget = settings.max_upload_bytes
@@ -84,19 +88,28 @@ def receive(
         path = workdir / f"part{index}"
         budget -= copy_limited(stream, path, budget, over)
         if path.stat().st_size == 0:
-            raise IngestError(422, f"{name}: file is empty")
+            raise IngestError(422, f"{name}: found an empty file (0 bytes); expected {ACCEPTED}")
         files.append(IncomingFile(name, path))
     zips = [f for f in files if _is_zip(f.path)]
     if not zips:
         return files
     if len(files) > 1:
-        raise IngestError(422, f"{zips[0].name}: a ZIP must be the only file of its upload")
+        raise IngestError(
+            422,
+            f"{zips[0].name}: found a ZIP beside {len(files) - 1} other file(s); expected one "
+            "ZIP alone, or the files themselves without a ZIP",
+        )
     return expand_zip(zips[0], workdir / "zip", settings)
 
 
 def _is_zip(path: Path) -> bool:
     with path.open("rb") as fh:
         return fh.read(4) == ZIP_MAGIC
+
+
+def _printable(path: str) -> str:
+    """A member's whole path for a message (the problem may be in its folders)."""
+    return "".join(c for c in path if c.isprintable())[:100]
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:
@@ -134,11 +147,16 @@ def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[In
                 if problem:
                     raise IngestError(
                         422,
-                        f"{archive.name}: member {display_name(info.filename, '?')!r} {problem}",
+                        f"{archive.name}: member {_printable(info.filename)!r} {problem}; "
+                        "expected members with relative paths inside the archive",
                     )
             members = [i for i in infos if not _skipped(i)]
             if not members:
-                raise IngestError(422, f"{archive.name}: the ZIP contains no files")
+                raise IngestError(
+                    422,
+                    f"{archive.name}: found a ZIP without files (folders and hidden or system "
+                    f"files do not count); expected {IMAGE_FORMATS} in it",
+                )
             if len(members) > settings.max_files:
                 raise IngestError(413, limits.too_many_files(archive.name, len(members), settings))
             if sum(i.file_size for i in members) > budget:
@@ -150,8 +168,16 @@ def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[In
                 with zf.open(info) as src:  # sizes in the header may lie: count real bytes
                     budget -= copy_limited(src, path, budget, over)
                 if _is_zip(path):
-                    raise IngestError(422, f"{name}: nested ZIP files are not accepted")
-                files.append(IncomingFile(name, path))
+                    raise IngestError(
+                        422,
+                        f"{name}: found a ZIP inside the ZIP; expected {IMAGE_FORMATS} (unpack "
+                        "the inner ZIP, or send it on its own)",
+                    )
+                files.append(IncomingFile(name, path, archive.name))
             return files
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        raise IngestError(422, f"{archive.name}: not a readable ZIP file ({exc})") from None
+        raise IngestError(
+            422,
+            f"{archive.name}: found a ZIP signature but not a readable ZIP file ({exc}); "
+            "expected a complete ZIP archive",
+        ) from None

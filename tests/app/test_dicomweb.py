@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db.models import Instance, Series
 from app.db.session import session_scope
-from tests.app.conftest import auth, new_key
 from tests.utils.dicomweb import (
     BOUNDARY,
     STUDIES,
@@ -152,19 +151,6 @@ def test_a_resent_instance_is_stored_once_and_still_referenced(
     assert r.status_code == 200
     assert [_uid(i, "00081155") for i in _items(r.json(), "00081199")] == [_sop_uid(part)]
     assert _count(settings, Instance) == 1
-
-
-def test_adding_to_another_scanners_series_is_refused_as_not_authorized(
-    client: TestClient, settings: Settings, scanner: dict[str, str]
-) -> None:
-    _post(client, scanner, [dicom_bytes(series_uid=SERIES, instance=1)])
-    other = auth(new_key(settings, "scanner", "scanner 2"))
-    r = _post(client, other, [dicom_bytes(series_uid=SERIES, instance=2)])
-    assert r.status_code == 409
-    (failed,) = _items(r.json(), "00081198")
-    assert failed["00081197"]["Value"] == [0x0124] and "another uploader" in _uid(
-        failed, "00091002"
-    )
 
 
 def test_a_wrong_content_type_is_415(client: TestClient, scanner: dict[str, str]) -> None:
