@@ -79,6 +79,11 @@ def _split_order(split: str) -> tuple[int, str]:
     return (order.index(split) if split in order else len(order), split)
 
 
+def _cells(values: Mapping[str, Any]) -> list[str]:
+    """One table row's metric cells, in ``METRIC_COLUMNS`` order (counts as integers)."""
+    return [_number(values.get(k), 0 if k == "n" else 3) for k, _ in METRIC_COLUMNS]
+
+
 def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows of the held-out metrics table from the flat keys the training code writes:
     ``<split>_<metric>`` (all slices) and ``<split>_modsev_<metric>`` (clean slices + moderate
@@ -103,7 +108,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "split": split,
                 "subset": "moderate + severe artifacts only" if modsev else "all slices",
                 "about": SPLITS.get(split, ""),
-                "cells": [_number(values.get(k), 0 if k == "n" else 3) for k, _ in METRIC_COLUMNS],
+                "cells": _cells(values),
             }
         )
     return rows
@@ -122,7 +127,7 @@ def fused_rows(info_metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "split": split,
                 "about": SPLITS.get(split, ""),
-                "cells": [_number(values.get(k), 0 if k == "n" else 3) for k, _ in METRIC_COLUMNS],
+                "cells": _cells(values),
                 "found": _number(confusion.get("tp")),
                 "missed": _number(confusion.get("fn")),
                 "false_alarms": _number(confusion.get("fp")),
