@@ -87,10 +87,17 @@ def info(
 
 
 # Register data/simulate/train/evaluate/predict (cli_training), ablation/compare
-# (cli_experiments) and the QC service's migrate/keys/api/worker/up (cli_service) on `app`
-# (imported last: they import `app`); cli_keys adds keys list/revoke/set-role to cli_service's
-# `keys` group.
-from . import cli_experiments, cli_fusion, cli_keys, cli_service, cli_training  # noqa: E402, F401
+# (cli_experiments), sample-series (cli_sample) and the QC service's migrate/keys/api/worker/up
+# (cli_service) on `app` (imported last: they import `app`); cli_keys adds keys
+# list/revoke/set-role to cli_service's `keys` group.
+from . import (  # noqa: E402, F401
+    cli_experiments,
+    cli_fusion,
+    cli_keys,
+    cli_sample,
+    cli_service,
+    cli_training,
+)
 
 
 def main() -> None:
