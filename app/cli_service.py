@@ -270,6 +270,17 @@ def _bootstrap(settings: Settings) -> str | None:
         return plain
 
 
+def _release(settings: Settings, pid: int) -> None:
+    """A child worker died: enqueue again at once the series it was processing (its heartbeat
+    would tell the sweeper only after AMAQC_WORKER_SILENT_SECONDS)."""
+    from app.db.heartbeats import process_name
+    from app.sweeper import release_worker
+
+    ids = release_worker(settings, process_name(pid))
+    if ids:
+        console.print(f"[yellow]enqueued again the series it held: {ids}[/]")
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
@@ -297,7 +308,10 @@ def up(
         listener = _start_listener(settings, host=host, port=dicom_port, sweep=False)
     # Two children, each on its own queue: verdicts never wait behind a training job.
     children = Supervisor(
-        ["inference", "training"], env, report=lambda text: console.print(f"[yellow]{text}[/]")
+        ["inference", "training"],
+        env,
+        report=lambda text: console.print(f"[yellow]{text}[/]"),
+        on_exit=lambda _name, pid: _release(settings, pid),
     )
     children.start()
     url = f"http://{host or settings.host}:{port or settings.port}"

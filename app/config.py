@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     stuck_after_seconds: float = Field(default=300.0, gt=0)
     #: how often the API's sweeper runs; 0 disables it (tests drive it by hand)
     sweep_interval_seconds: float = Field(default=1.0, ge=0)
+    #: how often a worker process refreshes its heartbeat row
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    #: a worker whose heartbeat is this old is dead: the sweeper enqueues again the series it
+    #: was processing; an inference worker idle this long means a series still queued lost its
+    #: message (a restarted broker), so that one is sent again too
+    worker_silent_seconds: float = Field(default=15.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     #: POST a JSON event here when a series verdict is written (empty: no webhook)
@@ -152,6 +158,12 @@ class Settings(BaseSettings):
         SeriesRule(self.series_rule)  # raises on a bad rule, naming it
         self.dicom_ae_title = check_ae_title(self.dicom_ae_title)
         parse_ae_titles(self.dicom_allowed_aes)  # raises on a bad title, naming it
+        if self.worker_silent_seconds < 2 * self.worker_heartbeat_seconds:
+            raise ValueError(
+                f"worker_silent_seconds ({self.worker_silent_seconds:g}) must be at least twice "
+                f"worker_heartbeat_seconds ({self.worker_heartbeat_seconds:g}): one late beat "
+                "would make a live worker look dead"
+            )
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir.resolve() / 'amaqc.db'}"
         if not self.broker_url:

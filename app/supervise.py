@@ -39,6 +39,9 @@ class Supervisor:
         max_restarts: restarts per child before giving up on it (logged as an error).
         poll_seconds: how often the children are checked.
         report: where a restart / give-up message goes (``amaqc up`` prints it).
+        on_exit: called with a child's name and process id once it is seen exited, before it
+            is started again (``amaqc up`` enqueues again at once the series it held); an
+            exception there is logged and changes nothing else.
     """
 
     def __init__(
@@ -50,8 +53,10 @@ class Supervisor:
         max_restarts: int = 5,
         poll_seconds: float = 2.0,
         report: Callable[[str], None] = logger.warning,
+        on_exit: Callable[[str, int], None] | None = None,
     ) -> None:
         self.names, self.env, self.command = names, env, command
+        self.on_exit = on_exit
         self.max_restarts, self.poll_seconds, self.report = max_restarts, poll_seconds, report
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts = dict.fromkeys(names, 0)
@@ -77,6 +82,7 @@ class Supervisor:
             for name, proc in list(self.procs.items()):
                 if proc.poll() is None or self._stop.is_set() or name in self._gave_up:
                     continue
+                self._exited(name, proc.pid)
                 if self.restarts[name] >= self.max_restarts:
                     self._gave_up.add(name)
                     self.report(
@@ -87,6 +93,14 @@ class Supervisor:
                 self.restarts[name] += 1
                 self.report(f"{name} worker exited ({proc.returncode}); starting it again")
                 self._spawn(name)
+
+    def _exited(self, name: str, pid: int) -> None:
+        if self.on_exit is None:
+            return
+        try:
+            self.on_exit(name, pid)
+        except Exception:
+            logger.exception("%s worker exited: the exit hook failed", name)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_seconds):

@@ -1,9 +1,14 @@
 """The sweeper: the database, not the queue, is the source of truth.
 
 Every ``sweep_interval_seconds`` it (1) closes slice-built series that got no new instance for
-``series_stable_seconds`` and enqueues their series verdict, and (2) enqueues again every
-series stuck in ``queued`` / ``processing`` for longer than ``stuck_after_seconds`` (a lost
-message, a restarted broker or a killed worker). Jobs are idempotent, so a duplicate is harmless.
+``series_stable_seconds`` and enqueues their series verdict; (2) enqueues again every
+``processing`` series whose worker process has written no heartbeat for
+``worker_silent_seconds`` (killed: SIGKILL, the OOM killer); (3) sends again every ``queued``
+series while an inference worker has been idle that long (its message was lost: a restarted
+broker, a worker killed as it took it, or the broker was down when it was uploaded); and (4), as
+a last resort, enqueues again every series stuck in ``queued`` / ``processing`` for longer than
+``stuck_after_seconds``. Jobs are idempotent, so a duplicate is harmless. :func:`release_worker`
+does (2) at once for a worker known to be dead (``amaqc up``'s supervisor saw its child exit).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from datetime import timedelta
 
 from app.config import Settings
-from app.db import repo
+from app.db import heartbeats, repo
 from app.db.session import session_scope
 from app.queue import enqueue_analysis
 
@@ -21,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 
 def sweep(settings: Settings) -> list[int]:
-    """One pass; returns the ids of the series it enqueued."""
+    """One pass; returns the ids of the series it enqueued (a broker that refuses the first
+    of them is not asked for the rest: they stay queued for the next pass)."""
+    silent = timedelta(seconds=settings.worker_silent_seconds)
     with session_scope(settings.database_url) as session:
         stable = repo.stable_series(session, timedelta(seconds=settings.series_stable_seconds))
         for series in stable:
@@ -30,10 +37,49 @@ def sweep(settings: Settings) -> list[int]:
         for series in stuck:
             logger.warning("series %s stuck in %s: enqueued again", series.id, series.status)
             repo.mark_queued(session, series)
-        ids = [s.id for s in stable + stuck]
-    for series_id in ids:  # after the commit
-        enqueue_analysis(settings.broker_url, series_id)
+        orphaned = heartbeats.orphaned_series(session, silent)
+        for series in orphaned:
+            logger.warning(
+                "series %s: its worker %s went silent; enqueued again", series.id, series.worker
+            )
+            repo.mark_queued(session, series)
+        lost = heartbeats.lost_series(session, silent)  # (not those just marked: queued now)
+        for series in lost:
+            logger.warning(
+                "series %s: still queued while a worker idled (message lost); sent again",
+                series.id,
+            )
+        heartbeats.prune(session, timedelta(seconds=settings.stuck_after_seconds))
+        ids = [s.id for s in stable + stuck + orphaned + lost]
+        lost_ids = {s.id for s in lost}
+    sent = _send(settings, ids)  # after the commit
+    with session_scope(settings.database_url) as session:
+        heartbeats.touch_queued(session, [i for i in sent if i in lost_ids])
     return ids
+
+
+def release_worker(settings: Settings, worker: str) -> list[int]:
+    """Enqueue again, at once, the series worker process ``worker`` was processing, and forget
+    its heartbeat: the caller knows it is dead. Returns the series ids."""
+    with session_scope(settings.database_url) as session:
+        held = heartbeats.series_held_by(session, worker)
+        for series in held:
+            logger.warning("series %s: its worker %s died; enqueued again", series.id, worker)
+            repo.mark_queued(session, series)
+        heartbeats.remove(session, worker)
+        ids = [s.id for s in held]
+    _send(settings, ids)
+    return ids
+
+
+def _send(settings: Settings, series_ids: list[int]) -> list[int]:
+    """Enqueue each series; stop at the first the broker refuses. Returns those sent."""
+    sent = []
+    for series_id in series_ids:
+        if not enqueue_analysis(settings.broker_url, series_id):
+            break
+        sent.append(series_id)
+    return sent
 
 
 class Sweeper(threading.Thread):

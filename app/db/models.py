@@ -117,6 +117,9 @@ class Series(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: the worker process (:attr:`WorkerHeartbeat.name`) that marked it ``processing``; the
+    #: sweeper enqueues the series again once that worker's heartbeat goes silent
+    worker: Mapped[str | None] = mapped_column(String(200))
     # DICOM header context (null without a DICOM header); ``scanner`` is the name shown, these
     # the tags it may come from
     series_description: Mapped[str | None] = mapped_column(String(200))
@@ -130,6 +133,24 @@ class Series(Base):
     instances: Mapped[list[Instance]] = relationship(
         back_populates="series", order_by="Instance.id", lazy="raise"
     )
+
+
+class WorkerHeartbeat(Base):
+    """One worker process that runs tasks, refreshed every ``worker_heartbeat_seconds``.
+
+    ``name`` is ``<hostname>:<pid>`` of the process that executes tasks (the worker itself with
+    the solo pool, each pool child with prefork); ``idle_since`` is null while it runs a task, else
+    when it last became idle. A process that is killed stops refreshing ``beat_at``: the sweeper
+    enqueues again the series it held (``Series.worker``), and an inference worker idle for a
+    while shows that a series still ``queued`` lost its message (a restarted broker).
+    """
+
+    __tablename__ = "worker_heartbeat"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    idle_since: Mapped[datetime | None]
 
 
 class Instance(Base):

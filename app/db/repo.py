@@ -173,6 +173,7 @@ def mark_queued(session: Session, series: Series, *, complete: bool | None = Non
         series.complete = complete
     series.status = "queued"
     series.error = None
+    series.worker = None
     series.queued_at = utcnow()
     session.flush()
 
@@ -275,8 +276,10 @@ def put_series_verdict(session: Session, values: dict[str, Any]) -> SeriesVerdic
     return verdict
 
 
-def mark_processing(session: Session, series: Series) -> None:
+def mark_processing(session: Session, series: Series, worker: str | None = None) -> None:
+    """``worker``: the heartbeat name of the process doing it (see ``app.db.heartbeats``)."""
     series.status = "processing"
+    series.worker = worker
     series.started_at = utcnow()
     series.attempts += 1
     session.flush()

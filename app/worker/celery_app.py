@@ -10,6 +10,7 @@ from app.queue import make_celery
 
 celery_app = make_celery(get_settings().broker_url)
 celery_app.conf.imports = ("app.worker.tasks",)
+from . import heartbeat  # noqa: E402,F401 (connects the heartbeat to the worker's signals)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R", covariant=True)

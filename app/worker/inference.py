@@ -21,7 +21,7 @@ import numpy as np
 
 from app import storage
 from app.config import SeriesRule, Settings
-from app.db import repo
+from app.db import heartbeats, repo
 from app.db.models import Instance, InstanceVerdict, ModelVersion
 from app.db.session import session_scope
 
@@ -130,7 +130,7 @@ def analyse(
         scored = repo.instance_verdicts(session, [i.id for i in instances], version.id)
         todo = [i for i in instances if i.id not in scored]
         if series.complete and todo:
-            repo.mark_processing(session, series)
+            repo.mark_processing(session, series, worker=heartbeats.process_name())
     if todo:
         try:
             predictor = predictor_for(version)

@@ -22,6 +22,7 @@ TABLES = {
     "training_job",
     "model_activation",
     "web_session",
+    "worker_heartbeat",
 }
 
 

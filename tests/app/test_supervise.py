@@ -56,6 +56,26 @@ def test_a_killed_child_is_started_again_on_its_own_name() -> None:
     assert all(p.poll() is not None for p in sup.procs.values())
 
 
+def test_the_exit_hook_hears_of_a_dead_child_before_it_is_started_again() -> None:
+    """``amaqc up`` enqueues again at once the series the dead child held (by its pid)."""
+    exits: list[tuple[str, int, bool]] = []
+    sup = Supervisor(["inference"], dict(os.environ), command=_sleeper, poll_seconds=3600)
+    sup.on_exit = lambda name, pid: exits.append((name, pid, sup.procs[name].pid == pid))
+    sup.start()
+    try:
+        first = sup.procs["inference"]
+        sup.check()
+        assert exits == []  # alive: nothing to hear
+        first.kill()
+        first.wait()
+        sup.check()
+        sup.check()
+        assert exits == [("inference", first.pid, True)]  # once, while it was still the child
+        assert sup.procs["inference"] is not first
+    finally:
+        sup.stop(timeout=5)
+
+
 def test_a_child_that_keeps_crashing_is_given_up_on() -> None:
     messages: list[str] = []
     sup = Supervisor(

@@ -5,10 +5,12 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.db.models import Series
+from app.db import heartbeats, repo
+from app.db.models import Series, WorkerHeartbeat
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.sweeper import sweep
+from app.queue import queue_depth
+from app.sweeper import release_worker, sweep
 from tests.utils.service import dicom_bytes, series_files
 
 
@@ -34,3 +36,119 @@ def test_a_stable_slice_series_is_closed_and_queued(
     series_id = client.post("/api/v1/slices", files=one, headers=scanner).json()["series_id"]
     assert sweep(settings) == [series_id]
     assert client.get(f"/api/v1/series/{series_id}", headers=scanner).json()["status"] == "queued"
+
+
+# --- heartbeats: a silent worker's series, a lost message ------------------------------
+
+
+def _upload(client: TestClient, scanner: dict[str, str], uid: str) -> int:
+    files = series_files(1, series_uid=uid)
+    return int(client.post("/api/v1/series", files=files, headers=scanner).json()["series_id"])
+
+
+def _beat(settings: Settings, name: str, *, ago: float, idle_for: float | None) -> None:
+    """A heartbeat row of worker ``name`` written ``ago`` seconds ago, idle for ``idle_for``
+    seconds by then (None: running a task)."""
+    now = utcnow()
+    with session_scope(settings.database_url) as session:
+        heartbeats.beat(session, name, "inference", now - timedelta(hours=1), None)
+        row = session.get(WorkerHeartbeat, name)
+        assert row is not None
+        row.beat_at = now - timedelta(seconds=ago)
+        row.idle_since = None if idle_for is None else now - timedelta(seconds=idle_for)
+
+
+def _processing(settings: Settings, series_id: int, worker: str, ago: float) -> None:
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, series_id)
+        assert series is not None
+        repo.mark_processing(session, series, worker=worker)
+        series.started_at = utcnow() - timedelta(seconds=ago)
+
+
+def _status(settings: Settings, series_id: int) -> str:
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, series_id)
+        assert series is not None
+        return series.status
+
+
+def test_a_processing_series_whose_worker_went_silent_is_enqueued_again(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    silent = settings.worker_silent_seconds
+    assert silent < settings.stuck_after_seconds / 10  # so this is not the stuck rule
+    series_id = _upload(client, scanner, "1.2.3.9.1")
+    _processing(settings, series_id, "gpu-1:4242", ago=silent + 1)
+    _beat(settings, "gpu-1:4242", ago=silent + 1, idle_for=None)  # killed mid-series
+    assert sweep(settings) == [series_id]
+    assert _status(settings, series_id) == "queued"
+    assert queue_depth(settings.broker_url) == 2  # the upload's message and this one
+
+
+def test_a_processing_series_of_a_beating_worker_is_left_alone(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    silent = settings.worker_silent_seconds
+    series_id = _upload(client, scanner, "1.2.3.9.2")
+    _processing(settings, series_id, "gpu-1:4243", ago=silent * 3)  # a long series
+    _beat(settings, "gpu-1:4243", ago=1, idle_for=None)
+    assert sweep(settings) == []
+    assert _status(settings, series_id) == "processing"
+
+
+def test_a_series_still_queued_while_an_inference_worker_idles_is_sent_again(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    """The broker lost its message (restarted): an idle worker would have taken it by now."""
+    silent = settings.worker_silent_seconds
+    series_id = _upload(client, scanner, "1.2.3.9.3")
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, series_id)
+        assert series is not None
+        series.queued_at = utcnow() - timedelta(seconds=silent + 1)
+    _beat(settings, "gpu-1:4244", ago=1, idle_for=None)  # busy: the message may be waiting
+    assert sweep(settings) == []
+    _beat(settings, "gpu-1:4244", ago=1, idle_for=silent + 1)
+    assert sweep(settings) == [series_id]
+    assert sweep(settings) == []  # sent just now: not lost again before another silence
+
+
+def test_release_worker_enqueues_at_once_the_series_a_dead_worker_held(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    held = _upload(client, scanner, "1.2.3.9.4")
+    other = _upload(client, scanner, "1.2.3.9.5")
+    _processing(settings, held, "gpu-1:4245", ago=0)
+    _processing(settings, other, "gpu-1:4246", ago=0)
+    _beat(settings, "gpu-1:4245", ago=0, idle_for=None)
+    assert release_worker(settings, "gpu-1:4245") == [held]
+    assert (_status(settings, held), _status(settings, other)) == ("queued", "processing")
+    with session_scope(settings.database_url) as session:
+        assert session.get(WorkerHeartbeat, "gpu-1:4245") is None
+
+
+def test_a_heartbeat_writes_its_row_marks_busy_and_idle_and_removes_it(
+    settings: Settings,
+) -> None:
+    from app.worker.heartbeat import Heartbeat
+
+    heartbeat = Heartbeat(settings, "inference", name="gpu-2:7")
+
+    def row() -> WorkerHeartbeat | None:
+        with session_scope(settings.database_url) as session:
+            return session.get(WorkerHeartbeat, "gpu-2:7")
+
+    heartbeat.start()
+    try:
+        first = row()
+        assert first is not None and first.idle_since is not None
+        heartbeat.busy()
+        busy = row()
+        assert busy is not None and busy.idle_since is None and busy.beat_at >= first.beat_at
+        heartbeat.idle()
+        idle = row()
+        assert idle is not None and idle.idle_since is not None
+    finally:
+        heartbeat.stop()
+    assert row() is None
