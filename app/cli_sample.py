@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .cli import app, console, fail
+from .cli_training import DEFAULT_CACHE
 
 
 @app.command("sample-series")
@@ -18,29 +19,37 @@ def sample_series(
         typer.Option(help="Corrupt the slices first: motion, ghosting, spike, gibbs or wrap."),
     ] = None,
     severity: Annotated[str, typer.Option(help="mild, moderate or severe.")] = "severe",
-    data: Annotated[
-        Path, typer.Option(help="A dataset from `amaqc data build` (real MR slices).")
-    ] = Path(".data/ds"),
     slices: Annotated[int, typer.Option(min=1, help="How many slices.")] = 12,
-    split: Annotated[str, typer.Option(help="The dataset split the slices come from.")] = "test",
+    source: Annotated[
+        str, typer.Option(help="A source of `amaqc data build` (default: its test subject).")
+    ] = "mriqc_0042",
+    plane: Annotated[str, typer.Option(help="axial, coronal or sagittal.")] = "axial",
+    cache: Annotated[
+        Path, typer.Option(help="The source cache of `amaqc data build`.")
+    ] = DEFAULT_CACHE,
     seed: Annotated[int, typer.Option(help="Seed of the simulated artifact.")] = 0,
 ) -> None:
-    """Write a sample DICOM series: consecutive real MR slices of the prepared dataset (by
-    default a subject the served model never trained on), clean or with a simulated artifact,
-    as one new series of a made-up patient (AMAQC-SAMPLE). Send it with the printed command."""
-    from .sample_series import SampleDataMissing, write_sample_series
+    """Write a sample DICOM series: consecutive real MR slices (by default of the dataset's
+    test subject, whom the served model never trained on), clean or with a simulated artifact,
+    as one new series of a made-up patient (AMAQC-SAMPLE). Fetches only that source's registry
+    package when the cache lacks it. Send the series with the printed command."""
+    from training.sources import SourceError
+
+    from .sample_series import write_sample_series
 
     try:
         series = write_sample_series(
-            data,
             out_dir,
+            cache_dir=cache,
             artifact=artifact,
             severity=severity,
             count=slices,
-            split=split,
+            source=source,
+            plane=plane,
             seed=seed,
+            progress=True,
         )
-    except (SampleDataMissing, FileExistsError, ValueError) as exc:
+    except (SourceError, FileExistsError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"source: {series.source}")
     console.print("send it (KEY: a scanner or admin key):")

