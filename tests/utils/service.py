@@ -104,10 +104,14 @@ def series_files(n: int = 3, series_uid: str = "1.2.826.0.1.3680043.8.498.7") ->
 
 
 def start_worker(
-    settings: Settings, queues: str = "inference", env: dict[str, str] | None = None
+    settings: Settings,
+    queues: str = "inference",
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """A real Celery worker process for ``settings`` consuming ``queues``, logging to
-    ``<data_dir>/worker-<queues>.log``; ``env`` adds environment variables."""
+    ``<data_dir>/worker-<queues>.log`` (appended to); ``env`` adds environment variables,
+    ``args`` options of ``amaqc worker`` (``--pool prefork``)."""
     full_env = {
         **os.environ,
         "AMAQC_DATA_DIR": str(settings.data_dir),
@@ -116,9 +120,9 @@ def start_worker(
         "AMAQC_CHECKPOINT": str(settings.checkpoint),
         **(env or {}),
     }
-    with worker_log(settings, queues).open("wb") as log:
+    with worker_log(settings, queues).open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "--queues", queues],
+            [sys.executable, "-m", "app", "worker", "--queues", queues, *args],
             env=full_env,
             stdout=log,
             stderr=log,
