@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backends import PatchScorer, make_scorer
 from .checkpoint import CheckpointMeta, load_checkpoint
 from .fusion import fusion_features
 from .iqm import compute_iqms
@@ -46,13 +46,19 @@ class Predictor:
     Args:
         checkpoint: path of a checkpoint file, or an already loaded ``(model, meta)`` pair.
         device: torch device; default CUDA when available, else CPU.
-        batch_size: patches per forward pass.
+        batch_size: patches per forward pass; default 64 for torch, all of a series (up to
+            1024) for ONNX Runtime.
         detector: ``"fused"`` (AMAResNet + the IQM panel, :mod:`model.fusion`), ``"cnn"``
             (AMAResNet alone) or ``"auto"``: fused when the checkpoint carries a fusion model.
+        backend: what runs the network (:mod:`model.backends`): ``"auto"`` (ONNX Runtime on
+            CPU when installed, torch on CUDA or as the fallback), ``"torch"`` or
+            ``"onnxruntime"`` (raises :class:`model.backends.BackendUnavailable` if it cannot).
+        cache_dir: where ONNX exports are cached; default ``.amaqc-onnx/`` next to the
+            checkpoint file.
 
-    ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts it
-    into ``meta.patch_size`` patches, runs the network under ``torch.inference_mode`` (with fp16
-    autocast on CUDA) and aggregates the patch probabilities by ``meta.aggregation``.
+    ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts all
+    slices into ``meta.patch_size`` patches, scores the patches of all of them together and
+    aggregates the patch probabilities by ``meta.aggregation``.
     """
 
     def __init__(
@@ -60,27 +66,43 @@ class Predictor:
         checkpoint: str | Path | tuple[nn.Module, CheckpointMeta],
         *,
         device: str | torch.device | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         detector: str = "auto",
+        backend: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         self.device = torch.device(device) if device is not None else default_device()
+        path: Path | None = None
         if isinstance(checkpoint, tuple):
             model, meta = checkpoint
         else:
-            model, meta = load_checkpoint(checkpoint)
+            path = Path(checkpoint)
+            model, meta = load_checkpoint(path)
         self.meta = meta
         self.norm = meta.norm
         fusion = meta.fusion_model
         if detector == "fused" and fusion is None:
             raise ValueError("this checkpoint has no fusion model; use detector='cnn'")
         self.fusion = fusion if detector != "cnn" else None
-        self.batch_size = batch_size
-        # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
-        self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.scorer: PatchScorer = make_scorer(
+            model,
+            patch_size=meta.patch_size,
+            device=self.device,
+            backend=backend,
+            batch_size=batch_size,
+            checkpoint=path,
+            cache_dir=cache_dir,
+        )
+        self.model = model
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"`` or ``"torch"``: what runs the network."""
+        return self.scorer.name
 
     @property
     def detector(self) -> str:
@@ -94,26 +116,9 @@ class Predictor:
             return float(self.fusion.threshold)
         return float(self.meta.threshold)
 
-    def _batches(self, patches: torch.Tensor) -> Iterator[torch.Tensor]:
-        for start in range(0, patches.shape[0], self.batch_size):
-            yield patches[start : start + self.batch_size]
-
-    @torch.inference_mode()
     def patch_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, p, p) normalised patches -> (N,) artifact probabilities (float32, on CPU)."""
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.device.type == "cuda"
-            else nullcontext()
-        )
-        out = []
-        with autocast:
-            for chunk in self._batches(images):
-                chunk = chunk.to(self.device, non_blocking=True).contiguous(
-                    memory_format=torch.channels_last
-                )
-                out.append(torch.softmax(self.model(chunk).float(), dim=1)[:, 1].cpu())
-        return torch.cat(out) if out else torch.empty(0)
+        return self.scorer(images)
 
     def predict(self, slices: Sequence[np.ndarray] | np.ndarray) -> list[SlicePrediction]:
         """Score 2-D slices; a single 2-D array is one slice, a 3-D array is refused."""

@@ -1,0 +1,261 @@
+"""Patch scorers: (N, C, p, p) normalised patches in, (N,) artifact probabilities out.
+
+Two backends run a checkpoint's network:
+
+- ``torch``: the module itself, ``channels_last``, under ``inference_mode``, with fp16 autocast
+  on CUDA. Every device; the fallback wherever ONNX Runtime is missing or cannot be used.
+- ``onnxruntime``: the network's inference rewrite (:mod:`model.export`) exported to ONNX once
+  and run by ONNX Runtime's CPU kernels, the fastest CPU path measured (docs/performance.md).
+  The export is cached as ``<cache_dir>/<sha256 of the checkpoint file>-e<EXPORT_VERSION>.onnx``
+  (default cache dir: ``.amaqc-onnx/`` next to the checkpoint), so a changed checkpoint, or a
+  changed rewrite, gets a new export and an unchanged one loads in a fraction of a second.
+  Every load compares it with torch on probe patches and refuses it when a probability differs
+  by more than :data:`MAX_PROBABILITY_DIFFERENCE`.
+
+``auto`` picks ONNX Runtime on CPU when it is installed and its export checks out, else torch;
+torch on CUDA. Nothing here reads the environment: the service passes its choice in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from .export import EXPORT_VERSION, INPUT_NAME, export_onnx, input_channels
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+#: the largest probability difference from torch an export may show on the probe patches
+MAX_PROBABILITY_DIFFERENCE = 1e-3
+#: patches per ONNX Runtime run: a 24-slice series of 256^2 slices at 64 px is 384 patches, one
+#: run; larger series are cut so activations stay under ~0.5 GB
+ONNX_BATCH = 1024
+CACHE_DIRNAME = ".amaqc-onnx"
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend asked for cannot run here (runtime not installed, wrong device, bad export)."""
+
+
+class PatchScorer(Protocol):
+    name: str
+
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, C, p, p) float32 patches -> (N,) float32 probabilities on CPU."""
+        ...
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``import onnxruntime`` works in this process."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TorchScorer:
+    """The network itself on ``device`` (fp16 autocast on CUDA), ``batch_size`` patches a pass."""
+
+    name = "torch"
+
+    def __init__(self, network: nn.Module, device: torch.device, batch_size: int = 64) -> None:
+        self.device = device
+        self.batch_size = batch_size
+        # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
+        self.network = network.to(device).to(memory_format=torch.channels_last).eval()
+
+    @torch.inference_mode()
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.device.type == "cuda"
+            else nullcontext()
+        )
+        out = []
+        with autocast:
+            for start in range(0, patches.shape[0], self.batch_size):
+                chunk = patches[start : start + self.batch_size]
+                chunk = chunk.to(self.device, non_blocking=True).contiguous(
+                    memory_format=torch.channels_last
+                )
+                out.append(torch.softmax(self.network(chunk).float(), dim=1)[:, 1].cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+
+class OnnxScorer:
+    """An exported network (path or serialised bytes) run by ONNX Runtime on the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self, model: str | Path | bytes, *, batch_size: int = ONNX_BATCH, threads: int = 0
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime is not installed ({exc})") from None
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3  # no warnings on stderr for every session
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.batch_size = batch_size
+        #: the largest probability difference from torch on the probe patches (set by the check)
+        self.max_difference: float | None = None
+
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(patches.detach().cpu().numpy(), dtype=np.float32)
+        out = [
+            self.session.run(None, {INPUT_NAME: x[start : start + self.batch_size]})[0]
+            for start in range(0, x.shape[0], self.batch_size)
+        ]
+        return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0)
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes (the export cache key)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_path(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where the export of ``checkpoint`` (as its bytes are now) lives in the cache."""
+    checkpoint = Path(checkpoint)
+    folder = Path(cache_dir) if cache_dir is not None else checkpoint.parent / CACHE_DIRNAME
+    return folder / f"{file_digest(checkpoint)}-e{EXPORT_VERSION}.onnx"
+
+
+def cached_export(
+    network: nn.Module, patch_size: int, checkpoint: str | Path, cache_dir: str | Path | None
+) -> Path:
+    """The cached ONNX export of ``checkpoint``'s network, exported now if missing.
+
+    When the cache folder cannot be written (a read-only install), the export goes to a
+    ``amaqc-onnx`` folder in the system temporary directory instead.
+    """
+    from .resnet import AMAResNet
+
+    if not isinstance(network, AMAResNet):
+        raise BackendUnavailable(f"no ONNX export for {type(network).__name__}")
+    path = export_path(checkpoint, cache_dir)
+    if path.is_file():
+        return path
+    try:
+        export_onnx(network, patch_size, path)
+    except PermissionError:
+        path = Path(tempfile.gettempdir()) / "amaqc-onnx" / path.name
+        if not path.is_file():
+            export_onnx(network, patch_size, path)
+    except ImportError as exc:  # torch's exporter needs the onnx package
+        raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
+    logger.info("exported %s to %s", checkpoint, path)
+    return path
+
+
+def probe_patches(channels: int, patch_size: int, count: int = 8) -> torch.Tensor:
+    """(count, channels, p, p) deterministic patches in [0, 1] that look like MR: an ellipse of
+    tissue with texture and Rician-like noise, at several positions, plus one empty patch."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:patch_size, :patch_size] / patch_size
+    out = np.zeros((count, channels, patch_size, patch_size), dtype=np.float32)
+    for i in range(1, count):
+        cy, cx = rng.uniform(0.2, 0.8, 2)
+        inside = ((yy - cy) / 0.45) ** 2 + ((xx - cx) / 0.35) ** 2 < 1
+        texture = 0.6 + 0.25 * np.sin(9 * yy + 5 * xx + i) * np.cos(7 * xx - 3 * yy)
+        noise = np.abs(rng.normal(0, 0.04, inside.shape) + 1j * rng.normal(0, 0.04, inside.shape))
+        out[i, :] = np.clip(inside * texture + noise, 0, 1)
+    return torch.from_numpy(out)
+
+
+def compare_with_torch(scorer: PatchScorer, network: nn.Module, patches: torch.Tensor) -> float:
+    """Largest absolute difference between ``scorer``'s probabilities and the float32 network's
+    on ``patches`` (on the CPU)."""
+    net = network.to("cpu").float().eval()
+    with torch.inference_mode():
+        want = torch.softmax(net(patches), dim=1)[:, 1]
+    return float((scorer(patches) - want).abs().max())
+
+
+def make_scorer(
+    network: nn.Module,
+    *,
+    patch_size: int,
+    device: torch.device,
+    backend: str = "auto",
+    batch_size: int | None = None,
+    checkpoint: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> PatchScorer:
+    """The patch scorer for ``backend`` on ``device`` (see the module docstring).
+
+    ``checkpoint`` is the file the network came from (the export cache key); without it the
+    network is exported in memory. ``batch_size`` is patches per pass (default: 64 for torch,
+    :data:`ONNX_BATCH` for ONNX Runtime). Raises :class:`BackendUnavailable` when the backend
+    asked for by name cannot run; ``auto`` falls back to torch instead.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+        return TorchScorer(network, device, batch_size or 64)
+    if device.type != "cpu":
+        raise BackendUnavailable(
+            f"the onnxruntime backend runs on the CPU, not on {device}; use backend='torch'"
+        )
+    try:
+        return _onnx_scorer(network, patch_size, batch_size, checkpoint, cache_dir)
+    except BackendUnavailable as exc:
+        if backend == "onnxruntime":
+            raise
+        logger.info("ONNX Runtime not used (%s); running the network with torch", exc)
+        return TorchScorer(network, device, batch_size or 64)
+
+
+def _onnx_scorer(
+    network: nn.Module,
+    patch_size: int,
+    batch_size: int | None,
+    checkpoint: str | Path | None,
+    cache_dir: str | Path | None,
+) -> OnnxScorer:
+    from .resnet import AMAResNet
+
+    if not onnxruntime_available():
+        raise BackendUnavailable("onnxruntime is not installed")
+    if not isinstance(network, AMAResNet):
+        raise BackendUnavailable(f"no ONNX export for {type(network).__name__}")
+    source: Path | bytes
+    try:
+        if checkpoint is not None:
+            source = cached_export(network, patch_size, checkpoint, cache_dir)
+        else:
+            source = export_onnx(network, patch_size)
+    except ImportError as exc:
+        raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
+    try:
+        scorer = OnnxScorer(source, batch_size=batch_size or ONNX_BATCH)
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # onnxruntime's own error types: a truncated or foreign file
+        raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
+    probes = probe_patches(input_channels(network), patch_size)
+    scorer.max_difference = compare_with_torch(scorer, network, probes)
+    if scorer.max_difference > MAX_PROBABILITY_DIFFERENCE:
+        raise BackendUnavailable(
+            f"the ONNX export differs from torch by {scorer.max_difference:.2e} in probability "
+            f"(allowed {MAX_PROBABILITY_DIFFERENCE:.0e})"
+        )
+    return scorer
