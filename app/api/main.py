@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.config import Settings, get_settings
 from app.ingest import limits
@@ -67,6 +68,20 @@ async def _ingest_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 
+#: what a 503 asks the client to wait before it sends again (the database restarting)
+RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (or SQLite stayed locked): nothing was stored. A broker
+    outage never comes here: an upload is stored and queued once the broker is back."""
+    return JSONResponse(
+        {"detail": "the database is unavailable: nothing was stored; send it again later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
@@ -113,6 +128,8 @@ def create_app() -> FastAPI:
     app.middleware("http")(app.state.metrics.middleware)
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in (OperationalError, InterfaceError):
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.include_router(api_router)
     app.include_router(dicomweb.router)
     app.include_router(health.router)
