@@ -49,9 +49,11 @@ bench: setup
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/service.py
 
-# Retake the README's UI screenshots (docs/img/ui-*.png) with the browser test.
+# Retake the README's UI screenshots (docs/img/ui-*.png): the served model on real MR slices
+# (tests/app/test_screenshots.py; the first run fetches the test subject's package into .data/cache).
 screenshots: setup services browser
-	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser.py tests/app/test_browser_admin.py -k sqlite
+	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q -s tests/app/test_screenshots.py
+	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser_admin.py -k sqlite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,15 +4,14 @@ broker, and PostgreSQL + Redis).
 
 One walk-through per backend: sign in, a series uploaded while the worklist is open appears
 flagged without a reload, open it, step through slices with the keyboard, toggle the heatmap,
-submit an override, find it in the export. ``AMAQC_SCREENSHOTS=1`` (``make screenshots``)
-also writes the README's screenshots to ``docs/img/``.
+submit an override, find it in the export. (The README's screenshots come from
+``tests/app/test_screenshots.py``: the served model on real slices.)
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ import pytest
 
 from app.config import Settings, get_settings
 from tests.app.conftest import auth, new_key, set_threshold
-from tests.utils.browser import DOCS_IMG, WAIT_MS, chromium_page, sideways_overflow
+from tests.utils.browser import WAIT_MS, chromium_page, sideways_overflow
 from tests.utils.images import phantom
 from tests.utils.server import serve
 from tests.utils.service import dicom_bytes
@@ -123,8 +122,6 @@ def test_radiographer_reviews_a_flagged_series_in_the_browser(
     assert page.evaluate("window.__loaded_once") is True, "the page was reloaded"
     ids = page.eval_on_selector_all("#worklist tbody tr", "rows => rows.map(r => +r.dataset.id)")
     assert ids == [series_id, earlier]
-    if os.environ.get("AMAQC_SCREENSHOTS"):
-        page.screenshot(path=str(DOCS_IMG / "ui-worklist.png"))
 
     # open it: the first flagged slice is selected, the heatmap drawn over it
     row.click()
@@ -157,8 +154,6 @@ def test_radiographer_reviews_a_flagged_series_in_the_browser(
     assert page.eval_on_selector("#heat", "c => getComputedStyle(c).opacity") == "0"
     page.keyboard.press("h")
     expect(stage).to_have_attribute("data-heat", "on")
-    if os.environ.get("AMAQC_SCREENSHOTS"):
-        page.screenshot(path=str(DOCS_IMG / "ui-viewer.png"))
     _fits(page, 1280, 800)
     _fits(page, 820, 1180)  # a tablet, portrait
     page.set_viewport_size({"width": 1280, "height": 800})
