@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     hide_patient_names: bool = False
     #: DataLoader worker processes of a training job (0: load in the job's own process)
     training_loader_workers: int = Field(default=1, ge=0)
+    #: what runs the detector's network in the worker: ``auto`` (ONNX Runtime on a CPU worker
+    #: when it is installed, torch on CUDA and as the fallback), ``torch`` or ``onnxruntime``
+    #: (a worker that cannot run the one named fails its series, saying why)
+    inference_backend: Literal["auto", "torch", "onnxruntime"] = "auto"
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
@@ -200,6 +204,11 @@ class Settings(BaseSettings):
     def training_dir(self) -> Path:
         """Working folders of training jobs (``job-<id>/``: data, state, logs, curves)."""
         return self.data_dir / "training"
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        """ONNX exports of checkpoints, by content hash (the worker's CPU backend)."""
+        return self.data_dir / "onnx-cache"
 
     @property
     def models_dir(self) -> Path:

@@ -250,7 +250,12 @@ def _onnx_scorer(
     except BackendUnavailable:
         raise
     except Exception as exc:  # onnxruntime's own error types: a truncated or foreign file
-        raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
+        if not isinstance(source, Path):
+            raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
+        logger.warning("cached export %s unreadable (%s); exporting again", source, exc)
+        source.unlink(missing_ok=True)
+        export_onnx(network, patch_size, source)
+        scorer = OnnxScorer(source, batch_size=batch_size or ONNX_BATCH)
     probes = probe_patches(input_channels(network), patch_size)
     scorer.max_difference = compare_with_torch(scorer, network, probes)
     if scorer.max_difference > MAX_PROBABILITY_DIFFERENCE:

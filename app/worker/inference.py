@@ -37,20 +37,34 @@ class BadSeriesData(Exception):
     """Data that will never analyse (missing or corrupt stored file, unusable checkpoint)."""
 
 
-def predictor_for(version: ModelVersion, cache: dict[str, Any] = _loaded) -> Any:
+def predictor_for(
+    version: ModelVersion, cache: dict[str, Any] = _loaded, *, settings: Settings | None = None
+) -> Any:
     """The process's Predictor for ``version`` (loaded on first use or version change);
-    ``cache`` is the slot it lives in (the active version's, or the shadow's)."""
-    key = (version.id, version.sha256)
+    ``cache`` is the slot it lives in (the active version's, or the shadow's). ``settings``
+    choose the inference backend and where ONNX exports are cached (default: ``auto``, next
+    to the checkpoint)."""
+    backend = settings.inference_backend if settings is not None else "auto"
+    key = (version.id, version.sha256, backend)
     if cache.get("key") != key:
         from model import CheckpointError, Predictor
+        from model.backends import BackendUnavailable
 
         try:
-            predictor = Predictor(version.checkpoint_path)
-        except (CheckpointError, FileNotFoundError) as exc:
+            predictor = Predictor(
+                version.checkpoint_path,
+                backend=backend,
+                cache_dir=settings.onnx_cache_dir if settings is not None else None,
+            )
+        except (CheckpointError, FileNotFoundError, BackendUnavailable) as exc:
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
         cache.update(key=key, predictor=predictor)
         logger.info(
-            "loaded model version %s (%s) on %s", version.id, version.arch, predictor.device
+            "loaded model version %s (%s) on %s with %s",
+            version.id,
+            version.arch,
+            predictor.device,
+            predictor.backend,
         )
     return cache["predictor"]
 
@@ -133,7 +147,7 @@ def analyse(
             repo.mark_processing(session, series, worker=heartbeats.process_name())
     if todo:
         try:
-            predictor = predictor_for(version)
+            predictor = predictor_for(version, settings=settings)
             pixels = load_pixels(settings, todo)
         except BadSeriesData as exc:
             return _fail(settings, series_id, str(exc))
@@ -197,7 +211,7 @@ def _shadow(settings: Settings, series_id: int) -> str:
         scored = repo.instance_verdicts(session, [i.id for i in instances], version.id, shadow=True)
         todo = [i for i in instances if i.id not in scored]
     if todo:
-        predictor = predictor_for(version, _shadow_loaded)
+        predictor = predictor_for(version, _shadow_loaded, settings=settings)
         predictions = predictor.predict(load_pixels(settings, todo))
         _write_instance_verdicts(settings, version, todo, predictions, shadow=True)
     with session_scope(settings.database_url) as session:

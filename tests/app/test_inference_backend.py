@@ -1,0 +1,64 @@
+"""AMAQC_INFERENCE_BACKEND: read by the settings, handed by the worker to the Predictor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.db.models import ModelVersion
+from app.worker.inference import BadSeriesData, predictor_for
+from model import CheckpointMeta, build_model, save_checkpoint
+
+
+def _version(tmp_path: Path) -> ModelVersion:
+    torch.manual_seed(0)
+    meta = CheckpointMeta(
+        arch="amaresnet18",
+        arch_config={"pyramid_width": 8},
+        patch_size=32,
+        patch_stride=32,
+        normalization={"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 64},
+    )
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", build_model("amaresnet18", pyramid_width=8), meta
+    )
+    return ModelVersion(
+        id=1, name="v1", checkpoint_path=str(path), sha256="x", arch="amaresnet18", threshold=0.5
+    )
+
+
+def test_the_environment_chooses_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().inference_backend == "auto"
+    monkeypatch.setenv("AMAQC_INFERENCE_BACKEND", "torch")
+    assert Settings().inference_backend == "torch"
+    monkeypatch.setenv("AMAQC_INFERENCE_BACKEND", "tensorflow")
+    with pytest.raises(ValidationError, match="inference_backend"):
+        Settings()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_the_worker_loads_the_predictor_with_the_configured_backend(
+    tmp_path: Path, backend: str
+) -> None:
+    pytest.importorskip("onnxruntime")
+    settings = Settings(data_dir=tmp_path, inference_backend=backend)
+    predictor = predictor_for(_version(tmp_path), {}, settings=settings)
+    assert predictor.backend == backend
+    exports = list(settings.onnx_cache_dir.glob("*.onnx"))
+    assert len(exports) == (1 if backend == "onnxruntime" else 0)
+
+
+def test_a_backend_that_cannot_run_fails_the_series_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    settings = Settings(data_dir=tmp_path, inference_backend="onnxruntime")
+    with pytest.raises(BadSeriesData, match="onnxruntime is not installed"):
+        predictor_for(_version(tmp_path), {}, settings=settings)
+    auto = Settings(data_dir=tmp_path)
+    assert predictor_for(_version(tmp_path), {}, settings=auto).backend == "torch"
