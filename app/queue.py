@@ -129,3 +129,21 @@ def broker_reachable(broker_url: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def broker_identity(broker_url: str) -> str | None:
+    """Which broker server answers now: Redis's ``run_id``, new at every start of the server, so
+    a change means a restart (and, without persistence, lost messages). None when it cannot be
+    reached, and always for brokers that cannot tell (the local SQLAlchemy broker)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return str(client.info("server")["run_id"])
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, KeyError):
+        return None

@@ -8,7 +8,9 @@ series while an inference worker has been idle that long (its message was lost: 
 broker, a worker killed as it took it, or the broker was down when it was uploaded); and (4), as
 a last resort, enqueues again every series stuck in ``queued`` / ``processing`` for longer than
 ``stuck_after_seconds``. Jobs are idempotent, so a duplicate is harmless. :func:`release_worker`
-does (2) at once for a worker known to be dead (``amaqc up``'s supervisor saw its child exit).
+does (2) at once for a worker known to be dead (``amaqc up``'s supervisor saw its child exit),
+and the :class:`Sweeper` does (3) at once for every queued series when a Redis broker comes back
+after this process lost it, or restarted between two passes (:class:`BrokerWatch`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import timedelta
 from app.config import Settings
 from app.db import heartbeats, repo
 from app.db.session import session_scope
-from app.queue import enqueue_analysis
+from app.queue import broker_identity, enqueue_analysis
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,42 @@ def release_worker(settings: Settings, worker: str) -> list[int]:
     return ids
 
 
+def resend_queued(settings: Settings) -> bool:
+    """Send every ``queued`` series again (the broker came back: what it held may be gone).
+    True when all were sent."""
+    with session_scope(settings.database_url) as session:
+        ids = heartbeats.queued_series_ids(session)
+    if ids:
+        logger.warning("the broker is back: %d queued series sent again", len(ids))
+    sent = _send(settings, ids)
+    with session_scope(settings.database_url) as session:
+        heartbeats.touch_queued(session, sent)
+    return len(sent) == len(ids)
+
+
+class BrokerWatch:
+    """Tells when the broker came back: this process could not reach it, or another server
+    answers than at the last look (a Redis restarted between two looks). Brokers that cannot
+    tell who they are (the local broker) never come back."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+        self.watchable = broker_url.startswith(("redis://", "rediss://"))
+        self._seen: str | None = None
+        self._missed = False
+
+    def came_back(self) -> bool:
+        if not self.watchable:
+            return False
+        now = broker_identity(self.broker_url)
+        if now is None:
+            self._missed = True
+            return False
+        back = self._missed or (self._seen is not None and now != self._seen)
+        self._seen, self._missed = now, False
+        return back
+
+
 def _send(settings: Settings, series_ids: list[int]) -> list[int]:
     """Enqueue each series; stop at the first the broker refuses. Returns those sent."""
     sent = []
@@ -91,8 +129,13 @@ class Sweeper(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        watch = BrokerWatch(self.settings.broker_url)
+        resend = False
         while not self._stop_event.wait(self.settings.sweep_interval_seconds):
             try:
+                resend = watch.came_back() or resend
+                if resend:  # until every queued series went out
+                    resend = not resend_queued(self.settings)
                 sweep(self.settings)
             except Exception:  # never let one bad pass end the loop
                 logger.exception("sweep failed")

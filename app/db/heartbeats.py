@@ -92,6 +92,13 @@ def series_held_by(session: Session, name: str) -> list[Series]:
     )
 
 
+def queued_series_ids(session: Session) -> list[int]:
+    """Every ``queued`` series, oldest first."""
+    return list(
+        session.scalars(select(Series.id).where(Series.status == "queued").order_by(Series.id))
+    )
+
+
 def touch_queued(session: Session, series_ids: Sequence[int]) -> None:
     """Note that these queued series were just sent (so they are not judged lost again before
     another ``silent_for``)."""

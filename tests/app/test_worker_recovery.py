@@ -340,3 +340,36 @@ def _ready(base: str) -> bool:
         return bool(httpx.get(f"{base}/readyz", timeout=5).json()["ready"])
     except (httpx.HTTPError, ValueError):
         return False
+
+
+def test_a_broker_watch_sees_redis_come_back_and_every_queued_series_is_sent_again(
+    own_redis: OwnRedis, settings: Settings, scanner: dict[str, str]
+) -> None:
+    """No worker: the messages stay in Redis, so its queue shows what was sent."""
+    from app.queue import queue_depth
+    from app.sweeper import BrokerWatch, resend_queued
+
+    on_redis = settings.model_copy(update={"broker_url": own_redis.url})
+    with _api(on_redis) as client:
+        ids = [_upload(client, scanner, f"1.2.826.0.1.3680043.8.498.2314.{n}") for n in (1, 2)]
+    watch = BrokerWatch(own_redis.url)
+    assert watch.came_back() is False  # the first look
+    assert queue_depth(own_redis.url) == 2
+    own_redis.stop()
+    assert watch.came_back() is False  # down: nothing to send to
+    own_redis.start()  # empty: both messages are gone
+    assert queue_depth(own_redis.url) in (0, None)
+    assert watch.came_back() is True
+    assert watch.came_back() is False  # once
+    assert resend_queued(on_redis) is True
+    assert queue_depth(own_redis.url) == len(ids)
+
+
+def test_a_restart_between_two_looks_is_seen_too(own_redis: OwnRedis) -> None:
+    from app.sweeper import BrokerWatch
+
+    watch = BrokerWatch(own_redis.url)
+    assert watch.came_back() is False
+    own_redis.stop()
+    own_redis.start()
+    assert watch.came_back() is True  # another run_id
