@@ -59,3 +59,11 @@ def test_worker_reserves_an_nvidia_gpu() -> None:
 def test_dockerfile_base_image_is_a_build_arg() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=python:3.11-slim" in text and "FROM ${BASE_IMAGE}" in text
+
+
+def test_every_long_running_service_is_started_again_when_it_dies() -> None:
+    """A worker the OOM killer ends comes back; its series is then sent again (heartbeat)."""
+    for name, service in _compose()["services"].items():
+        if name not in ("postgres", "redis", "migrate"):
+            assert service.get("restart") == "unless-stopped", name
+    assert _compose()["services"]["migrate"]["restart"] == "no"
