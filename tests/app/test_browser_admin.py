@@ -6,16 +6,15 @@ One walk-through per backend: sign in as an admin, the job form shows the API's 
 path outside the data dir, a tiny job started from the form runs while its page's progress bar
 and loss curve follow it live, the version it registered is activated after the confirmation
 page, the activation history shows it, and a rollback restores the first version.
-``AMAQC_SCREENSHOTS=1`` (``make screenshots``) also writes ``docs/img/ui-admin*.png``.
+(The README's admin screenshots come from ``tests/app/test_screenshots.py``: the served model
+and a job on real slices.)
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +22,7 @@ from app.config import Settings, get_settings
 from app.db import repo
 from app.db.session import session_scope
 from tests.app.conftest import backend_settings, new_key
-from tests.utils.browser import DOCS_IMG, chromium_page, sideways_overflow
+from tests.utils.browser import chromium_page, sideways_overflow
 from tests.utils.datasets import tiny_dataset
 from tests.utils.server import serve
 from tests.utils.service import start_worker, stop_process, worker_log
@@ -71,11 +70,6 @@ def _active_name(settings: Settings) -> str:
         version = repo.active_model_version(session)
         assert version is not None
         return version.name
-
-
-def _shot(page: Any, name: str) -> None:
-    if os.environ.get("AMAQC_SCREENSHOTS"):
-        page.screenshot(path=str(DOCS_IMG / name), full_page=True)
 
 
 @pytest.mark.slow
@@ -131,7 +125,6 @@ def test_admin_trains_activates_and_rolls_back_in_the_browser(
         expect(page.locator("#epoch")).to_have_text("3 of 3")
         expect(page.locator("#cancel-form")).to_be_hidden()
         expect(page.locator("#log")).to_contain_text("registered model version")
-        _shot(page, "ui-admin-job.png")
         assert sideways_overflow(page, 820, 1180) <= 0  # a tablet, portrait
         page.set_viewport_size({"width": 1280, "height": 800})
 
@@ -150,7 +143,6 @@ def test_admin_trains_activates_and_rolls_back_in_the_browser(
         expect(newest).to_contain_text("explicit")
         expect(newest).to_contain_text("Ada Admin")
         assert _active_name(settings) == f"job-{job_id}"
-        _shot(page, "ui-admin.png")
         assert sideways_overflow(page, 820, 1180) <= 0
         page.set_viewport_size({"width": 1280, "height": 800})
 
