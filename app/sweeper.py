@@ -55,8 +55,9 @@ def sweep(settings: Settings) -> list[int]:
         ids = [s.id for s in stable + stuck + orphaned + lost]
         lost_ids = {s.id for s in lost}
     sent = _send(settings, ids)  # after the commit
-    with session_scope(settings.database_url) as session:
-        heartbeats.touch_queued(session, [i for i in sent if i in lost_ids])
+    if resent := [i for i in sent if i in lost_ids]:
+        with session_scope(settings.database_url) as session:
+            heartbeats.touch_queued(session, resent)
     return ids
 
 
