@@ -19,7 +19,13 @@ from rich.progress import Progress
 
 from .build import MANIFEST_COLUMNS, build_dataset
 from .data import Sample
-from .dataset_extra import CALIB_FROM, XSIM_FROM, materialize_extra, pristine_samples
+from .dataset_extra import (
+    CALIB_FROM,
+    MSIM_FROM,
+    XSIM_FROM,
+    materialize_extra,
+    pristine_samples,
+)
 from .evalset import simulated_pairs
 from .readers import read_slices
 from .simulate_files import to_png16
@@ -98,7 +104,7 @@ def build_all(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         build_dataset(staging, Path(cache_dir), seed=seed, overwrite=True, progress=progress)
-        pristine = pristine_samples(staging, sorted({*XSIM_FROM, *CALIB_FROM}))
+        pristine = pristine_samples(staging, sorted({*XSIM_FROM, *MSIM_FROM, *CALIB_FROM}))
         rows = materialize_eval(staging, seed=seed, progress=progress)
         rows += materialize_extra(staging, pristine, seed=seed, progress=progress)
         if out_dir.exists():

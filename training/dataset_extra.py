@@ -1,15 +1,18 @@
-"""The two splits ``amaqc data build`` adds for detector v2 (issue 17), from the *pristine* clean
+"""The splits ``amaqc data build`` adds for detector v2 (issue 17), from the *pristine* clean
 slices of the non-training splits (read before the evaluation twins replace them):
 
 * ``xsim/`` -- the cross-simulator check (``training.cross_sim``): TorchIO motion, ghosting and
   spikes, each visible, with clean twins carrying a bias field or a lower resolution, on the
   test and transfer subjects. Never trained on, never used to choose anything.
+* ``msim/`` -- the second cross-simulator check (``training.cross_sim_monai``): MONAI's Gibbs
+  ringing (k-space truncation), k-space spikes and Rician noise, each visible, with clean twins
+  carrying a bias field or a mild gamma change, on the same slices as ``xsim/``. Only scored.
 * ``calib/`` -- the pooled validation set the threshold is chosen on: every non-training source
   (val, test and transfer subjects; DWI b0, T1, EPI), with fresh draws of both simulators
   (ours: moderate and severe; TorchIO's) that share no image with the evaluation splits.
 
-Both use the ``<split>/clean|artifact/`` layout and get manifest rows (``kind`` is the
-artifact kind, ``tio_*`` for TorchIO's; ``artifact`` the JSON record).
+All use the ``<split>/clean|artifact/`` layout and get manifest rows (``kind`` is the
+artifact kind, ``tio_*`` for TorchIO's, ``monai_*`` for MONAI's; ``artifact`` the JSON record).
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from rich.progress import Progress
 
 from .build import MANIFEST_COLUMNS
 from .cross_sim import cross_sim_pairs
+from .cross_sim_monai import monai_sim_pairs
 from .data import Sample
 from .evalset import simulated_pairs
 from .readers import read_slices
 from .simulate_files import to_png16
 
-__all__ = ["CALIB_FROM", "XSIM_FROM", "materialize_extra", "pristine_samples"]
+__all__ = ["CALIB_FROM", "MSIM_FROM", "XSIM_FROM", "materialize_extra", "pristine_samples"]
 
 #: split of the source slices -> TorchIO variants per clean slice in xsim/
 XSIM_FROM: Final = {"test": 2, "transfer": 2}
+#: split of the source slices -> MONAI variants per clean slice in msim/ (the same slices)
+MSIM_FROM: Final = {"test": 2, "transfer": 2}
 #: the splits whose sources are pooled in calib/ -> draws per clean slice and simulator (val
 #: and transfer have few source slices: 11 and 45)
 CALIB_FROM: Final = {"val": 4, "test": 1, "transfer": 2}
@@ -83,20 +89,26 @@ def _write(
 def materialize_extra(
     out_dir: Path, pristine: Sequence[Sample], *, seed: int = 0, progress: bool = True
 ) -> list[dict[str, str]]:
-    """Write ``xsim/`` and ``calib/`` from ``pristine`` (see :func:`pristine_samples`) and append
-    their rows to ``manifest.csv``; returns the new rows."""
+    """Write ``xsim/``, ``msim/`` and ``calib/`` from ``pristine`` (see :func:`pristine_samples`)
+    and append their rows to ``manifest.csv``; returns the new rows."""
     by_split: dict[str, list[Sample]] = {}
     for s in pristine:
         by_split.setdefault(s.info["split"], []).append(s)
     new_rows: list[dict[str, str]] = []
     with Progress(disable=not progress) as bar:
-        jobs = [*XSIM_FROM, *CALIB_FROM]
+        jobs = [*XSIM_FROM, *MSIM_FROM, *CALIB_FROM]
         task = bar.add_task("cross-simulator and calibration splits", total=len(jobs))
         for i, (split, variants) in enumerate(XSIM_FROM.items()):
             pairs = cross_sim_pairs(
                 by_split.get(split, []), seed=seed * 100 + 10 + i, variants=variants
             )
             new_rows += _write(out_dir, "xsim", pairs)
+            bar.advance(task)
+        for i, (split, variants) in enumerate(MSIM_FROM.items()):
+            pairs = monai_sim_pairs(
+                by_split.get(split, []), seed=seed * 100 + 20 + i, variants=variants
+            )
+            new_rows += _write(out_dir, "msim", pairs)
             bar.advance(task)
         for i, (split, variants) in enumerate(CALIB_FROM.items()):
             samples = by_split.get(split, [])

@@ -37,6 +37,7 @@ SPLITS = {
     "test": "held out: subjects never seen in training",
     "transfer": "held out: contrasts never trained on",
     "xsim": "held out: another simulator's artifacts (TorchIO)",
+    "msim": "held out: a third simulator's artifacts (MONAI: Gibbs ringing, spikes, noise)",
 }
 MODSEV = "modsev_"
 #: ``fusion.info.variant``: which inputs the fused detector reads
