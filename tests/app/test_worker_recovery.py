@@ -2,11 +2,12 @@
 
 Real Celery workers on PostgreSQL and a Redis of the test's own (started on a free port with
 nothing persisted, so stopping it loses its messages as a restarted production Redis without
-persistence does), and ``amaqc up`` in the embedded mode. Each test SIGKILLs the process that
-holds a series mid-series (or stops and starts the Redis), then waits, within a deadline far
+persistence does), and ``amaqc up`` in the embedded mode. Each slow test SIGKILLs the process
+that holds a series mid-series (or stops and starts the Redis), then waits, within a deadline far
 below the 300 s of the stuck rule, for the outcome: every series done, exactly one verdict per
 instance. The recovery time is printed and recorded (``record_property``) as a benchmark
-figure for docs/reliability.md, never asserted.
+figure for docs/reliability.md, never asserted. The quick tests at the end check how the sweeper
+tells that Redis came back.
 """
 
 from __future__ import annotations
