@@ -206,11 +206,6 @@ class Settings(BaseSettings):
         return self.data_dir / "training"
 
     @property
-    def onnx_cache_dir(self) -> Path:
-        """ONNX exports of checkpoints, by content hash (the worker's CPU backend)."""
-        return self.data_dir / "onnx-cache"
-
-    @property
     def models_dir(self) -> Path:
         """Checkpoints that training jobs register."""
         return self.data_dir / "models"

@@ -1,52 +1,90 @@
-"""Inference throughput of AMAResNet-18 through the Predictor vs plain torchvision ResNet-18.
+"""Inference throughput of the served detector, as served, against plain ResNet-18 on ONNX Runtime
+and on torch, in one run.
 
-Prints one table from one run (the machine is shared and noisy, so only ratios measured in the
-same process are meaningful): slices/s at batch 1 and 32 on 256x256 slices, effective GFLOP/s
-(FLOPs counted by torch's FlopCounterMode), and the fp32 matmul GFLOP/s this process reaches as
-the machine's practical peak. Targets (issue 2): AMAResNet >= 0.7x ResNet-18's slices/s at equal
-pixels, and >= 40% of the matmul peak.
+The served detector is ``model/weights/amaqc-default.safetensors`` through ``model.Predictor`` with
+its default backend (ONNX Runtime on a CPU, torch on CUDA): percentile normalisation, 16 patches
+of 64 px per 256x256 slice, the network, top-k aggregation. The baselines get the same
+normalisation and then run torchvision's ResNet-18 (1-channel stem, softmax) on the whole slice:
+equal pixels per slice, on ONNX Runtime (same session options as the backend) and on torch
+(``channels_last``, ``inference_mode``). Timings are interleaved, median of ``--rounds``; only
+the ratios of one run are meaningful on a shared machine. Target (issue 18): the served detector
+>= 1.0x ONNX Runtime ResNet-18's slices/s on 256x256 slices.
 
-    .venv/bin/python bench/inference.py [--rounds 5] [--device cpu|cuda]
+Also measured per slice, for the worker's budget: the IQM panel the fused detector adds, the
+normalisation, and decoding a 24-slice DICOM series (``training.readers.read_slices``).
+
+    .venv/bin/python bench/inference.py [--rounds 7] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
 
-from model import CheckpointMeta, Predictor, build_model
+from model import Predictor
+from model.backends import OnnxScorer, onnxruntime_available
+from model.export import INPUT_NAME, OPSET, OUTPUT_NAME
+from model.iqm import compute_iqms
+from model.partition import partition
 from model.preprocess import normalize_slice
 
+SERVED = Path(__file__).resolve().parents[1] / "model" / "weights" / "amaqc-default.safetensors"
 SIZE = 256
 
 
-def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+def head_slices(n: int, seed: int = 0) -> list[np.ndarray]:
+    """(SIZE, SIZE) uint16 12-bit head-like slices with Rician noise (realistic for the IQM
+    panel, whose cost depends on the image; the networks' does not)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE] / SIZE - 0.5
+    out = []
+    for i in range(n):
+        r = (yy / (0.40 - 0.002 * i)) ** 2 + (xx / 0.32) ** 2
+        img = np.where(r < 1, 0.9, 0.0) - np.where(r < 0.8, 0.4, 0.0)
+        img += 0.1 * np.sin(40 * yy + i) * (r < 0.8)
+        noise = rng.normal(0, 0.03, (2, SIZE, SIZE))
+        img = np.hypot(img + noise[0], noise[1])
+        out.append(np.clip(img * 3000, 0, 4095).astype(np.uint16))
+    return out
 
 
-def count_flops(fn: Callable[[], object]) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
+class PlainResNet18(torch.nn.Module):
+    """torchvision ResNet-18 with a 1-channel stem, returning the artifact-class probability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torchvision.models.resnet18(num_classes=2)
+        self.net.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)[:, 1]
+
+
+def onnx_bytes(module: torch.nn.Module, example: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}},
+            opset_version=OPSET,
+        )
+    return buffer.getvalue()
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -59,75 +97,162 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+def write_series(folder: Path, slices: list[np.ndarray]) -> list[Path]:
+    """One MR series of uncompressed 16-bit DICOM files, as a scanner sends it."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    series, paths = generate_uid(), []
+    for i, image in enumerate(slices):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = series, series, "MR"
+        ds.InstanceNumber, ds.Rows, ds.Columns = i + 1, image.shape[0], image.shape[1]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = image.astype(np.uint16).tobytes()
+        paths.append(folder / f"{i:03d}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+def per_slice_ms(fn: Callable[[], object], n: int, rounds: int) -> float:
+    fn()
+    return 1000 * statistics.median(timed(fn, torch.device("cpu")) for _ in range(rounds)) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per configuration")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per configuration")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--checkpoint", type=Path, default=SERVED)
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    meta = CheckpointMeta(arch="amaresnet18")  # patch 128, stride 128: 4 patches = 256^2 pixels
-    predictor = Predictor((build_model("amaresnet18"), meta), device=device, batch_size=128)
-    plain = torchvision.models.resnet18(num_classes=2)
-    # One input channel, like the MR slices; everything else is torchvision's ResNet-18.
-    plain.conv1 = torch.nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    plain = plain.to(device).to(memory_format=torch.channels_last).eval()
+    served = Predictor(args.checkpoint, device=device, detector="cnn")
+    fused = Predictor(args.checkpoint, device=device)  # the fused detector, when it ships one
+    served_torch = Predictor(args.checkpoint, device=device, detector="cnn", backend="torch")
+    norm = served.norm
+    plain = PlainResNet18().eval()
+    plain_torch = plain.to(device).to(memory_format=torch.channels_last)
+    plain_ort = (
+        OnnxScorer(onnx_bytes(PlainResNet18().eval(), torch.zeros(2, 1, SIZE, SIZE)))
+        if onnxruntime_available()
+        else None
+    )
 
-    rng = np.random.default_rng(0)
-    slices = [rng.integers(0, 4096, (SIZE, SIZE), dtype=np.uint16) for _ in range(32)]
+    def prepared(batch: list[np.ndarray]) -> torch.Tensor:
+        return torch.stack([normalize_slice(s, norm) for s in batch])
 
-    def run_plain(batch: list[np.ndarray]) -> None:
-        # Same preprocessing as the Predictor, then the whole slice in one forward pass.
-        x = torch.stack([normalize_slice(s, meta.norm) for s in batch]).to(device)
+    def run_plain_torch(batch: list[np.ndarray]) -> None:
+        x = prepared(batch).to(device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            torch.softmax(plain(x.contiguous(memory_format=torch.channels_last)), 1)
+            plain_torch(x).cpu()
 
-    one = torch.zeros(1, 1, SIZE, SIZE, device=device)
-    with torch.inference_mode():
-        flops_plain = count_flops(lambda: plain(one))
-        flops_ama = 4 * count_flops(lambda: predictor.model(one[:, :, :128, :128]))
+    def run_plain_ort(batch: list[np.ndarray]) -> None:
+        assert plain_ort is not None
+        plain_ort(prepared(batch))
 
-    peak = matmul_peak_gflops(device)
-    rows = []
-    for batch_size in (1, 32):
+    runners: dict[str, Callable[[list[np.ndarray]], object]] = {
+        f"served ({served.backend})": served.predict,
+        "served (torch)": served_torch.predict,
+    }
+    if fused.detector == "fused":
+        runners[f"served fused + IQM panel ({fused.backend})"] = fused.predict
+    if plain_ort is not None:
+        runners["resnet18 (onnxruntime)"] = run_plain_ort
+    runners["resnet18 (torch)"] = run_plain_torch
+
+    slices = head_slices(32)
+    rates: dict[int, dict[str, float]] = {}
+    for batch_size in (1, 24, 32):
         batch = slices[:batch_size]
-        for _ in range(2):  # warm-up both
-            predictor.predict(batch)
-            run_plain(batch)
-        t_ama, t_plain = [], []
-        for _ in range(args.rounds):  # interleaved, so both see the same machine load
-            t_ama.append(timed(lambda b=batch: predictor.predict(b), device))
-            t_plain.append(timed(lambda b=batch: run_plain(b), device))
-        sps_ama = batch_size / statistics.median(t_ama)
-        sps_plain = batch_size / statistics.median(t_plain)
-        rows.append(
-            (
-                batch_size,
-                sps_ama,
-                sps_plain,
-                sps_ama * flops_ama / 1e9,
-                sps_plain * flops_plain / 1e9,
-            )
-        )
+        for run in runners.values():  # warm-up
+            run(batch)
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(args.rounds):  # interleaved, so all see the same machine load
+            for name, run in runners.items():
+                times[name].append(timed(lambda r=run, b=batch: r(b), device))
+        rates[batch_size] = {k: batch_size / statistics.median(v) for k, v in times.items()}
 
-    print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    print(f"fp32 matmul peak (2048^2, best of 5): {peak:.1f} GFLOP/s")
+    # The networks alone on already normalised input (24 slices: one series), so the shared
+    # preprocessing does not pull the ratio towards 1.
+    ready = prepared(slices[:24])
+    patches = partition(ready, served.meta.patch_size, served.meta.patch_stride)[0]
+    networks: dict[str, Callable[[], object]] = {
+        f"served network ({served.backend})": lambda: served.patch_probabilities(patches),
+    }
+    if plain_ort is not None:
+        networks["resnet18 (onnxruntime)"] = lambda: plain_ort(ready)
+    networks["resnet18 (torch)"] = lambda: plain_torch(
+        ready.to(device).contiguous(memory_format=torch.channels_last)
+    )
+    net_times: dict[str, list[float]] = {name: [] for name in networks}
+    with torch.inference_mode():
+        for fn in networks.values():
+            fn()
+        for _ in range(args.rounds):
+            for name, fn in networks.items():
+                net_times[name].append(timed(fn, device))
+    net_rates = {k: 24 / statistics.median(v) for k, v in net_times.items()}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        from training.readers import read_slices
+
+        paths = write_series(Path(tmp), slices[:24])
+        decode = per_slice_ms(lambda: [read_slices(p) for p in paths], 24, args.rounds)
+    iqm = per_slice_ms(lambda: [compute_iqms(s) for s in slices[:24]], 24, args.rounds)
+    normalise = per_slice_ms(lambda: prepared(slices[:24]), 24, args.rounds)
+
+    served_name = f"served ({served.backend})"
     print(
-        f"FLOPs per 256x256 slice: amaresnet18 (4 x 128^2 patches) {flops_ama / 1e9:.2f} G, "
-        f"resnet18 {flops_plain / 1e9:.2f} G"
+        f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+        f"checkpoint {args.checkpoint.name}: {served.meta.arch}, "
+        f"{(SIZE // served.meta.patch_size) ** 2} patches of {served.meta.patch_size} px per "
+        f"{SIZE}x{SIZE} slice, aggregation {served.meta.aggregation.get('how')}; "
+        f"backend {served.backend}; median of {args.rounds} rounds"
     )
     print()
-    print(
-        "| batch | amaresnet18 slices/s | resnet18 slices/s | ratio (target >= 0.7) "
-        "| amaresnet18 GFLOP/s (% peak) | resnet18 GFLOP/s (% peak) |"
-    )
-    print("|---|---|---|---|---|---|")
-    for bs, a, p, ga, gp in rows:
-        print(
-            f"| {bs} | {a:.1f} | {p:.1f} | {a / p:.2f} | {ga:.1f} ({100 * ga / peak:.0f}%) "
-            f"| {gp:.1f} ({100 * gp / peak:.0f}%) |"
+    names = list(runners)
+    print("| slices per call | " + " | ".join(f"{n} slices/s" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for bs, row in rates.items():
+        print(f"| {bs} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+    print()
+    target = "served / ONNX Runtime ResNet-18 (target >= 1.0)"
+    print(f"| slices per call | {target} | served / torch ResNet-18 |")
+    print("|---|---|---|")
+    for bs, row in rates.items():
+        ort_ratio = (
+            f"{row[served_name] / row['resnet18 (onnxruntime)']:.2f}"
+            if "resnet18 (onnxruntime)" in row
+            else "n/a"
         )
+        print(f"| {bs} | {ort_ratio} | {row[served_name] / row['resnet18 (torch)']:.2f} |")
+    print()
+    print("networks alone on normalised input, 24 slices per call:")
+    print(
+        "| "
+        + " | ".join(f"{n} slices/s" for n in networks)
+        + " | served / ONNX Runtime ResNet-18 |"
+    )
+    print("|---" * (len(networks) + 1) + "|")
+    served_net = net_rates[f"served network ({served.backend})"]
+    ort_net = net_rates.get("resnet18 (onnxruntime)")
+    net_ratio = f"{served_net / ort_net:.2f}" if ort_net else "n/a"
+    print("| " + " | ".join(f"{v:.1f}" for v in net_rates.values()) + f" | {net_ratio} |")
+    print()
+    print(
+        f"per slice, single process: DICOM decode {decode:.1f} ms, normalisation {normalise:.1f} "
+        f"ms, IQM panel {iqm:.1f} ms; served network path {1000 / rates[24][served_name]:.1f} ms "
+        f"(24-slice series)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Two backends run a checkpoint's network:
   Every load compares it with torch on probe patches and refuses it when a probability differs
   by more than :data:`MAX_PROBABILITY_DIFFERENCE`.
 
-``auto`` picks ONNX Runtime on CPU when it is installed and its export checks out, else torch;
-torch on CUDA. Nothing here reads the environment: the service passes its choice in.
+``auto`` picks ONNX Runtime for a checkpoint file on the CPU when it is installed and its export
+checks out, else torch; torch on CUDA, and for a network given in memory (training, tests: an
+export nobody caches costs more than it saves). Nothing here reads the environment: the service
+passes its choice in.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ def cached_export(
 ) -> Path:
     """The cached ONNX export of ``checkpoint``'s network, exported now if missing.
 
-    When the cache folder cannot be written (a read-only install), the export goes to a
+    When the cache folder cannot be written (a read-only install), the export goes to an
     ``amaqc-onnx`` folder in the system temporary directory instead.
     """
     from .resnet import AMAResNet
@@ -156,7 +158,7 @@ def cached_export(
         return path
     try:
         export_onnx(network, patch_size, path)
-    except PermissionError:
+    except OSError:  # a read-only folder
         path = Path(tempfile.gettempdir()) / "amaqc-onnx" / path.name
         if not path.is_file():
             export_onnx(network, patch_size, path)
@@ -209,7 +211,7 @@ def make_scorer(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+    if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
         return TorchScorer(network, device, batch_size or 64)
     if device.type != "cpu":
         raise BackendUnavailable(

@@ -50,9 +50,10 @@ class Predictor:
             1024) for ONNX Runtime.
         detector: ``"fused"`` (AMAResNet + the IQM panel, :mod:`model.fusion`), ``"cnn"``
             (AMAResNet alone) or ``"auto"``: fused when the checkpoint carries a fusion model.
-        backend: what runs the network (:mod:`model.backends`): ``"auto"`` (ONNX Runtime on
-            CPU when installed, torch on CUDA or as the fallback), ``"torch"`` or
-            ``"onnxruntime"`` (raises :class:`model.backends.BackendUnavailable` if it cannot).
+        backend: what runs the network (:mod:`model.backends`): ``"auto"`` (ONNX Runtime for
+            a checkpoint file on the CPU when installed; torch on CUDA, for an in-memory
+            ``(model, meta)`` pair and as the fallback), ``"torch"`` or ``"onnxruntime"``
+            (raises :class:`model.backends.BackendUnavailable` if it cannot).
         cache_dir: where ONNX exports are cached; default ``.amaqc-onnx/`` next to the
             checkpoint file.
 

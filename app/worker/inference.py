@@ -42,8 +42,8 @@ def predictor_for(
 ) -> Any:
     """The process's Predictor for ``version`` (loaded on first use or version change);
     ``cache`` is the slot it lives in (the active version's, or the shadow's). ``settings``
-    choose the inference backend and where ONNX exports are cached (default: ``auto``, next
-    to the checkpoint)."""
+    choose the inference backend (default ``auto``); ONNX exports are cached next to the
+    checkpoint, so every worker of a host and every restart share one."""
     backend = settings.inference_backend if settings is not None else "auto"
     key = (version.id, version.sha256, backend)
     if cache.get("key") != key:
@@ -51,11 +51,7 @@ def predictor_for(
         from model.backends import BackendUnavailable
 
         try:
-            predictor = Predictor(
-                version.checkpoint_path,
-                backend=backend,
-                cache_dir=settings.onnx_cache_dir if settings is not None else None,
-            )
+            predictor = Predictor(version.checkpoint_path, backend=backend)
         except (CheckpointError, FileNotFoundError, BackendUnavailable) as exc:
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
         cache.update(key=key, predictor=predictor)

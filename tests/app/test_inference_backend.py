@@ -49,7 +49,7 @@ def test_the_worker_loads_the_predictor_with_the_configured_backend(
     settings = Settings(data_dir=tmp_path, inference_backend=backend)
     predictor = predictor_for(_version(tmp_path), {}, settings=settings)
     assert predictor.backend == backend
-    exports = list(settings.onnx_cache_dir.glob("*.onnx"))
+    exports = list((tmp_path / ".amaqc-onnx").glob("*.onnx"))  # next to the checkpoint
     assert len(exports) == (1 if backend == "onnxruntime" else 0)
 
 

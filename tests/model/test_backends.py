@@ -167,6 +167,11 @@ def test_default_cache_is_next_to_the_checkpoint(tmp_path: Path) -> None:
     assert len(list((tmp_path / ".amaqc-onnx").glob("*.onnx"))) == 1
 
 
+def test_auto_keeps_an_in_memory_network_on_torch() -> None:
+    """No file, no cache: an export would cost more than it saves for a one-off Predictor."""
+    assert Predictor((_tiny(), _meta()), device="cpu").backend == "torch"
+
+
 def test_torch_is_the_fallback_when_onnxruntime_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
