@@ -219,10 +219,15 @@ def make_scorer(
         )
     try:
         return _onnx_scorer(network, patch_size, batch_size, checkpoint, cache_dir)
-    except BackendUnavailable as exc:
+    except Exception as exc:  # auto serves with torch whatever went wrong with the export
         if backend == "onnxruntime":
             raise
-        logger.info("ONNX Runtime not used (%s); running the network with torch", exc)
+        expected = isinstance(exc, BackendUnavailable)
+        logger.log(
+            logging.INFO if expected else logging.WARNING,
+            "ONNX Runtime not used (%s); running the network with torch",
+            exc,
+        )
         return TorchScorer(network, device, batch_size or 64)
 
 

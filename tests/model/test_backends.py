@@ -185,6 +185,20 @@ def test_torch_is_the_fallback_when_onnxruntime_is_missing(
         Predictor(ckpt, device="cpu", backend="onnxruntime")
 
 
+@needs_ort
+def test_a_failing_export_leaves_auto_on_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> bytes:
+        raise RuntimeError("exporter bug")
+
+    monkeypatch.setattr("model.backends.export_onnx", broken)
+    ckpt = save_checkpoint(tmp_path / "model.safetensors", _tiny(), _meta())
+    assert Predictor(ckpt, device="cpu").backend == "torch"
+    with pytest.raises(RuntimeError, match="exporter bug"):
+        Predictor(ckpt, device="cpu", backend="onnxruntime")
+
+
 def test_onnx_runtime_is_refused_on_a_gpu_and_unknown_backends_are_named() -> None:
     with pytest.raises(BackendUnavailable, match="runs on the CPU"):
         make_scorer(_tiny(), patch_size=32, device=torch.device("cuda"), backend="onnxruntime")
