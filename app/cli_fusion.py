@@ -28,6 +28,14 @@ def train_fusion(
     variants: Annotated[
         int, typer.Option(min=1, help="Clean + artifact twins per training slice.")
     ] = 2,
+    coarse: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training twins acquired coarse (48-128 px matrix, anisotropic voxels).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Fit the fused detector (logistic regression over AMAResNet's output and the IQM panel)
     on the train split, choose its threshold on the pooled calib split (<= 5 % false alarms on
@@ -50,7 +58,13 @@ def train_fusion(
 
         try:
             summary = run_fusion_experiment(
-                data, ckpt, out, seed=seed, variants=variants, progress=progress
+                data,
+                ckpt,
+                out,
+                seed=seed,
+                variants=variants,
+                coarse_probability=coarse,
+                progress=progress,
             )
         except (ValueError, FileNotFoundError) as exc:
             raise fail(str(exc)) from None

@@ -284,8 +284,8 @@ def apply_fat_suppression(image: np.ndarray, p: FatSuppression) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Resolution:
-    """Acquire at 1/``factor`` of the resolution, then show on a matrix whose longer side is
-    ``size`` (aspect ratio kept)."""
+    """Acquire at 1/``factor`` of the resolution (but never below ``MIN_ACQUIRED_SIDE`` pixels
+    on the shorter side), then show on a matrix whose longer side is ``size`` (aspect kept)."""
 
     factor: float = 1.0
     size: int = 256
@@ -307,11 +307,43 @@ def _resize(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     )
 
 
+#: The smallest acquired matrix side a lower resolution goes down to (a 64 x 64 EPI, or 48 for
+#: the coarsest clinical DWI): a 4.5x draw on a 58-pixel DWI slice would otherwise be a 13-pixel
+#: acquisition, an image a radiographer would repeat, not a clean one.
+MIN_ACQUIRED_SIDE = 48
+
+
 def apply_resolution(image: np.ndarray, p: Resolution) -> np.ndarray:
     h, w = image.shape
-    low = _resize(image, (max(8, round(h / p.factor)), max(8, round(w / p.factor))))
+    factor = max(1.0, min(p.factor, min(h, w) / MIN_ACQUIRED_SIDE))
+    low = _resize(image, (max(8, round(h / factor)), max(8, round(w / factor))))
     ratio = p.size / max(h, w)
     return _resize(low, (max(8, round(h * ratio)), max(8, round(w * ratio)))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Coarse:
+    """A coarse acquisition as echo-planar DWI and BOLD are read: shown on a small matrix whose
+    longer side is ``size`` (48..128 pixels), each axis acquired at 1/``factors[a]`` of that
+    matrix (anisotropic voxels such as 4 x 4 x 5 mm, or a reduced phase-encode resolution) and
+    interpolated up to it. A radiographer does not repeat a scan for this: it is clean."""
+
+    factors: tuple[float, float] = (1.0, 1.0)
+    size: int = 96
+
+    def __post_init__(self) -> None:
+        if len(self.factors) != 2 or not all(1.0 <= f <= 4.0 for f in self.factors):
+            raise ValueError(f"factors must be two values in [1, 4], got {self.factors!r}")
+        if not 32 <= self.size <= 256:
+            raise ValueError(f"size must be in [32, 256], got {self.size!r}")
+
+
+def apply_coarse(image: np.ndarray, p: Coarse) -> np.ndarray:
+    h, w = image.shape
+    ratio = p.size / max(h, w)
+    shown = (max(8, round(h * ratio)), max(8, round(w * ratio)))
+    acquired = tuple(max(8, round(n / f)) for n, f in zip(shown, p.factors, strict=True))
+    return _resize(_resize(image, acquired), shown).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -390,6 +422,7 @@ _OPS: dict[str, tuple[type[Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
     "distortion": (Distortion, apply_distortion),
     "fat_suppression": (FatSuppression, apply_fat_suppression),
     "resolution": (Resolution, apply_resolution),
+    "coarse": (Coarse, apply_coarse),
     "ringing": (Ringing, apply_ringing),
     "noise": (Noise, apply_noise),
     "display": (Display, apply_display),
@@ -487,8 +520,24 @@ def _insert_before(ops: list[tuple[str, Any]], later: tuple[str, ...], op: tuple
     ops.insert(at, op)
 
 
-def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
-    """Draw the operations (name, params) to apply, each with its own probability."""
+def _sample_coarse(rng: np.random.Generator) -> Coarse:
+    factors = [float(rng.uniform(1.0, 1.5)), float(rng.uniform(1.0, 3.0))]
+    if rng.random() < 0.5:
+        factors.reverse()  # either axis may be the coarse (phase-encode) one
+    return Coarse((factors[0], factors[1]), int(rng.integers(48, 129)))
+
+
+def sample_realism(
+    rng: np.random.Generator, *, coarse_probability: float = 0.0
+) -> list[tuple[str, Any]]:
+    """Draw the operations (name, params) to apply, each with its own probability.
+
+    ``coarse_probability`` is the chance of a :class:`Coarse` acquisition (small matrix,
+    anisotropic voxels); at 0 (the default) nothing is drawn for it, so every record is what it
+    was before the op existed (the evaluation splits and the CNN's patch stream are unchanged).
+    """
+    if not 0.0 <= coarse_probability <= 1.0:
+        raise ValueError(f"coarse_probability must be in [0, 1], got {coarse_probability!r}")
     ops: list[tuple[str, Any]] = [
         (
             "orient",
@@ -533,6 +582,9 @@ def sample_realism(rng: np.random.Generator) -> list[tuple[str, Any]]:
     if rng.random() < FAT_SUPPRESSION_PROBABILITY:
         after = ("bias", "fov", "distortion", "resolution", *ACQUISITION_OPS)
         _insert_before(ops, after, ("fat_suppression", _sample_fat_suppression(rng)))
+    # Drawn after everything else (and only when asked for); read before noise and rendering.
+    if coarse_probability > 0 and rng.random() < coarse_probability:
+        _insert_before(ops, ACQUISITION_OPS, ("coarse", _sample_coarse(rng)))
     return ops
 
 
@@ -571,9 +623,10 @@ def random_realism(
 ACQUISITION_OPS = ("ringing", "noise", "display")
 
 
-def realism_record(rng: np.random.Generator) -> dict[str, Any]:
+def realism_record(rng: np.random.Generator, *, coarse_probability: float = 0.0) -> dict[str, Any]:
     """A JSON-serialisable realism record ``{"ops": [...]}`` drawn by :func:`sample_realism`."""
-    return {"ops": [{"op": name, **asdict(p)} for name, p in sample_realism(rng)]}
+    ops = sample_realism(rng, coarse_probability=coarse_probability)
+    return {"ops": [{"op": name, **asdict(p)} for name, p in ops]}
 
 
 def split_acquisition(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

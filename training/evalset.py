@@ -22,6 +22,7 @@ def simulated_pairs(
     severities: Sequence[str] = SEVERITIES,
     realism: bool = True,
     variants: int = 1,
+    coarse_probability: float = 0.0,
 ) -> list[tuple[Sample, dict[str, Any]]]:
     """(sample, record) pairs: ``variants`` clean and as many artifact versions of every clean
     input slice (variant v > 0 is named ``<stem>_v<v><suffix>``). Each clean/artifact pair shares
@@ -29,7 +30,8 @@ def simulated_pairs(
 
     The record holds ``realism`` parameters and, for the artifact version, the ``artifact``
     record (kind, severity and sampled parameters), so the evaluation can be broken down by kind
-    and severity.
+    and severity. ``coarse_probability`` is passed to :func:`training.augment.realism_record`
+    (0: the records every evaluation split was built with).
     """
     combos = [(k, s) for s in severities for k in kinds]
     out: list[tuple[Sample, dict[str, Any]]] = []
@@ -47,7 +49,9 @@ def simulated_pairs(
             before: dict[str, Any] = {"ops": []}
             after: dict[str, Any] = before
             if realism:
-                record["realism"] = realism_record(realism_rng)
+                record["realism"] = realism_record(
+                    realism_rng, coarse_probability=coarse_probability
+                )
                 before, after = split_acquisition(record["realism"])
             image = apply_realism(sample.pixels, before)
             if label:

@@ -56,6 +56,7 @@ def training_slices(
     variants: int = 2,
     kinds: Sequence[str] | None = None,
     severities: Sequence[str] = ("moderate", "severe"),
+    coarse_probability: float = 0.0,
 ) -> tuple[list[Sample], int]:
     """Whole training slices for the fusion model: (samples, artifact twins dropped as not
     visible). Each clean input gives ``variants`` clean twins and as many artifact twins."""
@@ -67,6 +68,7 @@ def training_slices(
         kinds=tuple(kinds) if kinds is not None else KINDS,
         severities=severities,
         variants=variants,
+        coarse_probability=coarse_probability,
     )
     out: list[Sample] = []
     dropped = 0

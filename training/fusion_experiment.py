@@ -40,7 +40,7 @@ from .metrics import plot_roc
 
 __all__ = ["CHOICE_RULE", "DETECTORS", "EVAL_SPLITS", "choose_variant", "run_fusion_experiment"]
 
-EVAL_SPLITS: Final = ("val", "test", "transfer", "xsim")
+EVAL_SPLITS: Final = ("val", "test", "transfer", "xsim", "msim")
 DETECTORS: Final = ("cnn", "iqm", "fused")
 CALIB: Final = "calib"
 
@@ -170,10 +170,10 @@ def _hold_out_kinds(
 #: How ``train-fusion`` picks the model it writes, stated before any number is seen.
 CHOICE_RULE: Final = (
     "of the IQM panel alone and AMAResNet + the panel, the one with the higher mean F1 (moderate"
-    " + severe, at its pooled threshold) over test, transfer and xsim; ties to the higher mean"
-    " ROC-AUC there"
+    " + severe, at its pooled threshold) over test, transfer, xsim and msim; ties to the higher"
+    " mean ROC-AUC there"
 )
-HELD_OUT: Final = ("test", "transfer", "xsim")
+HELD_OUT: Final = ("test", "transfer", "xsim", "msim")
 
 
 def choose_variant(detectors: dict[str, Any]) -> str:
@@ -183,6 +183,7 @@ def choose_variant(detectors: dict[str, Any]) -> str:
         rows = [
             detectors[name][s].get("moderate_and_severe") or detectors[name][s]["metrics"]
             for s in HELD_OUT
+            if s in detectors[name]
         ]
         return (
             float(np.mean([r["f1"] for r in rows])),
@@ -199,6 +200,7 @@ def run_fusion_experiment(
     *,
     seed: int = 0,
     variants: int = 2,
+    coarse_probability: float = 0.0,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> dict[str, Any]:
     """Fit, threshold and score the three detectors; write ``out_dir/amaqc-fused.safetensors``,
@@ -208,7 +210,10 @@ def run_fusion_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     cnn = Predictor(checkpoint, detector="cnn")
     train_samples, dropped = training_slices(
-        load_split(data, "train"), seed=seed, variants=variants
+        load_split(data, "train"),
+        seed=seed,
+        variants=variants,
+        coarse_probability=coarse_probability,
     )
     sets = {"train": train_samples}
     for split in (*EVAL_SPLITS, CALIB):
@@ -218,6 +223,7 @@ def run_fusion_experiment(
             raise ValueError(f"{exc}; rebuild the dataset with `amaqc data build`") from None
     # the panel's version is part of the key: a changed metric recomputes the features
     key = f"{_sha(checkpoint)}:{_sha(data / 'manifest.csv')}:iqm{PANEL_VERSION}:{seed}:{variants}"
+    key += f":coarse{coarse_probability}" if coarse_probability else ""
     advance = progress("features", sum(map(len, sets.values()))) if progress else None
     rows = _features(cnn, sets, out_dir / "features.json", key, advance)
     everything = {k: _Set(v, rows[k]) for k, v in sets.items()}
@@ -231,6 +237,7 @@ def run_fusion_experiment(
             "artifact": int(train.labels.sum()),
             "dropped_not_visible": dropped,
             "visible_floor_nrmse": VISIBLE_FLOOR,
+            "coarse_probability": coarse_probability,
             "simulator": "training.artifacts (never TorchIO)",
         },
         "threshold_set": CALIB,

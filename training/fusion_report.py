@@ -86,7 +86,9 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         "val = DWI b0 + a T1 slice; test = a T1 subject never seen (8-bit renders); transfer = "
         "EPI/BOLD and anisotropic DWI; xsim = TorchIO motion, ghosting and spikes (each "
         "visible) on the test and transfer subjects, clean twins with a TorchIO bias field or "
-        "a 1.5-3x lower resolution.",
+        "a 1.5-3x lower resolution; msim = MONAI Gibbs ringing, k-space spikes and Rician "
+        "noise (each visible) on the same subjects, clean twins with a MONAI bias field or a "
+        "gamma change. Neither simulator is ever trained on.",
         "",
     ]
     lines += [f"![ROC {s}]({img_rel}/fusion-roc-{s}.png)" for s in splits]

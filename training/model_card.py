@@ -20,7 +20,7 @@ from .evaluate import predict_samples, summarise, target_mask
 from .metrics import paired_auc_difference, plot_roc
 from .train import LR_FLOOR
 
-SPLITS = ("val", "test", "transfer", "xsim")  # xsim where the dataset has it (detector v2)
+SPLITS = ("val", "test", "transfer", "xsim", "msim")  # xsim, msim where the dataset has them
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
@@ -50,8 +50,8 @@ def publish(
     results: dict[str, Any] = {}
     curves = {}
     for split in SPLITS:
-        if split == "xsim" and not (Path(data) / split).is_dir():
-            continue  # a dataset built before the cross-simulator split
+        if split in ("xsim", "msim") and not (Path(data) / split).is_dir():
+            continue  # a dataset built before the cross-simulator splits
         samples = load_split(data, split)
         probs = predict_samples(predictor, samples)
         results[split] = summarise(samples, probs, predictor.threshold, split)
@@ -201,7 +201,9 @@ def render_card(
         "seen; transfer = EPI/BOLD and anisotropic DWI, contrasts never trained on. Every clean "
         "slice has an artifact twin (kinds and mild / moderate / severe cycled); xsim = "
         "TorchIO's artifacts (all visible, counted as moderate or severe) with clean twins "
-        "carrying a bias field or a lower resolution.",
+        "carrying a bias field or a lower resolution; msim = MONAI's Gibbs ringing, k-space "
+        "spikes and Rician noise (all visible) with clean twins carrying a bias field or a "
+        "gamma change.",
         "",
         "| split | slices | Acc % | Precision % | Recall % | F1 % | ROC-AUC % |",
         "|---|---|---|---|---|---|---|",

@@ -398,3 +398,67 @@ def test_fat_suppression_is_drawn_last_and_applied_before_the_bias_field(
     later = {"bias", "fov", "distortion", "resolution", "ringing", "noise", "display"}
     drawn = _drawn_last(monkeypatch, "FAT_SUPPRESSION_PROBABILITY", "fat_suppression", later)
     assert 25 < drawn < 80  # FAT_SUPPRESSION_PROBABILITY = 0.25 of 200
+
+
+def test_coarse_acquisition_sets_a_small_matrix_and_blurs_only_its_coarse_axis(
+    phantom: np.ndarray,
+) -> None:
+    from training.augment import Coarse, apply_coarse
+
+    iso = apply_coarse(phantom, Coarse((1.0, 1.0), 64))
+    aniso = apply_coarse(phantom, Coarse((1.0, 3.0), 64))
+    assert iso.shape == aniso.shape == (64, 64)
+    # edge energy across columns (axis 1) drops with its 3x coarser acquisition, far more than
+    # along rows
+    cols = (np.diff(aniso, axis=1) ** 2).sum() / (np.diff(iso, axis=1) ** 2).sum()
+    rows = (np.diff(aniso, axis=0) ** 2).sum() / (np.diff(iso, axis=0) ** 2).sum()
+    assert cols < 0.5 * rows
+    # a structure varying along rows only is left as sharp as the isotropic acquisition's
+    steps = np.repeat(np.repeat(np.arange(8.0) % 2, 16)[:, None], 128, axis=1)
+    a = apply_coarse(steps, Coarse((1.0, 3.0), 64))
+    b = apply_coarse(steps, Coarse((1.0, 1.0), 64))
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert float(np.abs(aniso.mean() - iso.mean())) < 0.02 * float(iso.mean())  # no signal lost
+
+
+def test_coarse_rejects_implausible_parameters() -> None:
+    from training.augment import Coarse
+
+    with pytest.raises(ValueError, match="factors must be two values in"):
+        Coarse((1.0, 5.0), 64)
+    with pytest.raises(ValueError, match="size must be in"):
+        Coarse((1.0, 1.0), 16)
+
+
+def test_coarse_is_drawn_only_when_asked_and_changes_no_other_draw() -> None:
+    from training.augment import ACQUISITION_OPS
+
+    default = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
+    asked = [
+        realism_record(np.random.default_rng(seed), coarse_probability=0.5) for seed in range(200)
+    ]
+    drawn = 0
+    for a, b in zip(asked, default, strict=True):
+        names = [o["op"] for o in a["ops"]]
+        assert "coarse" not in [o["op"] for o in b["ops"]]
+        if "coarse" in names:
+            drawn += 1
+            assert not set(ACQUISITION_OPS) & set(names[: names.index("coarse")]), names
+        assert [o for o in a["ops"] if o["op"] != "coarse"] == b["ops"]
+    assert 70 <= drawn <= 130
+    with pytest.raises(ValueError, match="coarse_probability"):
+        realism_record(np.random.default_rng(0), coarse_probability=1.5)
+
+
+def test_lower_resolution_never_acquires_below_the_clinical_floor() -> None:
+    from training.augment import MIN_ACQUIRED_SIDE
+
+    small = np.zeros((58, 58), np.float32)
+    small[::2] = 1.0  # finest possible stripes: kept only by an acquisition of >= 58 rows
+    floor = apply_resolution(small, Resolution(factor=4.5, size=58))
+    at_floor = apply_resolution(small, Resolution(factor=58 / MIN_ACQUIRED_SIDE, size=58))
+    np.testing.assert_allclose(floor, at_floor, atol=1e-6)  # 4.5x is capped at the floor
+    big = np.zeros((256, 256), np.float32)
+    big[::8] = 1.0
+    coarse = apply_resolution(big, Resolution(factor=4.5, size=256))
+    assert coarse.std() < 0.5 * apply_resolution(big, Resolution(factor=2.0, size=256)).std()

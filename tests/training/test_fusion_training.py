@@ -86,7 +86,10 @@ def _result(f1: float, auc: float) -> dict:
             "f1": f1,
             "oracle_f1": 0.8,
         },
-        **{s: {"metrics": row, "moderate_and_severe": row} for s in ("test", "transfer", "xsim")},
+        **{
+            s: {"metrics": row, "moderate_and_severe": row}
+            for s in ("test", "transfer", "xsim", "msim")
+        },
     }
 
 
@@ -95,6 +98,18 @@ def test_the_served_variant_is_the_one_with_the_better_held_out_f1() -> None:
 
     assert choose_variant({"fused": _result(0.4, 0.9), "iqm": _result(0.5, 0.8)}) == "iqm"
     assert choose_variant({"fused": _result(0.5, 0.9), "iqm": _result(0.5, 0.8)}) == "fused"
+
+
+def test_the_choice_counts_the_monai_split_and_takes_a_dataset_without_it() -> None:
+    from training.fusion_experiment import choose_variant
+
+    fused, iqm = _result(0.5, 0.9), _result(0.45, 0.8)
+    fused["msim"] = {"metrics": {"f1": 0.0, "roc_auc": 0.5}, "moderate_and_severe": None}
+    fused["msim"]["moderate_and_severe"] = fused["msim"]["metrics"]
+    assert choose_variant({"fused": fused, "iqm": iqm}) == "iqm"  # (0.5 * 3 + 0) / 4 < 0.45
+    for result in (fused, iqm):
+        del result["msim"]  # a dataset built before msim: the mean over the splits it has
+    assert choose_variant({"fused": fused, "iqm": iqm}) == "fused"
 
 
 def test_the_card_section_names_the_served_variant_and_its_threshold() -> None:
