@@ -1,7 +1,7 @@
 """Reviews as training labels, in the dataset layout ``amaqc train --data DIR`` reads.
 
 ``labels.zip`` unpacks to a dataset folder: ``labels.csv`` (a labels sheet, see
-``training/label_sheet.py``) next to the images it names,
+``training/data/label_sheet.py``) next to the images it names,
 ``study-<id>/series-<id>/instance-<id>.<ext>``. A single-frame original is copied as it was
 stored; a frame of a multi-frame file becomes a float32 ``.npy`` of its pixels, so every file
 has exactly one label. The first folder (the study) is the group that must not straddle
@@ -90,7 +90,7 @@ def labels_csv(items: list[ExportSlice]) -> str:
 
 def labels_zip(settings: Settings, items: list[ExportSlice]) -> IO[bytes]:
     """``labels.csv`` and the images, as a ZIP in a temporary file (rewound)."""
-    from training.readers import read_slices
+    from training.data import read_slices
 
     spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)  # noqa: SIM115
     with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as zf:

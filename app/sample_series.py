@@ -42,11 +42,10 @@ def pick_slices(
     volume, cut as ``amaqc data build`` cuts them; returns them and a one-line description.
 
     Raises:
-        training.sources.SourceError: the source is unknown or cannot be fetched.
+        training.data.SourceError: the source is unknown or cannot be fetched.
         ValueError: the source has no slices in ``plane``.
     """
-    from training.slices import slices_from_path
-    from training.sources import SOURCES, SourceError, fetch_sources
+    from training.data import SOURCES, SourceError, fetch_sources, slices_from_path
 
     if source not in SOURCES:
         raise SourceError(f"unknown source {source!r}; one of {', '.join(SOURCES)}")
@@ -79,12 +78,14 @@ def write_sample_series(
     motion, ghosting, spike, gibbs, wrap) at ``severity``, as one new DICOM series.
 
     Raises:
-        training.sources.SourceError: the source is unknown or cannot be fetched.
+        training.data.SourceError: the source is unknown or cannot be fetched.
         ValueError: an unknown artifact kind or severity, ``count`` < 1, or no such plane.
         FileExistsError: ``out_dir`` already holds ``.dcm`` files (they would mix two series).
     """
-    from training.artifacts import KINDS, SEVERITIES, simulate
-    from training.sources import SOURCES
+    from training.data import SOURCES
+
+    # the module, not the face: training.simulate also loads the foreign simulators (torch)
+    from training.simulate.artifacts import KINDS, SEVERITIES, simulate
 
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")

@@ -11,7 +11,7 @@ the ratios of one run are meaningful on a shared machine. Target (issue 18): the
 >= 1.0x ONNX Runtime ResNet-18's slices/s on 256x256 slices.
 
 Also measured per slice, for the worker's budget: the IQM panel the fused detector adds, the
-normalisation, and decoding a 24-slice DICOM series (``training.readers.read_slices``).
+normalisation, and decoding a 24-slice DICOM series (``training.data.readers.read_slices``).
 
     .venv/bin/python bench/inference.py [--rounds 7] [--device cpu|cuda]
 """
@@ -203,7 +203,7 @@ def main() -> None:
     net_rates = {k: 24 / statistics.median(v) for k, v in net_times.items()}
 
     with tempfile.TemporaryDirectory() as tmp:
-        from training.readers import read_slices
+        from training.data.readers import read_slices
 
         paths = write_series(Path(tmp), slices[:24])
         decode = per_slice_ms(lambda: [read_slices(p) for p in paths], 24, args.rounds)

@@ -2,7 +2,7 @@
 
 Exports the served checkpoint's network (the ONNX Runtime backend's export), quantises it with
 ONNX Runtime's ``quantize_static`` (QDQ, int8 weights per channel, uint8 activations) on
-calibration patches from the training stream (``training.patches.TrainPatches`` on the dataset's
+calibration patches from the training stream (``training.fit.patches.TrainPatches`` on the dataset's
 train split, mild to severe simulated artifacts and clean patches), then scores held-out splits
 with the float32 and the int8 network through the same Predictor and prints the ROC-AUC of both
 (AMAResNet's own probability and the fused detector's, all slices and moderate + severe) and the
@@ -29,9 +29,9 @@ from sklearn.metrics import roc_auc_score
 from model import Predictor
 from model.backends import OnnxScorer
 from model.export import INPUT_NAME, export_onnx
-from training.data import load_split
-from training.evaluate import target_mask
-from training.patches import TrainPatches
+from training.data.samples import load_split
+from training.evaluate.scoring import target_mask
+from training.fit.patches import TrainPatches
 
 SERVED = Path(__file__).resolve().parents[1] / "model" / "weights" / "amaqc-default.safetensors"
 

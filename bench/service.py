@@ -106,7 +106,7 @@ class RawCompute:
 
     def __init__(self, ckpt: Path, images: list[np.ndarray]) -> None:
         from model import Predictor
-        from training.readers import read_slices
+        from training.data.readers import read_slices
 
         with tempfile.TemporaryDirectory() as tmp:
             self.pixels = []

@@ -1,7 +1,7 @@
 """Training throughput of AMAResNet-18 vs plain torchvision ResNet-18 on the same patches.
 
 One run, interleaved rounds (the machine is shared and noisy): the same batches of 128x128
-patches from the real training stream (``training.patches.TrainPatches`` on the built dataset,
+patches from the real training stream (``training.fit.patches.TrainPatches`` on the built dataset,
 or random patches with ``--synthetic``), the same optimiser (Adam lr 1e-3, wd 1e-4), the same
 joint loss, channels_last. Prints samples/s of each and their ratio (target >= 0.6, issue 3).
 
@@ -33,8 +33,8 @@ def make_batches(data: Path | None, batch: int, count: int, patch: int) -> list[
             for _ in range(count)
         ]
     from model.preprocess import Normalization
-    from training.data import load_split
-    from training.patches import TrainPatches
+    from training.data.samples import load_split
+    from training.fit.patches import TrainPatches
 
     ds = TrainPatches(
         load_split(data, "train"),

@@ -8,7 +8,7 @@ lower resolution leaves no trace. A small calibrated model over both,
 
 with ``f`` the features of :func:`fusion_features`, is stored as plain numbers in the checkpoint's
 JSON metadata (``CheckpointMeta.fusion``): nothing is unpickled, and a reader can see each
-feature's weight. Torch-free; ``training.fusion`` fits it (scikit-learn).
+feature's weight. Torch-free; ``training.fit.fusion`` fits it (scikit-learn).
 """
 
 from __future__ import annotations

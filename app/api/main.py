@@ -1,6 +1,6 @@
 """The FastAPI application: routers, JSON errors, metrics, and the sweeper.
 
-The API process never imports torch (a test checks): decoding uses ``training.readers``,
+The API process never imports torch (a test checks): decoding uses ``training.data.readers``,
 inference happens in the Celery worker.
 """
 

@@ -1,4 +1,4 @@
-"""Decode and validate one received file with ``training.readers`` (torch-free).
+"""Decode and validate one received file with ``training.data.readers`` (torch-free).
 
 The format comes from the content; the pixel count is checked from the header before any
 pixel is decoded (PNG bombs, huge DICOM/NIfTI), then every slice is decoded so that a bad file
@@ -46,8 +46,7 @@ def decode(
     patch size, looked up in the database).
     """
     from app.storage import sha256_file
-    from training.image_types import UnreadableImage
-    from training.readers import read_slices
+    from training.data import UnreadableImage, read_slices
 
     expected = sniff.IMAGE_FORMATS if incoming.archive else sniff.ACCEPTED
     ext = sniff.content_extension(incoming.name, incoming.path, expected)

@@ -39,10 +39,8 @@ def write_reviews_dataset(
 ) -> dict[str, Any]:
     """Write the reviewed slices (and simulated artifact twins of the clean ones) under
     ``out``; returns counts for the data summary."""
-    from training.artifacts import KINDS, simulate
-    from training.image_types import UnreadableImage
-    from training.readers import read_slices
-    from training.simulate_files import to_png16
+    from training.data import UnreadableImage, read_slices
+    from training.simulate import KINDS, simulate, to_png16
 
     val = validation_series([s.series_id for s in slices])
     counts: dict[str, Any] = {

@@ -32,9 +32,8 @@ class ValidationSet:
 
 def fixed_validation_set(settings: Settings, job_data: Path) -> ValidationSet:
     """The samples every version of this job is compared on, and what they are."""
-    from training.data import describe, load_samples, load_split
-    from training.labelled import load_labelled_dataset
-    from training.train import with_both_classes
+    from training.data import describe, load_labelled_dataset, load_samples, load_split
+    from training.fit import with_both_classes
 
     if settings.validation_dir is not None:
         root = Path(settings.validation_dir)
@@ -63,8 +62,7 @@ def fixed_validation_set(settings: Settings, job_data: Path) -> ValidationSet:
 def score(checkpoint: Path, valset: ValidationSet) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of the checkpoint at its own threshold, and its (N,) probabilities."""
     from model import Predictor
-    from training.evaluate import predict_samples
-    from training.metrics import binary_metrics
+    from training.evaluate import binary_metrics, predict_samples
 
     predictor = Predictor(checkpoint)
     probs = predict_samples(predictor, valset.samples)
@@ -83,7 +81,7 @@ def beats(candidate: dict[str, Any], active: dict[str, Any]) -> bool:
 
 
 def plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
-    from training.metrics import plot_roc
+    from training.evaluate import plot_roc
 
     return plot_roc({name: (y.tolist(), p.tolist()) for name, (y, p) in curves.items()}, path)
 

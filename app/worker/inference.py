@@ -67,8 +67,7 @@ def predictor_for(
 
 def load_pixels(settings: Settings, instances: Sequence[Instance]) -> list[np.ndarray]:
     """(H, W) float32 pixels of each instance, read back from the store."""
-    from training.image_types import UnreadableImage
-    from training.readers import read_slices
+    from training.data import UnreadableImage, read_slices
 
     by_file: dict[str, list[Any]] = {}
     out = []

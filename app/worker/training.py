@@ -7,7 +7,7 @@ job asked for auto-activation and its version beats the active one on the fixed 
 (:mod:`app.retrain.evaluation`). A job that crashes, runs out of time or is cancelled is marked
 so with the reason and leaves the active model as it was.
 
-Progress reaches the row through ``training.train``'s ``on_progress`` callback
+Progress reaches the row through ``training.fit.train``'s ``on_progress`` callback
 (:class:`Reporter`): every epoch, and at most every :data:`WRITE_EVERY_S` seconds within one.
 The same callback reads the cancel flag and enforces the time budget, raising
 :class:`JobStopped`, so a cancelled job stops at its next training step.
@@ -51,7 +51,7 @@ class JobStopped(Exception):
 
 
 class Reporter:
-    """``on_progress`` for ``training.train``: writes progress and the log tail to the job row,
+    """``on_progress`` for ``training.fit.train``: writes progress and the log tail to the job row,
     stops the job when it is cancelled or past its time budget."""
 
     def __init__(self, settings: Settings, job_id: int, params: dict[str, Any]) -> None:
@@ -256,7 +256,7 @@ def _data(settings: Settings, snapshot: _Snapshot, workdir: Path, reporter: Repo
 
 
 def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
-    from training.train import TrainConfig, train
+    from training.fit.train import TrainConfig, train
 
     params = snapshot.params
     workdir = settings.training_dir / f"job-{snapshot.id}"

@@ -19,7 +19,7 @@ from model.fusion import FusionModel
 from model.iqm import IQM_NAMES
 from tests.app.conftest import make_settings
 from tests.utils.service import series_files, tiny_checkpoint
-from training.fusion import attach_fusion
+from training.fit.fusion import attach_fusion
 
 FUSION = FusionModel(
     features=("cnn_logit", "iqm_qi1", "iqm_spike"),

@@ -304,7 +304,7 @@ def test_a_checkpoint_changed_on_disk_is_never_activated(
 def test_reviewed_slices_become_a_split_dataset_with_simulated_artifacts(
     client: TestClient, settings: Settings, scanner: dict[str, str], tmp_path: Path
 ) -> None:
-    from training.data import load_split
+    from training.data.samples import load_split
 
     slices = []
     for n in range(3):

@@ -1,5 +1,5 @@
 """Reviews through the API, and their export as training labels that round-trip through
-``training.labelled.load_labelled_dataset`` (the loader ``amaqc train`` uses)."""
+``training.data.labelled.load_labelled_dataset`` (the loader ``amaqc train`` uses)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.config import Settings
 from app.worker.inference import analyse
 from tests.app.conftest import set_threshold
 from tests.utils.service import scored_series, series_files
-from training.labelled import load_labelled_dataset
+from training.data.labelled import load_labelled_dataset
 
 
 @pytest.fixture

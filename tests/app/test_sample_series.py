@@ -17,7 +17,7 @@ from app.config import Settings
 from app.sample_series import PATIENT_ID, write_sample_series
 from app.worker.inference import analyse
 from tests.utils.images import phantom, write_png8
-from training.sources import SourceError
+from training.data.sources import SourceError
 
 
 def cached(root: Path) -> Path:

@@ -111,9 +111,9 @@ def _real_dataset(root: Path) -> None:
     import numpy as np
 
     from app.sample_series import pick_slices
-    from training.artifacts import KINDS, SEVERITIES, simulate
-    from training.simulate_files import to_png16
-    from training.sources import fetch_sources
+    from training.data.sources import fetch_sources
+    from training.simulate.artifacts import KINDS, SEVERITIES, simulate
+    from training.simulate.files import to_png16
 
     fetch_sources(CACHE, names=["mriqc_0017", "mriqc_0042"], progress=False)  # one package
     train, _ = pick_slices(CACHE, "mriqc_0017", "axial", 24)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.sources import SOURCES, cached_path
+from training.data.sources import SOURCES, cached_path
 
 MakeNifti = Callable[..., Path]
 MakeHead = Callable[[tuple[int, int, int], tuple[float, float, float]], np.ndarray]

@@ -1,4 +1,5 @@
-"""Physics and reproducibility of the k-space artifact simulations (training/artifacts.py)."""
+"""Physics and reproducibility of the k-space artifact simulations
+(training/simulate/artifacts.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from tests.utils.images import make_phantom
-from training.artifacts import (
+from training.simulate.artifacts import (
     KINDS,
     SEVERITIES,
     GhostingParams,

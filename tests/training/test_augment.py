@@ -1,4 +1,5 @@
-"""Realism augmentation (training/augment.py): physics of each operation, reproducibility."""
+"""Realism augmentation (training/simulate/augment.py): physics of each operation,
+reproducibility."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 from tests.utils.images import make_phantom
-from training.artifacts import GibbsParams, apply_gibbs, kspace_error
-from training.augment import (
+from training.simulate.artifacts import GibbsParams, apply_gibbs, kspace_error
+from training.simulate.augment import (
     RESOLUTION_MAX,
     Bias,
     Contrast,
@@ -199,7 +200,7 @@ def test_ringing_rejects_artifact_strength() -> None:
 
 
 def test_realism_noise_never_drops_below_the_snr_floor() -> None:
-    from training.augment import SNR_RANGE, realism_record
+    from training.simulate.augment import SNR_RANGE, realism_record
 
     rng = np.random.default_rng(0)
     snrs = [
@@ -237,7 +238,7 @@ def test_display_rejects_bad_windows_and_qualities() -> None:
 
 
 def test_display_goes_after_a_simulated_artifact() -> None:
-    from training.augment import split_acquisition
+    from training.simulate.augment import split_acquisition
 
     record = {"ops": [{"op": "contrast"}, {"op": "noise"}, {"op": "display"}]}
     before, after = split_acquisition(record)
@@ -318,7 +319,7 @@ def _drawn_last(
     """How often of 200 records ``op`` is drawn; asserts that no op of ``not_before`` precedes
     it and that without it (``probability`` set to 0) each record is the same but for it, i.e.
     drawing it changed no earlier draw and so no evaluation image that does not draw it."""
-    import training.augment as augment
+    import training.simulate.augment as augment
 
     with_it = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
     monkeypatch.setattr(augment, probability, 0.0)
@@ -336,7 +337,7 @@ def _drawn_last(
 def test_distortion_is_drawn_last_and_applied_before_the_acquisition(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import training.augment as augment
+    import training.simulate.augment as augment
 
     monkeypatch.setattr(augment, "FAT_SUPPRESSION_PROBABILITY", 0.0)  # drawn after it
     later = {"resolution", "ringing", "noise", "display"}  # it deforms the object, not samples
@@ -403,7 +404,7 @@ def test_fat_suppression_is_drawn_last_and_applied_before_the_bias_field(
 def test_coarse_acquisition_sets_a_small_matrix_and_blurs_only_its_coarse_axis(
     phantom: np.ndarray,
 ) -> None:
-    from training.augment import Coarse, apply_coarse
+    from training.simulate.augment import Coarse, apply_coarse
 
     iso = apply_coarse(phantom, Coarse((1.0, 1.0), 64))
     aniso = apply_coarse(phantom, Coarse((1.0, 3.0), 64))
@@ -422,7 +423,7 @@ def test_coarse_acquisition_sets_a_small_matrix_and_blurs_only_its_coarse_axis(
 
 
 def test_coarse_rejects_implausible_parameters() -> None:
-    from training.augment import Coarse
+    from training.simulate.augment import Coarse
 
     with pytest.raises(ValueError, match="factors must be two values in"):
         Coarse((1.0, 5.0), 64)
@@ -431,7 +432,7 @@ def test_coarse_rejects_implausible_parameters() -> None:
 
 
 def test_coarse_is_drawn_only_when_asked_and_changes_no_other_draw() -> None:
-    from training.augment import ACQUISITION_OPS
+    from training.simulate.augment import ACQUISITION_OPS
 
     default = [realism_record(np.random.default_rng(seed)) for seed in range(200)]
     asked = [
@@ -451,7 +452,7 @@ def test_coarse_is_drawn_only_when_asked_and_changes_no_other_draw() -> None:
 
 
 def test_lower_resolution_never_acquires_below_the_clinical_floor() -> None:
-    from training.augment import MIN_ACQUIRED_SIDE
+    from training.simulate.augment import MIN_ACQUIRED_SIDE
 
     small = np.zeros((58, 58), np.float32)
     small[::2] = 1.0  # finest possible stripes: kept only by an acquisition of >= 58 rows

@@ -13,8 +13,8 @@ from app.cli import app
 from model import load_checkpoint, read_metadata
 from tests.training.test_train import _cfg
 from tests.utils.datasets import tiny_dataset
-from training.average import average_checkpoints, average_weights
-from training.train import TrainConfig, config_from_json, train
+from training.fit.average import average_checkpoints, average_weights
+from training.fit.train import TrainConfig, config_from_json, train
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import build as build_module
-from training.build import (
+from training.data import build as build_module
+from training.data.build import (
     MANIFEST_COLUMNS,
     SPLIT_OF_SUBJECT,
     SPLITS,
@@ -20,7 +20,7 @@ from training.build import (
     build_dataset,
     split_of,
 )
-from training.sources import SOURCES
+from training.data.sources import SOURCES
 
 
 def _build(out: Path, cache: Path, **kw: bool) -> BuildSummary:

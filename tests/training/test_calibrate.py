@@ -15,9 +15,9 @@ from app.cli import app
 from model import Predictor, read_metadata
 from tests.utils.images import phantom, write_png16
 from tests.utils.service import TINY_NORMALIZATION
-from training.calibrate import calibrate, load_calibration_set
-from training.evaluate import predict_samples
-from training.metrics import best_threshold
+from training.evaluate.calibrate import calibrate, load_calibration_set
+from training.evaluate.metrics import best_threshold
+from training.evaluate.scoring import predict_samples
 
 #: the broken file in ``site`` is reported (asserted below through the skipped count)
 pytestmark = pytest.mark.filterwarnings("ignore:.*unreadable files skipped:UserWarning")

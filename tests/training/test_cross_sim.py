@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from tests.utils.images import make_phantom
-from training.cross_sim import (
+from training.data.samples import Sample
+from training.simulate.cross_sim import (
     VISIBLE,
     aligned_nrmse,
     cross_sim_pairs,
     tio_artifact,
     tio_nuisance,
 )
-from training.data import Sample
 
 
 def _samples(n: int = 3) -> list[Sample]:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from tests.utils.images import make_phantom, phantom, write_png16
-from training.build import MANIFEST_COLUMNS
-from training.cross_sim import VISIBLE, aligned_nrmse
-from training.cross_sim_monai import (
+from training.data.build import MANIFEST_COLUMNS
+from training.data.samples import Sample, load_split
+from training.simulate.cross_sim import VISIBLE, aligned_nrmse
+from training.simulate.cross_sim_monai import (
     CLEAN_NUISANCES,
     KINDS,
     gibbs,
@@ -22,8 +23,7 @@ from training.cross_sim_monai import (
     monai_nuisance,
     monai_sim_pairs,
 )
-from training.data import Sample, load_split
-from training.dataset_extra import MSIM_FROM, materialize_extra, pristine_samples
+from training.simulate.dataset_extra import MSIM_FROM, materialize_extra, pristine_samples
 
 
 def _samples(n: int = 3, size: int = 64) -> list[Sample]:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from tests.utils.images import phantom, write_png16
-from training.build import MANIFEST_COLUMNS
-from training.data import load_split
-from training.dataset_build import VARIANTS, materialize_eval
+from training.data.build import MANIFEST_COLUMNS
+from training.data.samples import load_split
+from training.simulate.dataset_build import VARIANTS, materialize_eval
 
 SUBJECTS = {"train": "colin27", "val": "dipy_s0", "test": "mriqc_0042", "transfer": "nibabel_epi"}
 
@@ -80,7 +80,7 @@ def test_materialisation_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_build_all_refuses_a_non_empty_target(tmp_path: Path) -> None:
-    from training.dataset_build import build_all
+    from training.simulate.dataset_build import build_all
 
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")

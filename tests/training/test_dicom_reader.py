@@ -32,7 +32,7 @@ from pydicom.uid import (
 )
 
 from tests.utils.images import dicom_dataset
-from training.io import UnreadableImage, count_slices, read_slices
+from training.data.io import UnreadableImage, count_slices, read_slices
 
 RNG = np.random.default_rng(0)
 

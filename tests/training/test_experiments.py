@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from model import load_checkpoint, read_metadata
 from tests.utils.datasets import tiny_dataset
-from training.experiments import (
+from training.experiments.sweeps import (
     COMPARE_MODELS,
     DICE_WEIGHTS,
     RunSpec,

@@ -7,8 +7,8 @@ import pytest
 
 from model.fusion import FusionModel
 from tests.utils.images import make_phantom
-from training.data import Sample
-from training.fusion import fit_fusion, pooled_threshold, training_slices
+from training.data.samples import Sample
+from training.fit.fusion import fit_fusion, pooled_threshold, training_slices
 
 
 def test_the_threshold_bounds_false_alarms_per_source_not_only_overall() -> None:
@@ -94,14 +94,14 @@ def _result(f1: float, auc: float) -> dict:
 
 
 def test_the_served_variant_is_the_one_with_the_better_held_out_f1() -> None:
-    from training.fusion_experiment import choose_variant
+    from training.experiments.fusion_experiment import choose_variant
 
     assert choose_variant({"fused": _result(0.4, 0.9), "iqm": _result(0.5, 0.8)}) == "iqm"
     assert choose_variant({"fused": _result(0.5, 0.9), "iqm": _result(0.5, 0.8)}) == "fused"
 
 
 def test_the_choice_counts_the_monai_split_and_takes_a_dataset_without_it() -> None:
-    from training.fusion_experiment import choose_variant
+    from training.experiments.fusion_experiment import choose_variant
 
     fused, iqm = _result(0.5, 0.9), _result(0.45, 0.8)
     fused["msim"] = {"metrics": {"f1": 0.0, "roc_auc": 0.5}, "moderate_and_severe": None}
@@ -113,7 +113,7 @@ def test_the_choice_counts_the_monai_split_and_takes_a_dataset_without_it() -> N
 
 
 def test_the_card_section_names_the_served_variant_and_its_threshold() -> None:
-    from training.fusion_report import render_fusion
+    from training.experiments.fusion_report import render_fusion
 
     summary = {
         "detectors": {

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
 
-from training.io import (
+from training.data.io import (
     ReadReport,
     Slice,
     UnreadableImage,

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from PIL import Image
 
-from training.io import LabelledDataset, LabelledItem, load_labelled_dataset
+from training.data.io import LabelledDataset, LabelledItem, load_labelled_dataset
 
 
 def image(path: Path, slices: int = 1) -> Path:

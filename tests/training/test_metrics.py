@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.metrics import best_threshold, binary_metrics, plot_confusion, plot_roc
+from training.evaluate.metrics import best_threshold, binary_metrics, plot_confusion, plot_roc
 
 
 def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
@@ -74,7 +74,7 @@ def test_plots_are_written(tmp_path: Path) -> None:
 
 
 def test_paired_auc_difference_sees_a_better_model_and_is_seeded() -> None:
-    from training.metrics import paired_auc_difference
+    from training.evaluate.metrics import paired_auc_difference
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 100)

@@ -6,8 +6,8 @@ import pytest
 
 from model import read_metadata
 from tests.utils.datasets import tiny_dataset
-from training.model_card import END, START, publish, write_between_markers
-from training.train import TrainConfig, train
+from training.experiments.model_card import END, START, publish, write_between_markers
+from training.fit.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

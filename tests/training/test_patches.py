@@ -6,8 +6,8 @@ import torch
 
 from model.preprocess import Normalization, normalize_slice
 from tests.utils.images import phantom
-from training.data import Sample
-from training.patches import TrainPatches, anatomy_crop, guided_crop
+from training.data.samples import Sample
+from training.fit.patches import TrainPatches, anatomy_crop, guided_crop
 
 NORM = Normalization(size=128)
 
@@ -79,7 +79,7 @@ def test_anatomy_crop_prefers_foreground() -> None:
 
 
 def test_loader_workers_see_each_new_epoch() -> None:
-    from training.train import make_loader
+    from training.fit.train import make_loader
 
     ds = _ds(_samples(), samples_per_epoch=8)
     loader = make_loader(ds, 4, 1, None, torch.device("cpu"))
@@ -133,7 +133,7 @@ def test_guided_items_show_more_of_the_artifact_and_clean_ones_stay_clean(
     """With guided=1 an artifact patch holds more of what the artifact changed than the average
     anatomy window of its slice, and a clean patch is a window of the clean slice (its phantom
     artifact only chose the place)."""
-    import training.patches as patches
+    import training.fit.patches as patches
 
     picks: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int] | None]] = []
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from app.cli import app
 from model import CheckpointMeta, Predictor, build_model, save_checkpoint
 from tests.utils.images import phantom, write_dicom, write_jpeg, write_png8, write_png16
-from training.evaluate import evaluate
-from training.predict import predict_path
+from training.evaluate.predict import predict_path
+from training.evaluate.scoring import evaluate
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.slices import (
+from training.data.slices import (
     extract_slices,
     foreground_threshold,
     load_volume,

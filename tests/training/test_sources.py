@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.mriqc_figures import decode_mriqc_svg
-from training.slices import load_volume, slices_from_path
-from training.sources import SOURCES, SourceError, cached_path, fetch_sources
+from training.data.mriqc_figures import decode_mriqc_svg
+from training.data.slices import load_volume, slices_from_path
+from training.data.sources import SOURCES, SourceError, cached_path, fetch_sources
 
 
 def _script(path: Path, body: str) -> Path:

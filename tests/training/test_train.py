@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from model import Predictor, load_checkpoint, read_metadata
 from tests.utils.datasets import tiny_dataset
-from training.train import LR_FLOOR, TrainConfig, scheduled_lr, train
+from training.fit.train import LR_FLOOR, TrainConfig, scheduled_lr, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,7 +173,7 @@ def test_slice_level_logits_are_the_served_slice_probability(data: Path, tmp_pat
     """Slice-level training scores a slice through the same grid and aggregation as the
     Predictor that will serve the checkpoint: train on what is served."""
     from model.preprocess import normalize_slice
-    from training.train import slice_logits
+    from training.fit.train import slice_logits
 
     cfg = _cfg(data, tmp_path / "m.safetensors", slice_level=True)
     result = train(cfg)

@@ -21,8 +21,7 @@ PNG: dict[str, Any] = {"content": {"image/png": {}}}
 
 
 def _pixels(settings: Settings, instance: Instance) -> np.ndarray:
-    from training.image_types import UnreadableImage
-    from training.readers import read_slices
+    from training.data import UnreadableImage, read_slices
 
     try:
         path = storage.resolve(settings.storage_dir, instance.storage_path)

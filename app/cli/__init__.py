@@ -1,0 +1,33 @@
+"""The ``amaqc`` command line: one module per command group, composed here.
+
+Each group module owns a ``typer.Typer()`` and imports only :mod:`.common` (consoles, ``fail``,
+progress, settings), so no import runs in a circle (``tests/test_layering.py`` checks). Groups
+are added in the order ``amaqc --help`` lists them. Subcommands import their heavy dependencies
+(torch, the training package) lazily, so ``--help`` stays fast and the service processes load
+only what they need.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import about, experiments, fusion, keys, sample, service, training
+
+app = typer.Typer(
+    name="amaqc",
+    help="Post-scan MRI quality control: label MR slices and series artifact-free or "
+    "artifact-affected with AMAResNet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# The flat groups' commands are registered on the root itself (not as nameless sub-apps), so
+# ``app.registered_commands`` lists every top-level command, in the order ``--help`` shows them.
+for group in (about.app, experiments.app, training.app, fusion.app, service.app, sample.app):
+    app.registered_commands += group.registered_commands
+app.add_typer(training.data_app, name="data")
+app.add_typer(keys.app, name="keys")
+
+
+def main() -> None:
+    app()

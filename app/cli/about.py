@@ -1,0 +1,68 @@
+"""``amaqc version``, ``models`` and ``info``: what is installed and what a checkpoint holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .common import console, fail
+
+app = typer.Typer()
+
+
+@app.command()
+def version() -> None:
+    """Print the installed amaqc version."""
+    from model._version import amaqc_version
+
+    console.print(amaqc_version())
+
+
+@app.command()
+def models() -> None:
+    """List the registered network architectures and their sizes."""
+    from model import build_model, list_models
+
+    table = Table("name", "parameters (M)", "SE", "pyramid", title="amaqc architectures")
+    for name in list_models():
+        net = build_model(name)
+        params = sum(p.numel() for p in net.parameters()) / 1e6
+        has_se = any(type(m).__name__ == "SEBasicBlock" for m in net.modules())
+        has_pyramid = getattr(net, "pyramid", None) is not None
+        table.add_row(
+            name, f"{params:.2f}", "yes" if has_se else "-", "yes" if has_pyramid else "-"
+        )
+    console.print(table)
+
+
+@app.command()
+def info(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint file.")],
+) -> None:
+    """Show a checkpoint's metadata (architecture, patching, threshold, metrics)."""
+    from model import CheckpointError, read_metadata
+
+    try:
+        meta = read_metadata(checkpoint)
+    except CheckpointError as exc:
+        raise fail(str(exc)) from None
+    table = Table("field", "value", title=str(checkpoint), show_lines=False)
+    table.add_row("arch", f"{meta.arch} {meta.arch_config}")
+    table.add_row("patch", f"{meta.patch_size} px, stride {meta.patch_stride}")
+    table.add_row("aggregation", str(meta.aggregation))
+    table.add_row("normalization", str(meta.normalization))
+    table.add_row("threshold", f"{meta.threshold:.4f} (AMAResNet)")
+    fusion = meta.fusion_model
+    if fusion is not None:
+        table.add_row(
+            "fused detector",
+            f"threshold {fusion.threshold:.4f} over {len(fusion.features)} features "
+            "(served by default; --detector cnn for AMAResNet alone)",
+        )
+    for key, value in sorted(meta.metrics.items()):
+        table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("created", f"{meta.created_at} (amaqc {meta.amaqc_version})")
+    console.print(table)

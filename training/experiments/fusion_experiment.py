@@ -1,0 +1,286 @@
+"""``amaqc train-fusion``: fit the fused detector on the train split, choose its threshold on the
+pooled ``calib`` split, score it and the two detectors it is built from (AMAResNet alone, the IQM
+panel alone) on every held-out split, hold each artifact kind out of training in turn, and write
+the fused checkpoint with all of it in its metadata.
+
+Features are computed once per image and cached (``features.json`` in the output folder, keyed
+by the checkpoint's and the dataset manifest's SHA-256): refitting is then a matter of seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from model import Predictor
+from model.fusion import FusionModel
+from model.iqm import PANEL_VERSION
+
+from ..data.samples import Sample, load_split
+from ..evaluate.metrics import plot_roc
+from ..evaluate.scoring import summarise
+from ..fit.fusion import (
+    MAX_FALSE_ALARM_RATE,
+    VISIBLE_FLOOR,
+    attach_fusion,
+    fit_fusion,
+    iqm_only,
+    pooled_threshold,
+    slice_features,
+    training_slices,
+)
+from ..simulate.artifacts import KINDS
+
+__all__ = ["CHOICE_RULE", "DETECTORS", "EVAL_SPLITS", "choose_variant", "run_fusion_experiment"]
+
+EVAL_SPLITS: Final = ("val", "test", "transfer", "xsim", "msim")
+DETECTORS: Final = ("cnn", "iqm", "fused")
+CALIB: Final = "calib"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+class _Set:
+    """Samples of one split with their cached feature rows."""
+
+    def __init__(self, samples: Sequence[Sample], rows: list[dict[str, float]]) -> None:
+        self.samples = list(samples)
+        self.rows = rows
+        self.labels = np.array([s.label for s in samples], dtype=int)
+        self.sources = np.array([s.info.get("source", s.group) for s in samples])
+        self.kinds = np.array([s.info.get("kind", "") for s in samples])
+
+    def subset(self, keep: np.ndarray) -> _Set:
+        idx = np.flatnonzero(keep)
+        return _Set([self.samples[i] for i in idx], [self.rows[i] for i in idx])
+
+
+def _features(
+    predictor: Predictor,
+    sets: dict[str, list[Sample]],
+    cache: Path,
+    key: str,
+    advance: Callable[[int], None] | None,
+) -> dict[str, list[dict[str, float]]]:
+    stored: dict[str, Any] = {}
+    if cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored.get("key") != key:
+            stored = {}
+    rows: dict[str, list[dict[str, float]]] = dict(stored.get("rows", {}))
+    for split, samples in sets.items():
+        if split in rows and len(rows[split]) == len(samples):
+            if advance is not None:
+                advance(len(samples))
+            continue
+        rows[split] = slice_features(predictor, samples, advance=advance)
+        cache.write_text(json.dumps({"key": key, "rows": rows}))  # as it goes: resumable
+    return rows
+
+
+def _probs(detector: str, model: FusionModel | None, data: _Set) -> np.ndarray:
+    if detector == "cnn":
+        return np.array([_sigmoid(r["cnn_logit"]) for r in data.rows])
+    assert model is not None
+    return model.probability(data.rows)
+
+
+def _score(
+    detector: str, model: FusionModel | None, calib: _Set, splits: dict[str, _Set]
+) -> dict[str, Any]:
+    rule = pooled_threshold(calib.labels, _probs(detector, model, calib), calib.sources)
+    out: dict[str, Any] = {"threshold": rule}
+    for split, data in splits.items():
+        probs = _probs(detector, model, data)
+        summary = summarise(data.samples, probs, rule["threshold"], split)
+        # the same rule with this split's own sources left out of the pool: an honest
+        # estimate for a site whose scanner the pool did not hold
+        own = set(data.sources.tolist())
+        rest = calib.subset(~np.isin(calib.sources, sorted(own)))
+        if len(np.unique(rest.labels)) == 2:
+            t = pooled_threshold(rest.labels, _probs(detector, model, rest), rest.sources)
+            target = _target(data)
+            pred = probs[target] >= t["threshold"]
+            summary["leave_source_out"] = {
+                "threshold": t["threshold"],
+                **_f1(data.labels[target], pred),
+            }
+        out[split] = summary
+    return out
+
+
+def _target(data: _Set) -> np.ndarray:
+    sev = np.array([s.info.get("severity", "") for s in data.samples])
+    return (data.labels == 0) | np.isin(sev, ("moderate", "severe"))
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    tp = int((pred & (y == 1)).sum())
+    fp = int((pred & (y == 0)).sum())
+    fn = int((~pred & (y == 1)).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def _hold_out_kinds(
+    train: _Set, calib: _Set, evals: dict[str, _Set], names: list[str]
+) -> dict[str, Any]:
+    """For each of our kinds: the fused model fit without it, scored on that kind alone (test +
+    transfer artifacts of it against every clean slice there)."""
+    pooled = _Set(
+        [s for k in ("test", "transfer") for s in evals[k].samples],
+        [r for k in ("test", "transfer") for r in evals[k].rows],
+    )
+    out = {}
+    for kind in KINDS:
+        keep = ~((train.labels == 1) & (train.kinds == kind))
+        model = fit_fusion(
+            [train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], features=names
+        )
+        cal = calib.subset(~((calib.labels == 1) & (calib.kinds == kind)))
+        t = pooled_threshold(cal.labels, model.probability(cal.rows), cal.sources)["threshold"]
+        sev = np.array([s.info.get("severity", "") for s in pooled.samples])
+        sel = (pooled.labels == 0) | ((pooled.kinds == kind) & np.isin(sev, ("moderate", "severe")))
+        data = pooled.subset(sel)
+        probs = model.probability(data.rows)
+        out[kind] = {
+            "n_artifact": int(data.labels.sum()),
+            "roc_auc": float(roc_auc_score(data.labels, probs)),
+            "recall": float((probs[data.labels == 1] >= t).mean()),
+            "false_alarm_rate": float((probs[data.labels == 0] >= t).mean()),
+        }
+    return out
+
+
+#: How ``train-fusion`` picks the model it writes, stated before any number is seen.
+CHOICE_RULE: Final = (
+    "of the IQM panel alone and AMAResNet + the panel, the one with the higher mean F1 (moderate"
+    " + severe, at its pooled threshold) over test, transfer, xsim and msim; ties to the higher"
+    " mean ROC-AUC there"
+)
+HELD_OUT: Final = ("test", "transfer", "xsim", "msim")
+
+
+def choose_variant(detectors: dict[str, Any]) -> str:
+    """``"fused"`` or ``"iqm"`` by :data:`CHOICE_RULE`."""
+
+    def key(name: str) -> tuple[float, float]:
+        rows = [
+            detectors[name][s].get("moderate_and_severe") or detectors[name][s]["metrics"]
+            for s in HELD_OUT
+            if s in detectors[name]
+        ]
+        return (
+            float(np.mean([r["f1"] for r in rows])),
+            float(np.mean([r["roc_auc"] or 0.0 for r in rows])),
+        )
+
+    return max(("fused", "iqm"), key=key)
+
+
+def run_fusion_experiment(
+    data: Path,
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    variants: int = 2,
+    coarse_probability: float = 0.0,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> dict[str, Any]:
+    """Fit, threshold and score the three detectors; write ``out_dir/amaqc-fused.safetensors``,
+    ``summary.json`` and ``roc-<split>.png``. ``progress(description, total)`` returns an
+    ``advance(n)`` callback (for a progress bar). Returns the summary."""
+    data, out_dir = Path(data), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cnn = Predictor(checkpoint, detector="cnn")
+    train_samples, dropped = training_slices(
+        load_split(data, "train"),
+        seed=seed,
+        variants=variants,
+        coarse_probability=coarse_probability,
+    )
+    sets = {"train": train_samples}
+    for split in (*EVAL_SPLITS, CALIB):
+        try:
+            sets[split] = load_split(data, split)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; rebuild the dataset with `amaqc data build`") from None
+    # the panel's version is part of the key: a changed metric recomputes the features
+    key = f"{_sha(checkpoint)}:{_sha(data / 'manifest.csv')}:iqm{PANEL_VERSION}:{seed}:{variants}"
+    key += f":coarse{coarse_probability}" if coarse_probability else ""
+    advance = progress("features", sum(map(len, sets.values()))) if progress else None
+    rows = _features(cnn, sets, out_dir / "features.json", key, advance)
+    everything = {k: _Set(v, rows[k]) for k, v in sets.items()}
+    train, calib = everything["train"], everything[CALIB]
+    evals = {k: everything[k] for k in EVAL_SPLITS}
+    names = sorted(set.intersection(*(set(r) for r in train.rows)))
+    info = {
+        "training": {
+            "split": "train",
+            "slices": len(train.samples),
+            "artifact": int(train.labels.sum()),
+            "dropped_not_visible": dropped,
+            "visible_floor_nrmse": VISIBLE_FLOOR,
+            "coarse_probability": coarse_probability,
+            "simulator": "training.artifacts (never TorchIO)",
+        },
+        "threshold_set": CALIB,
+        "max_false_alarm_rate_per_source": MAX_FALSE_ALARM_RATE,
+    }
+    models: dict[str, FusionModel | None] = {
+        "cnn": None,
+        "iqm": fit_fusion(train.rows, train.labels, features=iqm_only(names), info=info),
+        "fused": fit_fusion(train.rows, train.labels, features=names, info=info),
+    }
+    summary: dict[str, Any] = {"data": str(data), "checkpoint": str(checkpoint), **info}
+    summary["detectors"] = {d: _score(d, models[d], calib, evals) for d in DETECTORS}
+    summary["held_out_kinds"] = _hold_out_kinds(train, calib, evals, names)
+    for split, data_set in evals.items():
+        curves = {
+            d: (data_set.labels.tolist(), _probs(d, models[d], data_set).tolist())
+            for d in DETECTORS
+        }
+        plot_roc(curves, out_dir / f"roc-{split}.png")
+    variant = choose_variant(summary["detectors"])
+    chosen = models[variant]
+    assert chosen is not None
+    threshold = summary["detectors"][variant]["threshold"]["threshold"]
+    metrics = {
+        split: summary["detectors"][variant][split].get("moderate_and_severe")
+        for split in EVAL_SPLITS
+    }
+    final = FusionModel.from_dict(
+        {
+            **chosen.to_dict(),
+            "threshold": threshold,
+            "info": {
+                **info,
+                "variant": variant,
+                "choice": CHOICE_RULE,
+                "rule": summary["detectors"][variant]["threshold"],
+                "metrics": metrics,
+            },
+        }
+    )
+    summary["served_variant"] = variant
+    summary["choice"] = CHOICE_RULE
+    attach_fusion(checkpoint, final, out_dir / "amaqc-fused.safetensors")
+    summary["coefficients"] = dict(zip(final.features, final.coef, strict=True))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary

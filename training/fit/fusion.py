@@ -1,0 +1,212 @@
+"""Fit the fused detector (``model.fusion``): features of whole slices, the logistic regression,
+the pooled threshold rule, and the checkpoint that carries the result.
+
+Training slices are the train split's clean slices, each with one realism-augmented clean twin
+and one artifact twin from our own simulator (moderate and severe; the artifact twin is kept
+only when its change is *visible*, aligned NRMSE >= ``VISIBLE_FLOOR``: a label a reader would not
+agree with teaches nothing). TorchIO's artifacts are never trained on: the ``xsim`` split stays
+the honest check.
+
+The threshold rule (:func:`pooled_threshold`): on a pooled validation set of every non-training
+source, the F1-optimal threshold among those that flag at most ``max_false_alarm_rate`` of the
+clean slices **of each source**, so no one contrast or scanner is swamped with false alarms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+from model import Predictor
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.fusion import CNN_FEATURES, FusionModel, fusion_features
+from model.iqm import compute_iqms
+
+from ..data.samples import Sample
+from ..evaluate.calibrate import stored_dtype
+from ..simulate.cross_sim import aligned_nrmse
+from ..simulate.evalset import simulated_pairs
+
+__all__ = [
+    "MAX_FALSE_ALARM_RATE",
+    "VISIBLE_FLOOR",
+    "attach_fusion",
+    "fit_fusion",
+    "pooled_threshold",
+    "slice_features",
+    "training_slices",
+]
+
+#: Aligned NRMSE below which a simulated artifact is not counted as one (not visible).
+VISIBLE_FLOOR: Final = 0.05
+#: The false-alarm bound of the threshold rule, per clean source.
+MAX_FALSE_ALARM_RATE: Final = 0.05
+
+
+def training_slices(
+    samples: Sequence[Sample],
+    *,
+    seed: int,
+    variants: int = 2,
+    kinds: Sequence[str] | None = None,
+    severities: Sequence[str] = ("moderate", "severe"),
+    coarse_probability: float = 0.0,
+) -> tuple[list[Sample], int]:
+    """Whole training slices for the fusion model: (samples, artifact twins dropped as not
+    visible). Each clean input gives ``variants`` clean twins and as many artifact twins."""
+    from ..simulate.artifacts import KINDS
+
+    pairs = simulated_pairs(
+        samples,
+        seed=seed,
+        kinds=tuple(kinds) if kinds is not None else KINDS,
+        severities=severities,
+        variants=variants,
+        coarse_probability=coarse_probability,
+    )
+    out: list[Sample] = []
+    dropped = 0
+    for i in range(0, len(pairs), 2):
+        (clean, _), (artifact, record) = pairs[i], pairs[i + 1]
+        out.append(clean)
+        if aligned_nrmse(clean.pixels, artifact.pixels) >= VISIBLE_FLOOR:
+            info = {**artifact.info, "kind": record["artifact"]["kind"]}
+            out.append(Sample(artifact.pixels, 1, artifact.group, artifact.name, info))
+        else:
+            dropped += 1
+    return out, dropped
+
+
+def slice_features(
+    predictor: Predictor,
+    samples: Sequence[Sample],
+    *,
+    chunk: int = 16,
+    advance: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """The fusion features of every sample: AMAResNet's output (run as the CNN alone) and the
+    IQM panel. ``advance(n)`` is called after each chunk (for a progress bar)."""
+    rows: list[dict[str, float]] = []
+    for start in range(0, len(samples), chunk):
+        part = samples[start : start + chunk]
+        preds = predictor.predict([s.pixels for s in part])
+        for sample, pred in zip(part, preds, strict=True):
+            try:
+                iqms: dict[str, float] | None = compute_iqms(sample.pixels)
+            except ValueError:
+                iqms = None
+            cnn = pred.cnn_probability if pred.cnn_probability is not None else pred.probability
+            rows.append(fusion_features(cnn, pred.patch_probs, iqms))
+        if advance is not None:
+            advance(len(part))
+    return rows
+
+
+def fit_fusion(
+    rows: Sequence[Mapping[str, float]],
+    labels: ArrayLike,
+    *,
+    features: Sequence[str] | None = None,
+    c: float = 0.5,
+    info: dict[str, Any] | None = None,
+) -> FusionModel:
+    """A balanced, L2-regularised logistic regression on standardised features.
+
+    ``features`` default to every feature present in all rows; pass a subset to fit, e.g., the
+    IQM panel alone (drop ``CNN_FEATURES``).
+    """
+    y = np.asarray(labels, dtype=int)
+    if y.ndim != 1 or len(rows) != y.size:
+        raise ValueError(f"{len(rows)} feature rows for {y.size} labels")
+    if len(np.unique(y)) < 2:
+        raise ValueError("fitting needs both clean and artifact slices")
+    names = (
+        list(features)
+        if features is not None
+        else sorted(set.intersection(*(set(r) for r in rows)))
+    )
+    if not names:
+        raise ValueError("no feature is present in every row")
+    x = np.array([[r[n] for n in names] for r in rows], dtype=np.float64)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = (x - mean) / scale
+    reg = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+    reg.fit(z, y)
+    return FusionModel(
+        features=tuple(names),
+        mean=tuple(float(v) for v in mean),
+        scale=tuple(float(v) for v in scale),
+        coef=tuple(float(v) for v in reg.coef_[0]),
+        intercept=float(reg.intercept_[0]),
+        info=dict(info or {}),
+    )
+
+
+def iqm_only(names: Sequence[str]) -> list[str]:
+    """``names`` without AMAResNet's features (the IQM panel alone)."""
+    return [n for n in names if n not in CNN_FEATURES]
+
+
+def pooled_threshold(
+    labels: ArrayLike,
+    probs: ArrayLike,
+    sources: ArrayLike,
+    *,
+    max_false_alarm_rate: float = MAX_FALSE_ALARM_RATE,
+) -> dict[str, Any]:
+    """The threshold rule: F1-optimal among thresholds flagging at most ``max_false_alarm_rate``
+    of the clean slices of *each* source (ties to the higher threshold). Returns the threshold,
+    the binding source and F1 there, and the oracle F1 (no bound) for comparison."""
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=np.float64)
+    src = np.asarray(sources)
+    if not y.shape == p.shape == src.shape:
+        raise ValueError("labels, probs and sources must have one length")
+    if not 0.0 <= max_false_alarm_rate <= 1.0:
+        raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {max_false_alarm_rate}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("the threshold rule needs clean and artifact slices")
+    floor, binding = 0.0, ""
+    for s in sorted(set(src[y == 0].tolist())):
+        clean = np.sort(p[(y == 0) & (src == s)])[::-1]
+        allowed = int(np.floor(max_false_alarm_rate * clean.size + 1e-9))
+        if allowed < clean.size:
+            t = float(np.nextafter(clean[allowed], np.inf))
+            if t > floor:
+                floor, binding = t, s
+    candidates = np.unique(np.append(p[p >= floor], floor))
+    best_t, best_f1 = float(candidates[-1]), -1.0
+    for t in candidates[::-1]:
+        f1 = float(f1_score(y, (p >= t).astype(int), zero_division=0))
+        if f1 > best_f1 + 1e-12:
+            best_t, best_f1 = float(t), f1
+    oracle = max(float(f1_score(y, (p >= t).astype(int), zero_division=0)) for t in np.unique(p))
+    return {
+        "threshold": best_t,
+        "f1": best_f1,
+        "oracle_f1": oracle,
+        "false_alarm_floor": floor,
+        "binding_source": binding,
+        "max_false_alarm_rate_per_source": max_false_alarm_rate,
+        "rule": (
+            f"F1-optimal threshold on the pooled validation set among those flagging <= "
+            f"{max_false_alarm_rate:.0%} of the clean slices of every source"
+        ),
+    }
+
+
+def attach_fusion(checkpoint: Path, fusion: FusionModel, out: Path) -> Path:
+    """Write ``checkpoint``'s weights (same precision) to ``out`` with ``fusion`` in its
+    metadata; the CNN's own threshold and metrics are kept."""
+    net, meta = load_checkpoint(checkpoint)
+    meta.fusion = fusion.to_dict()
+    meta.__post_init__()  # validates the fusion description
+    return save_checkpoint(out, net, meta, dtype=stored_dtype(checkpoint))
