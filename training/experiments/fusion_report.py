@@ -51,8 +51,8 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "
         f"{summary['training']['dropped_not_visible']} artifact twins dropped as not visible, "
-        f"aligned NRMSE < {summary['training']['visible_floor_nrmse']}). TorchIO's artifacts "
-        "were never trained on.",
+        f"aligned NRMSE < {summary['training']['visible_floor_nrmse']}). Neither TorchIO's "
+        "(xsim) nor MONAI's (msim) artifacts were ever trained on.",
         "",
         f"Threshold **{fused_rule['threshold']:.3f}**: {fused_rule['rule']} (pooled set "
         f"`calib`: DWI b0, T1, EPI and anisotropic DWI slices of the non-training subjects, "
