@@ -21,7 +21,7 @@ re-alignment (the best integer shift, so a global displacement does not count) b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -36,8 +36,10 @@ __all__ = [
     "VISIBLE",
     "aligned_nrmse",
     "cross_sim_pairs",
+    "foreign_pairs",
     "tio_artifact",
     "tio_nuisance",
+    "visible_artifact",
 ]
 
 KINDS: Final = ("tio_motion", "tio_ghosting", "tio_spike")
@@ -124,11 +126,17 @@ def tio_nuisance(
     return _out(out), {"kind": kind, "torch_seed": torch_seed}
 
 
-def _visible_artifact(
-    image: np.ndarray, kind: str, rng: np.random.Generator
+#: ``(image, kind, rng) -> (image, record)``: one draw of a simulator's artifact or nuisance.
+Draw = Callable[[np.ndarray, str, np.random.Generator], tuple[np.ndarray, dict[str, Any]]]
+
+
+def visible_artifact(
+    image: np.ndarray, kind: str, rng: np.random.Generator, draw: Draw
 ) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """``draw`` redrawn (up to ``MAX_TRIES`` times) until the change is visible: aligned NRMSE
+    within ``VISIBLE``; the record gets the NRMSE and the number of tries. None if never."""
     for attempt in range(MAX_TRIES):
-        out, record = tio_artifact(image, kind, rng)
+        out, record = draw(image, kind, rng)
         nrmse = aligned_nrmse(image, out)
         if VISIBLE[0] <= nrmse <= VISIBLE[1]:
             record.update(nrmse=nrmse, tries=attempt + 1)
@@ -136,14 +144,26 @@ def _visible_artifact(
     return None
 
 
-def cross_sim_pairs(
-    samples: Sequence[Sample], *, seed: int, variants: int = 1
+def foreign_pairs(
+    samples: Sequence[Sample],
+    *,
+    seed: int,
+    variants: int,
+    stream: int,
+    simulator: str,
+    nuisances: Sequence[str],
+    kinds: Sequence[str],
+    nuisance: Draw,
+    artifact: Draw,
+    clean_nrmse: bool = False,
 ) -> list[tuple[Sample, dict[str, Any]]]:
-    """For each clean sample and variant: a clean twin with a TorchIO nuisance (bias field and
-    lower resolution alternating) and a visible TorchIO artifact (kinds cycled). A slice on which
-    no draw is visible within ``MAX_TRIES`` gets no artifact twin (its clean twin is kept).
+    """The pairing shared by the foreign simulators' splits: for each clean sample and variant
+    (its own generator, ``[seed, i, v, stream]``), half of them transposed so the phase-encode
+    axis varies, a clean twin with a nuisance (``nuisances`` cycled) and a visible artifact
+    (``kinds`` cycled). A slice on which no draw is visible gets no artifact twin. With
+    ``clean_nrmse`` the clean twin's record also says how little its nuisance changed the slice.
 
-    Names follow ``simulate.evalset``: ``clean/`` becomes ``artifact/`` for the artifact, and
+    Names follow ``training.evalset``: ``clean/`` becomes ``artifact/`` for the artifact, and
     variant v > 0 gets ``_v<v>`` before the suffix.
     """
     if variants < 1:
@@ -153,23 +173,24 @@ def cross_sim_pairs(
     for n, (i, v, sample) in enumerate(
         (i, v, s) for i, s in enumerate(clean) for v in range(variants)
     ):
-        rng = np.random.default_rng([seed, i, v, 7])
+        rng = np.random.default_rng([seed, i, v, stream])
         transpose = bool(rng.integers(2))
         base = sample.pixels.T if transpose else sample.pixels
         name = sample.name
         if v:
             stem, dot, suffix = name.rpartition(".")
             name = f"{stem}_v{v}{dot}{suffix}" if dot else f"{name}_v{v}"
-        nuisance = CLEAN_NUISANCES[n % len(CLEAN_NUISANCES)]
-        image, record = tio_nuisance(base, nuisance, rng)
+        image, record = nuisance(base, nuisances[n % len(nuisances)], rng)
         record["transposed"] = transpose
+        if clean_nrmse:
+            record["nrmse"] = aligned_nrmse(base, image)
         info = {**sample.info, "kind": "", "severity": ""}
         image = image.T if transpose else image
         out.append(
-            (Sample(image, 0, sample.group, name, info), {"clean": record, "simulator": "torchio"})
+            (Sample(image, 0, sample.group, name, info), {"clean": record, "simulator": simulator})
         )
-        kind = KINDS[n % len(KINDS)]
-        made = _visible_artifact(base, kind, rng)
+        kind = kinds[n % len(kinds)]
+        made = visible_artifact(base, kind, rng, artifact)
         if made is None:
             continue
         art, record = made
@@ -181,7 +202,26 @@ def cross_sim_pairs(
         out.append(
             (
                 Sample(art, 1, sample.group, art_name, art_info),
-                {"artifact": record, "simulator": "torchio"},
+                {"artifact": record, "simulator": simulator},
             )
         )
     return out
+
+
+def cross_sim_pairs(
+    samples: Sequence[Sample], *, seed: int, variants: int = 1
+) -> list[tuple[Sample, dict[str, Any]]]:
+    """For each clean sample and variant: a clean twin with a TorchIO nuisance (bias field and
+    lower resolution alternating) and a visible TorchIO artifact (kinds cycled); see
+    :func:`foreign_pairs`."""
+    return foreign_pairs(
+        samples,
+        seed=seed,
+        variants=variants,
+        stream=7,
+        simulator="torchio",
+        nuisances=CLEAN_NUISANCES,
+        kinds=KINDS,
+        nuisance=tio_nuisance,
+        artifact=tio_artifact,
+    )

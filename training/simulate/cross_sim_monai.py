@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..data.samples import Sample
-from .cross_sim import MAX_TRIES, VISIBLE, aligned_nrmse
+from .cross_sim import foreign_pairs
 
 __all__ = [
     "CLEAN_NUISANCES",
@@ -162,64 +162,21 @@ def monai_nuisance(
     raise ValueError(f"kind must be one of {CLEAN_NUISANCES}, got {kind!r}")
 
 
-def _visible_artifact(
-    image: np.ndarray, kind: str, rng: np.random.Generator
-) -> tuple[np.ndarray, dict[str, Any]] | None:
-    for attempt in range(MAX_TRIES):
-        out, record = monai_artifact(image, kind, rng)
-        nrmse = aligned_nrmse(image, out)
-        if VISIBLE[0] <= nrmse <= VISIBLE[1]:
-            record.update(nrmse=nrmse, tries=attempt + 1)
-            return out, record
-    return None
-
-
 def monai_sim_pairs(
     samples: Sequence[Sample], *, seed: int, variants: int = 1
 ) -> list[tuple[Sample, dict[str, Any]]]:
     """For each clean sample and variant: a clean twin with a MONAI nuisance (bias field and gamma
-    alternating) and a visible MONAI artifact (kinds cycled). A slice on which no draw is visible
-    within ``MAX_TRIES`` gets no artifact twin (its clean twin is kept).
-
-    Names as in :func:`.cross_sim.cross_sim_pairs`: ``clean/`` becomes ``artifact/``
-    for the artifact, and variant v > 0 gets ``_v<v>`` before the suffix.
-    """
-    if variants < 1:
-        raise ValueError(f"variants must be >= 1, got {variants}")
-    out: list[tuple[Sample, dict[str, Any]]] = []
-    clean = [s for s in samples if s.label == 0]
-    for n, (i, v, sample) in enumerate(
-        (i, v, s) for i, s in enumerate(clean) for v in range(variants)
-    ):
-        rng = np.random.default_rng([seed, i, v, 11])
-        transpose = bool(rng.integers(2))
-        base = sample.pixels.T if transpose else sample.pixels
-        name = sample.name
-        if v:
-            stem, dot, suffix = name.rpartition(".")
-            name = f"{stem}_v{v}{dot}{suffix}" if dot else f"{name}_v{v}"
-        nuisance = CLEAN_NUISANCES[n % len(CLEAN_NUISANCES)]
-        image, record = monai_nuisance(base, nuisance, rng)
-        record.update(transposed=transpose, nrmse=aligned_nrmse(base, image))
-        info = {**sample.info, "kind": "", "severity": ""}
-        image = image.T if transpose else image
-        out.append(
-            (Sample(image, 0, sample.group, name, info), {"clean": record, "simulator": "monai"})
-        )
-        kind = KINDS[n % len(KINDS)]
-        made = _visible_artifact(base, kind, rng)
-        if made is None:
-            continue
-        art, record = made
-        record["transposed"] = transpose
-        severity = "moderate" if record["nrmse"] < 0.15 else "severe"
-        art_info = {**sample.info, "kind": kind, "severity": severity}
-        art_name = name.replace("clean/", "artifact/", 1)
-        art = art.T if transpose else art
-        out.append(
-            (
-                Sample(art, 1, sample.group, art_name, art_info),
-                {"artifact": record, "simulator": "monai"},
-            )
-        )
-    return out
+    alternating) and a visible MONAI artifact (kinds cycled); see
+    :func:`.cross_sim.foreign_pairs`."""
+    return foreign_pairs(
+        samples,
+        seed=seed,
+        variants=variants,
+        stream=11,
+        simulator="monai",
+        nuisances=CLEAN_NUISANCES,
+        kinds=KINDS,
+        nuisance=monai_nuisance,
+        artifact=monai_artifact,
+        clean_nrmse=True,
+    )
