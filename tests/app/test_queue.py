@@ -71,6 +71,7 @@ def test_an_unreachable_broker_is_not_retried_on_a_fresh_app(
         return real_make(broker_url)
 
     monkeypatch.setattr(queue, "make_celery", make_noted)
+    monkeypatch.setattr(queue, "_publishers", {})  # no app cached by an earlier test
     url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     assert queue.enqueue_training(url, 5) is False
     assert made == [url]  # kombu already retried the connection; no second app
