@@ -27,10 +27,6 @@ app = typer.Typer()
 GRACEFUL_SECONDS = 5
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 @app.command()
 def migrate(data_dir: DataDir = None) -> None:
     """Bring the database schema up to date (Alembic) and, when no model version is active,
@@ -270,16 +266,28 @@ def up(
     if admin_key:
         console.print("admin key (shown once; create more with `amaqc keys create`):")
         print(admin_key, flush=True)
-    # uvicorn restores this handler after its graceful shutdown and raises the SIGTERM again:
-    # with the default handler the process would die there and leave its workers running.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             "app.api.main:app",
             host=host or settings.host,
             port=port or settings.port,
             timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
+    )
+
+    def stop_serving(_signum: int, _frame: object) -> None:
+        # Only a flag, never an exception: a SIGTERM that lands before uvicorn installs its own
+        # handler (while it configures logging or builds its loop) must still stop it, and an
+        # exception raised there could be swallowed (seen: `up` kept serving, 1 run in 5).
+        # uvicorn restores this handler after its graceful shutdown and raises the SIGTERM
+        # again: with the default handler the process would die there and leave its workers.
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop_serving)
+    try:
+        server.run()
+        if not server.started:
+            raise SystemExit(3)  # as uvicorn.run: the server could not start (e.g. port in use)
     finally:
         if listener is not None:
             listener.stop()
