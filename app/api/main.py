@@ -34,6 +34,7 @@ from .routes import (
     models,
     reviews,
     series,
+    thresholds,
     training_jobs,
 )
 
@@ -44,6 +45,7 @@ api_router.include_router(instances.router)
 api_router.include_router(reviews.router)
 api_router.include_router(training_jobs.router)
 api_router.include_router(models.router)
+api_router.include_router(thresholds.router)
 
 
 def _settings(app: FastAPI) -> Settings:

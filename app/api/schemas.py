@@ -61,7 +61,25 @@ class VerdictPublic(BaseModel):
         "k slices) or 'fraction:f' (at least that share of the slices)"
     )
     threshold: float = Field(
-        description="The model version's threshold: a slice at or above it is flagged"
+        description="The threshold that applied: a slice at or above it is flagged "
+        "(threshold_source says whose it is)"
+    )
+    threshold_source: Literal["scanner+protocol", "protocol", "scanner", "model"] | None = Field(
+        default=None,
+        description="Where the threshold came from: a per-scanner / per-protocol threshold "
+        "(`GET /api/v1/thresholds`) for the series' scanner and protocol, its protocol, its "
+        "scanner, or the model version's own ('model'); null for verdicts written before "
+        "thresholds existed",
+    )
+    threshold_scanner: str | None = Field(
+        default=None,
+        description="The scanner named by the threshold that applied ('' for any scanner; "
+        "null with source 'model')",
+    )
+    threshold_protocol: str | None = Field(
+        default=None,
+        description="The protocol named by the threshold that applied ('' for any protocol; "
+        "null with source 'model')",
     )
 
 

@@ -277,6 +277,8 @@ class InstanceVerdict(Base):
     cnn_probability: Mapped[float | None] = mapped_column(Float)
     #: the image-quality metrics of ``model.iqm`` for this slice, name -> value
     iqms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: where ``threshold`` came from (as :attr:`SeriesVerdict.threshold_source`)
+    threshold_source: Mapped[str | None] = mapped_column(String(20))
 
 
 class SeriesVerdict(Base):
@@ -296,6 +298,38 @@ class SeriesVerdict(Base):
     threshold: Mapped[float] = mapped_column(Float)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: where ``threshold`` came from: one of :data:`THRESHOLD_SOURCES` (null before revision
+    #: 0010), and the scanner and protocol of the :class:`Threshold` row that applied, as
+    #: they were then ("" for any; null with ``model``)
+    threshold_source: Mapped[str | None] = mapped_column(String(20))
+    threshold_scanner: Mapped[str | None] = mapped_column(String(200))
+    threshold_protocol: Mapped[str | None] = mapped_column(String(200))
+
+
+#: a verdict's threshold source, most specific first: a :class:`Threshold` row for the
+#: series' scanner and protocol, for its protocol, for its scanner, else the model version's own
+THRESHOLD_SOURCES = ("scanner+protocol", "protocol", "scanner", "model")
+#: how a :class:`Threshold` row was set
+THRESHOLD_ORIGINS = ("admin", "calibrate")
+
+
+class Threshold(Base):
+    """A decision threshold for the series of one scanner and / or one protocol; it replaces
+    the active model version's own threshold for them (``app/db/thresholds.py`` picks the
+    most specific row). ``scanner`` and ``protocol`` are normalised names, "" for any (not
+    both); ``origin`` one of :data:`THRESHOLD_ORIGINS`; ``details`` what a calibration chose it
+    on (counts, metrics, the model version)."""
+
+    __tablename__ = "threshold"
+    __table_args__ = (UniqueConstraint("scanner", "protocol"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scanner: Mapped[str] = mapped_column(String(200))
+    protocol: Mapped[str] = mapped_column(String(200))
+    value: Mapped[float] = mapped_column(Float)
+    origin: Mapped[str] = mapped_column(String(20))
+    set_by: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Review(Base):

@@ -21,7 +21,7 @@ import numpy as np
 
 from app import storage
 from app.config import SeriesRule, Settings
-from app.db import heartbeats, repo
+from app.db import heartbeats, repo, thresholds
 from app.db.models import Instance, InstanceVerdict, ModelVersion
 from app.db.session import session_scope
 
@@ -135,6 +135,7 @@ def analyse(
             reason = "no active model version (register one: amaqc up does it on first start)"
             repo.mark_finished(session, series, "failed", reason)
             return "failed"
+        applied = thresholds.applicable(session, series, version)
         instances = repo.series_instances(session, series_id)
         scored = repo.instance_verdicts(session, [i.id for i in instances], version.id)
         todo = [i for i in instances if i.id not in scored]
@@ -150,16 +151,19 @@ def analyse(
         predictions = predictor.predict(pixels)
         elapsed = time.perf_counter() - start
         logger.info("series %s: %d slices in %.3f s", series_id, len(todo), elapsed)
-        _write_instance_verdicts(settings, version, todo, predictions)
+        _write_instance_verdicts(settings, version, todo, predictions, applied=applied)
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
         if series is None or not series.complete:
             return "scored"
+        # the threshold rows as they are now (one may have changed since the slices were scored)
+        applied = thresholds.applicable(session, series, version)
         instances = repo.series_instances(session, series_id)
         verdicts = repo.instance_verdicts(session, [i.id for i in instances], version.id)
         values = series_verdict_values(
-            {i: v.probability for i, v in verdicts.items()}, version.threshold, settings.rule
+            {i: v.probability for i, v in verdicts.items()}, applied.value, settings.rule
         )
+        values.update(applied.columns())
         current = repo.series_verdict(session, series_id, version.id)
         unchanged = current is not None and all(
             getattr(current, name) == value for name, value in values.items()
@@ -234,7 +238,10 @@ def _write_instance_verdicts(
     predictions: Any,
     *,
     shadow: bool = False,
+    applied: thresholds.Applied | None = None,
 ) -> None:
+    """Write the slice verdicts; ``applied``: the series' threshold (default: the version's)."""
+    threshold = applied.value if applied is not None else version.threshold
     with session_scope(settings.database_url) as session:
         existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
         for inst, pred in zip(todo, predictions, strict=True):
@@ -246,8 +253,9 @@ def _write_instance_verdicts(
                     instance_id=inst.id,
                     model_version_id=version.id,
                     probability=pred.probability,
-                    label=int(pred.probability >= version.threshold),
-                    threshold=version.threshold,
+                    label=int(pred.probability >= threshold),
+                    threshold=threshold,
+                    threshold_source=applied.source if applied is not None else None,
                     patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
                     cnn_probability=pred.cnn_probability,
                     iqms=(

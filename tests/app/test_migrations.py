@@ -23,6 +23,7 @@ TABLES = {
     "model_activation",
     "web_session",
     "worker_heartbeat",
+    "threshold",
 }
 
 

@@ -79,6 +79,9 @@ def get_series(
             flagged_count=verdict.flagged_count,
             rule=verdict.rule,
             threshold=verdict.threshold,
+            threshold_source=verdict.threshold_source,  # type: ignore[arg-type]
+            threshold_scanner=verdict.threshold_scanner,
+            threshold_protocol=verdict.threshold_protocol,
         )
         if verdict
         else None,
