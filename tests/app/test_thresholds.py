@@ -4,17 +4,19 @@ which row applies, and the admin-only API."""
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.db import repo, thresholds
 from app.db.models import Series
 from app.db.session import session_scope
 from app.worker.inference import analyse
 from tests.app.conftest import auth, new_key, set_threshold
 from tests.utils.images import dicom_dataset, phantom, set_pixels_12bit
+from tests.utils.service import worker_log
 
 
 def header_dicom(series_uid: str, *, protocol: str, station: str = "MR-EAST-1") -> bytes:
@@ -69,6 +71,42 @@ def test_the_same_image_gets_the_verdict_its_protocol_threshold_says(
     assert v1["threshold_protocol"] == "t1 mprage sag" and v1["threshold_scanner"] == ""
     slices = client.get(f"/api/v1/series/{t1}", headers=scanner).json()["instances"]
     assert [s["label"] for s in slices] == ["artifact"]
+
+
+@pytest.mark.slow
+def test_a_real_worker_applies_each_protocol_threshold(stack: Settings) -> None:
+    """The API enqueues, a Celery worker process scores (SQLite + local broker, PostgreSQL +
+    Redis): the same image under two protocols, two verdicts."""
+    from app.api.main import app
+
+    set_threshold(stack, 0.5)
+    put(stack, 0.0, protocol="t1 mprage")
+    put(stack, 1.0, protocol="t2 tse")
+    headers = auth(new_key(stack, "scanner"))
+    app.dependency_overrides[get_settings] = lambda: stack
+    try:
+        with TestClient(app) as client:
+            ids = [
+                upload(client, headers, header_dicom(f"1.2.3.9.{n}", protocol=protocol))
+                for n, protocol in enumerate(("T1_MPRAGE", "T2_TSE"))
+            ]
+            deadline, verdicts = time.monotonic() + 120, {}
+            while len(verdicts) < 2 and time.monotonic() < deadline:
+                for series_id in ids:
+                    body = client.get(f"/api/v1/series/{series_id}", headers=headers).json()
+                    if body["status"] in ("done", "failed"):
+                        verdicts[series_id] = body["verdict"]
+                time.sleep(0.3)
+    finally:
+        app.dependency_overrides.clear()
+    assert len(verdicts) == 2, worker_log(stack).read_text()[-3000:]
+    t1, t2 = (verdicts[i] for i in ids)
+    assert (t1["label"], t1["threshold"], t1["threshold_protocol"]) == (
+        "artifact",
+        0.0,
+        "t1 mprage",
+    )
+    assert (t2["label"], t2["threshold"], t2["threshold_protocol"]) == ("clean", 1.0, "t2 tse")
 
 
 def test_without_a_matching_row_the_model_threshold_applies(
