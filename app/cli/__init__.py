@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from . import about, experiments, fusion, keys, sample, service, training
+from . import about, experiments, fusion, keys, sample, service, thresholds, training
 
 app = typer.Typer(
     name="amaqc",
@@ -27,6 +27,7 @@ for group in (about.app, experiments.app, training.app, fusion.app, service.app,
     app.registered_commands += group.registered_commands
 app.add_typer(training.data_app, name="data")
 app.add_typer(keys.app, name="keys")
+app.add_typer(thresholds.app, name="thresholds")
 
 
 def main() -> None:

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .common import DEFAULT_CACHE, console, default_checkpoint, fail, progress_bar
+from .common import (
+    DEFAULT_CACHE,
+    DataDir,
+    console,
+    default_checkpoint,
+    fail,
+    load_settings,
+    progress_bar,
+    upgrade_schema,
+)
 
 app = typer.Typer()
 #: ``amaqc data ...`` (added to the root as the ``data`` group by ``app/cli/__init__.py``)
@@ -286,10 +295,21 @@ def average(
 @app.command()
 def calibrate(
     data: Annotated[
-        Path,
+        Path | None,
         typer.Option(help="Labelled images: clean/ + artifact/, a labels sheet, or a dataset."),
-    ],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (.safetensors).")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --data/--out: learn the threshold of this protocol from the "
+            "reviewed series in the service's database and store it (amaqc thresholds list)."
+        ),
+    ] = None,
+    scanner: Annotated[
+        str | None, typer.Option(help="With --protocol (or alone): only this scanner's series.")
+    ] = None,
+    data_dir: DataDir = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Default: the served one.")] = None,
     split: Annotated[
         str, typer.Option(help="all (every labelled image), or a split: val, test, ...")
@@ -309,8 +329,15 @@ def calibrate(
 
     Picks the F1-optimal threshold among those flagging at most --max-false-alarm-rate of the
     clean images, and writes a copy of the checkpoint with it; the metadata records the data,
-    counts and metrics it was chosen on.
+    counts and metrics it was chosen on. With --protocol and / or --scanner it picks, by the
+    same rule, the threshold of those series from their reviews and the active model version's
+    probabilities, and stores it in the service's database (the worker applies it).
     """
+    if protocol is not None or scanner is not None:
+        _calibrate_stored(protocol, scanner, max_false_alarm_rate, data_dir)
+        return
+    if data is None or out is None:
+        raise fail("give --data and --out (or --protocol / --scanner to use the reviews)")
     from model import CheckpointError
     from training.evaluate.calibrate import FEW_CLEAN
     from training.evaluate.calibrate import calibrate as run
@@ -340,6 +367,29 @@ def calibrate(
         f"threshold {rec['previous_threshold']:.3f} -> {rec['threshold']:.3f}; there "
         f"F1 {m['f1']:.3f}, recall {m['recall']:.3f}, false alarms {c['fp']}/{c['fp'] + c['tn']}"
         f" -> {out}"
+    )
+
+
+def _calibrate_stored(
+    protocol: str | None, scanner: str | None, bound: float | None, data_dir: Path | None
+) -> None:
+    """``calibrate --protocol P [--scanner S]``: a threshold row learned from the reviews."""
+    from app.retrain.thresholds import calibrate_threshold
+
+    settings = load_settings(data_dir)
+    upgrade_schema(settings.database_url)
+    try:
+        done = calibrate_threshold(
+            settings, protocol=protocol, scanner=scanner, max_false_alarm_rate=bound
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    d, c = done.details, done.details["confusion"]
+    console.print(
+        f"{d['clean']} clean + {d['artifact']} artifact reviewed slices of {d['series']} "
+        f"series: threshold {d['model_threshold']:.3f} ({d['model_version']}) -> "
+        f"{done.value:.3f}; there F1 {d['metrics']['f1']:.3f}, false alarms "
+        f"{c['fp']}/{c['fp'] + c['tn']}; stored as threshold {done.threshold_id}"
     )
 
 

@@ -3,7 +3,6 @@ which row applies, and the admin-only API."""
 
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
@@ -15,30 +14,8 @@ from app.db.models import Series
 from app.db.session import session_scope
 from app.worker.inference import analyse
 from tests.app.conftest import auth, new_key, set_threshold
-from tests.utils.images import dicom_dataset, phantom, set_pixels_12bit
+from tests.utils.protocols import header_dicom, upload
 from tests.utils.service import worker_log
-
-
-def header_dicom(series_uid: str, *, protocol: str, station: str = "MR-EAST-1") -> bytes:
-    """One slice (always the same image) of series ``series_uid`` from ``station`` (a
-    Siemens Prisma) acquired with ProtocolName ``protocol``."""
-    ds = dicom_dataset(series_uid=series_uid, instance=1)
-    ds.ProtocolName = protocol
-    ds.SeriesDescription = protocol.lower()
-    ds.StationName = station
-    ds.Manufacturer = "SIEMENS"
-    ds.ManufacturerModelName = "Prisma"
-    set_pixels_12bit(ds, phantom(64, seed=3))
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def upload(client: TestClient, headers: dict[str, str], data: bytes) -> int:
-    files = [("files", ("a.dcm", data, "application/dicom"))]
-    r = client.post("/api/v1/series", files=files, headers=headers)
-    assert r.status_code == 202, r.text
-    return int(r.json()["series_id"])
 
 
 def put(settings: Settings, value: float, *, scanner: str = "", protocol: str = "") -> int:
