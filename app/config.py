@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     dicom_port: int = Field(default=11112, ge=0, le=65535)
     #: calling AE titles allowed to associate, separated by commas or spaces; empty: any
     dicom_allowed_aes: str = ""
+    #: reject an association whose called AE title is not ``dicom_ae_title`` (false: any is
+    #: accepted, as many PACS setups expect)
+    dicom_ae_title_strict: bool = False
     #: the name of the scanner API key recorded as uploader of what the listener receives
     #: (created on the listener's first start; revoke it to stop the listener from storing)
     dicom_key_name: str = Field(default="dicom listener", min_length=1, max_length=200)

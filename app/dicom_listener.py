@@ -210,6 +210,9 @@ class DicomListener:
         syntaxes = transfer_syntaxes()
         ae = AE(ae_title=self.ae_title)
         ae.require_calling_aet = self.settings.allowed_aes
+        # strict: an association addressed to another AE title is rejected (A-ASSOCIATE-RJ,
+        # "called AE title not recognised"); else pynetdicom accepts any called title
+        ae.require_called_aet = self.settings.dicom_ae_title_strict
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None  # set on every context of that list
@@ -227,11 +230,13 @@ class DicomListener:
             self._sweeper.start()
         allowed = ", ".join(self.settings.allowed_aes) or "any"
         logger.info(
-            "DICOM listener %s on %s:%d (calling AE titles: %s; %d transfer syntaxes)",
+            "DICOM listener %s on %s:%d (calling AE titles: %s; called AE title: %s; %d "
+            "transfer syntaxes)",
             self.ae_title,
             self.host,
             self.port,
             allowed,
+            "must match" if self.settings.dicom_ae_title_strict else "any",
             len(syntaxes),
         )
 

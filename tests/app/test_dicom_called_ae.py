@@ -1,0 +1,43 @@
+"""``AMAQC_DICOM_AE_TITLE_STRICT``: the listener rejects an association addressed to another
+AE title (pynetdicom's SCU, as a scanner sends); by default any called AE title is accepted."""
+
+from __future__ import annotations
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
+
+from app.config import Settings
+from app.dicom_listener import DicomListener
+
+
+def _associate(listener: DicomListener, called: str) -> tuple[bool, int | None]:
+    """(established, the rejection's reason code) of an association from MR1 to ``called``."""
+    scu = AE(ae_title="MR1")
+    scu.add_requested_context(Verification)
+    scu.add_requested_context(MRImageStorage)
+    assoc = scu.associate("127.0.0.1", listener.port, ae_title=called)
+    established, reason = assoc.is_established, None
+    if assoc.is_rejected:
+        reason = int(assoc.acceptor.primitive.diagnostic)
+    elif established:
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+    return established, reason
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_called_ae_title_is_enforced_only_when_strict(settings: Settings, strict: bool) -> None:
+    strict_settings = settings.model_copy(update={"dicom_ae_title_strict": strict})
+    with DicomListener(strict_settings, host="127.0.0.1", port=0, ae_title="QC") as listener:
+        assert _associate(listener, "QC") == (True, None)
+        wrong = _associate(listener, "SOMEONE_ELSE")
+    # 7: called AE title not recognised (PS3.8 Table 9-21, service-user reasons)
+    assert wrong == ((False, 7) if strict else (True, None))
+
+
+def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMAQC_DICOM_AE_TITLE_STRICT", "true")
+    assert Settings().dicom_ae_title_strict is True
+    monkeypatch.delenv("AMAQC_DICOM_AE_TITLE_STRICT")
+    assert Settings().dicom_ae_title_strict is False
