@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import typer
 
+from amaqc_client import cli as client
+
 from . import about, experiments, fusion, keys, sample, service, thresholds, training
 
 app = typer.Typer(
@@ -23,7 +25,8 @@ app = typer.Typer(
 )
 # The flat groups' commands are registered on the root itself (not as nameless sub-apps), so
 # ``app.registered_commands`` lists every top-level command, in the order ``--help`` shows them.
-for group in (about.app, experiments.app, training.app, fusion.app, service.app, sample.app):
+groups = (about.app, experiments.app, training.app, fusion.app, service.app, sample.app, client.app)
+for group in groups:  # client.app: send and watch, the scanner-side client (amaqc_client)
     app.registered_commands += group.registered_commands
 app.add_typer(training.data_app, name="data")
 app.add_typer(keys.app, name="keys")
