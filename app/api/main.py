@@ -32,6 +32,7 @@ from .routes import (
     ingest,
     instances,
     models,
+    reports,
     reviews,
     series,
     thresholds,
@@ -41,6 +42,7 @@ from .routes import (
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(ingest.router)
 api_router.include_router(series.router)
+api_router.include_router(reports.router)
 api_router.include_router(instances.router)
 api_router.include_router(reviews.router)
 api_router.include_router(training_jobs.router)

@@ -24,6 +24,16 @@ def slice_png(pixels: np.ndarray) -> bytes:
 def heatmap_png(pixels: np.ndarray, patch_map: np.ndarray, *, alpha: float = 0.6) -> bytes:
     """The slice in grey with the (rows, cols) patch probabilities in red over it; each cell
     is stretched over the part of the slice its patches cover (nearest neighbour)."""
+    buffer = io.BytesIO()
+    Image.fromarray(heatmap_rgb(pixels, patch_map, alpha=alpha), mode="RGB").save(
+        buffer, format="PNG"
+    )
+    return buffer.getvalue()
+
+
+def heatmap_rgb(pixels: np.ndarray, patch_map: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
+    """:func:`heatmap_png`'s picture as an (H, W, 3) uint8 RGB array (the PACS secondary
+    captures of ``app.pacs.capture`` show the same)."""
     grey = to_uint8(pixels).astype(np.float32)
     height, width = grey.shape
     probs = np.clip(np.asarray(patch_map, dtype=np.float32), 0, 1)
@@ -35,6 +45,4 @@ def heatmap_png(pixels: np.ndarray, patch_map: np.ndarray, *, alpha: float = 0.6
     rgb = np.stack(
         [grey * (1 - weight) + 255 * weight, grey * (1 - weight), grey * (1 - weight)], -1
     )
-    buffer = io.BytesIO()
-    Image.fromarray(rgb.clip(0, 255).astype(np.uint8), mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return rgb.clip(0, 255).astype(np.uint8)
