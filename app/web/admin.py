@@ -32,6 +32,7 @@ from app.retrain.registry import (
     stop_shadow,
 )
 
+from .admin_thresholds import router as thresholds_router
 from .admin_views import (
     MORE_SETTINGS,
     activations_view,
@@ -45,6 +46,7 @@ from .deps import AdminDep, WebForbidden, WebNotFound, WebUser, render
 from .model_card import SPLITS, model_card, read_metadata
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+router.include_router(thresholds_router)  # /admin/thresholds
 JOBS_PAGE = 50
 SHADOW_ROWS = 20
 
