@@ -52,6 +52,7 @@ def series_event(settings: Settings, series_id: int) -> dict[str, Any] | None:
             "slices": len(repo.series_instances(session, series.id)),
             "rule": verdict.rule,
             "threshold": verdict.threshold,
+            "threshold_source": verdict.threshold_source,
             "model_version": {"id": version.id, "name": version.name} if version else None,
             "status_url": f"/api/v1/series/{series.id}",
         }

@@ -13,8 +13,9 @@ TIPS = {
     "probability the rule decides on. With rule 'any' that is the highest slice probability.",
     "flagged": "Slices whose probability is at or above the threshold. Slice numbers are the "
     "DICOM InstanceNumber (the position in the series where a slice has none).",
-    "threshold": "A slice at or above this probability is flagged. It was chosen for this model "
-    "version on its validation images.",
+    "threshold": "A slice at or above this probability is flagged. It is the model version's own "
+    "(chosen on its validation images) unless an admin set one for the series' scanner or "
+    "protocol (Admin, Thresholds): then it says which.",
     "model": "The model version that scored this series, and its network.",
     "any": "Rule 'any': one flagged slice makes the series an artifact.",
     "count": "Rule 'count:k': the series is an artifact when at least k slices are flagged.",
@@ -65,3 +66,20 @@ def explain(verdict: dict[str, Any] | None, slices: list[dict[str, Any]]) -> dic
         "rule_tip": TIPS[rule.kind],
         "tips": TIPS,
     }
+
+
+def threshold_for(verdict: Any) -> str:
+    """``set for scanner mr east 1, protocol t1 mprage`` when a per-scanner / per-protocol
+    threshold decided the series verdict (a :class:`~app.db.models.SeriesVerdict`); "" when
+    the model version's own did (or the verdict predates thresholds)."""
+    if verdict.threshold_source in (None, "model"):
+        return ""
+    named = [
+        f"{what} {name}"
+        for what, name in (
+            ("scanner", verdict.threshold_scanner),
+            ("protocol", verdict.threshold_protocol),
+        )
+        if name
+    ]
+    return "set for " + ", ".join(named)

@@ -14,7 +14,7 @@ from app.db import repo, reviews
 from app.db.models import Review, Series, Study
 from app.web.quality import quality_rows
 
-from .verdict_words import explain, slice_name
+from .verdict_words import explain, slice_name, threshold_for
 
 
 def review_state(review: Review | None) -> dict[str, Any]:
@@ -122,6 +122,7 @@ def series_data(
             "label": label_name(verdict.label),
             "probability": verdict.probability,
             "threshold": verdict.threshold,
+            "threshold_for": threshold_for(verdict),
             "rule": verdict.rule,
             "flagged": list(verdict.flagged),
         }

@@ -10,7 +10,10 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.db import thresholds
 from app.db.session import session_scope
-from tests.app.conftest import new_key, sign_in
+from app.notify import series_event
+from app.worker.inference import analyse
+from tests.app.conftest import auth, new_key, sign_in
+from tests.utils.protocols import header_dicom, upload
 
 
 def _rows(page: str) -> list[list[str]]:
@@ -65,3 +68,20 @@ def test_a_radiographer_gets_403_on_the_thresholds_page(
 ) -> None:
     sign_in(web, new_key(settings, "radiographer"))
     assert web.get("/admin/thresholds").status_code == 403
+
+
+def test_the_viewer_and_the_webhook_event_name_the_threshold_that_decided(
+    web: TestClient, settings: Settings
+) -> None:
+    with session_scope(settings.database_url) as session:
+        thresholds.set_threshold(
+            session, scanner="", protocol="T1 MPRAGE", value=0.0, origin="admin", set_by="t"
+        )
+    scanner = auth(new_key(settings, "scanner"))
+    series_id = upload(web, scanner, header_dicom("1.2.3.6.1", protocol="t1_mprage"))
+    assert analyse(settings, series_id) == "done"
+    event = series_event(settings, series_id)
+    assert event is not None and event["threshold_source"] == "protocol"
+    sign_in(web, new_key(settings, "radiographer"))
+    page = web.get(f"/series/{series_id}").text
+    assert '<span id="threshold-for">(set for protocol t1 mprage)</span>' in page
