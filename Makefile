@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup services browser run test lint typecheck format bench screenshots clean
+.PHONY: setup services browser dicom-tools run test lint typecheck format bench screenshots clean
 
 # torch/torchvision are pinned in pyproject.toml and installed with pip from the local mirror.
 $(STAMP): pyproject.toml
@@ -24,6 +24,13 @@ browser:
 	@test -x /usr/bin/chromium || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
 		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
 
+# DCMTK (storescp, dsrdump) and Orthanc: the real DICOM receivers of the PACS tests
+# (tests/utils/dicom_nodes.py starts them on free ports; no system service is started).
+dicom-tools:
+	@{ test -x /usr/bin/storescp && test -x /usr/bin/dsrdump && test -x /usr/sbin/Orthanc; } || \
+		{ $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dcmtk orthanc || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dcmtk orthanc; }; }
+
 # The QC service on http://127.0.0.1:8000 with SQLite + a local broker under ./.amaqc
 # (migrates, registers the served checkpoint, prints an admin key on first start; Ctrl-C stops).
 run: setup
@@ -37,7 +44,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: setup services browser lint typecheck
+test: setup services browser dicom-tools lint typecheck
 	$(BIN)/python -m pytest
 
 format: setup

@@ -10,10 +10,13 @@ import importlib.util
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from app.pacs.destinations import Destination
 
 RULES = ("any", "count", "fraction")
 _AE_TITLE_MAX = 16
@@ -159,12 +162,25 @@ class Settings(BaseSettings):
     #: when it is installed, torch on CUDA and as the fallback), ``torch`` or ``onnxruntime``
     #: (a worker that cannot run the one named fails its series, saying why)
     inference_backend: Literal["auto", "torch", "onnxruntime"] = "auto"
+    #: where each series verdict goes back as DICOM (SR + heatmap captures, docs/dicom.md):
+    #: ``AE_TITLE@host:port`` entries separated by commas or spaces; empty: nowhere
+    pacs_destinations: str = ""
+    #: ``all``: every series verdict; ``flagged``: artifact verdicts only
+    pacs_send: Literal["all", "flagged"] = "all"
+    #: also send a secondary-capture heatmap of each flagged slice
+    pacs_heatmaps: bool = True
+    #: the first retry after a failed send; doubled after each failure up to the maximum
+    pacs_retry_seconds: float = Field(default=5.0, gt=0)
+    pacs_retry_max_seconds: float = Field(default=300.0, gt=0)
+    #: bounds the connection, the association and each C-STORE reply of one send
+    pacs_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
         SeriesRule(self.series_rule)  # raises on a bad rule, naming it
         self.dicom_ae_title = check_ae_title(self.dicom_ae_title)
         parse_ae_titles(self.dicom_allowed_aes)  # raises on a bad title, naming it
+        self.pacs_targets  # noqa: B018 (raises on a bad destination, naming it)
         if self.worker_silent_seconds < 2 * self.worker_heartbeat_seconds:
             raise ValueError(
                 f"worker_silent_seconds ({self.worker_silent_seconds:g}) must be at least twice "
@@ -185,6 +201,13 @@ class Settings(BaseSettings):
     def allowed_aes(self) -> list[str]:
         """The calling AE titles the DICOM listener accepts; empty: any."""
         return parse_ae_titles(self.dicom_allowed_aes)
+
+    @property
+    def pacs_targets(self) -> list[Destination]:
+        """The PACS destinations of ``pacs_destinations`` (``app.pacs.destinations``)."""
+        from app.pacs.destinations import parse_destinations
+
+        return parse_destinations(self.pacs_destinations)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 
 ANALYSE_SERIES = "amaqc.analyse_series"
 TRAIN_MODEL = "amaqc.train_model"
+SEND_REPORTS = "amaqc.send_reports"
 QUEUES = ("inference", "training")
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,17 @@ def enqueue_analysis(broker_url: str, series_id: int) -> bool:
         _send(broker_url, ANALYSE_SERIES, series_id, "inference")
     except Exception as exc:  # broker down: the database row is the source of truth
         logger.warning("could not enqueue series %s (%s); the sweeper will retry", series_id, exc)
+        return False
+    return True
+
+
+def enqueue_reports(broker_url: str, series_id: int) -> bool:
+    """Send ``send_reports(series_id)`` (the PACS outbox); False (logged) when the broker is
+    unreachable: the rows stay pending and the sweeper tries again."""
+    try:
+        _send(broker_url, SEND_REPORTS, series_id, "inference")
+    except Exception as exc:
+        logger.warning("could not enqueue the PACS reports of series %s (%s)", series_id, exc)
         return False
     return True
 

@@ -7,10 +7,12 @@ Every ``sweep_interval_seconds`` it (1) closes slice-built series that got no ne
 series while an inference worker has been idle that long (its message was lost: a restarted
 broker, a worker killed as it took it, or the broker was down when it was uploaded); and (4), as
 a last resort, enqueues again every series stuck in ``queued`` / ``processing`` for longer than
-``stuck_after_seconds``. Jobs are idempotent, so a duplicate is harmless. :func:`release_worker`
-does (2) at once for a worker known to be dead (``amaqc up``'s supervisor saw its child exit),
-and the :class:`Sweeper` does (3) at once for every queued series when a Redis broker comes back
-after this process lost it, or restarted between two passes (:class:`BrokerWatch`).
+``stuck_after_seconds``. Jobs are idempotent, so a duplicate is harmless. Each pass also sends
+the PACS outbox's task again for reports long past their next attempt (:func:`wake_reports`).
+:func:`release_worker` does (2) at once for a worker known to be dead (``amaqc up``'s supervisor
+saw its child exit), and the :class:`Sweeper` does (3) at once for every queued series when a
+Redis broker comes back after this process lost it, or restarted between two passes
+(:class:`BrokerWatch`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import timedelta
 from app.config import Settings
 from app.db import heartbeats, repo
 from app.db.session import session_scope
-from app.queue import broker_identity, enqueue_analysis
+from app.queue import broker_identity, enqueue_analysis, enqueue_reports
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,18 @@ def resend_queued(settings: Settings) -> bool:
     return len(sent) == len(ids)
 
 
+def wake_reports(settings: Settings) -> list[int]:
+    """Send the PACS outbox's task again for the series whose reports are long overdue (the
+    message was lost, or the worker that held it died): ``app.pacs.outbox.wake_overdue``."""
+    from app.pacs.outbox import wake_overdue
+
+    ids = wake_overdue(settings)
+    for series_id in ids:
+        if not enqueue_reports(settings.broker_url, series_id):
+            break
+    return ids
+
+
 class BrokerWatch:
     """Tells when the broker came back: this process could not reach it, or another server
     answers than at the last look (a Redis restarted between two looks). Brokers that cannot
@@ -138,6 +152,7 @@ class Sweeper(threading.Thread):
                 if resend:  # until every queued series went out
                     resend = not resend_queued(self.settings)
                 sweep(self.settings)
+                wake_reports(self.settings)
             except Exception:  # never let one bad pass end the loop
                 logger.exception("sweep failed")
 

@@ -381,3 +381,34 @@ class ReviewSlice(Base):
     source: Mapped[str] = mapped_column(String(10), default="reader", server_default="reader")
 
     review: Mapped[Review] = relationship(back_populates="slices", lazy="raise")
+
+
+#: ``pending``: not yet accepted (tried again at ``next_attempt_at``); ``sent``: the destination
+#: took every object; ``superseded``: the verdict changed before it went out, and the row of the
+#: newer verdict sends that instead
+DELIVERY_STATUSES = ("pending", "sent", "superseded")
+
+
+class PacsDelivery(Base):
+    """The outbox of ``app/pacs``: the report (SR + heatmap captures) of one series verdict for
+    one PACS destination, kept until the destination accepts it.
+
+    ``digest`` identifies the verdict (``app.pacs.report.SeriesReport.digest``); ``destination``
+    is ``AE@host:port``. A sender claims a due row by moving ``next_attempt_at`` a lease ahead
+    (so two workers never send it at once); a failed attempt sets it to the backoff and keeps
+    ``last_error``. ``sr_uid`` is the SOP Instance UID of the SR that was accepted."""
+
+    __tablename__ = "pacs_delivery"
+    __table_args__ = (UniqueConstraint("series_id", "digest", "destination"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    objects: Mapped[int] = mapped_column(Integer, default=0)
+    sr_uid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -24,6 +24,7 @@ TABLES = {
     "web_session",
     "worker_heartbeat",
     "threshold",
+    "pacs_delivery",
 }
 
 
