@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -54,8 +55,8 @@ def decode(
     incoming.path.rename(path)
     try:
         _check_pixels(incoming.name, path, ext, settings)
-        if ext == ".nii.gz" and not gunzip_size_ok(path, settings.max_unzipped_bytes):
-            raise IngestError(413, limits.unpacked_too_large(incoming.name, settings))
+        if ext == ".nii.gz":
+            _check_unpacked_size(incoming.name, path, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             slices = read_slices(path)
@@ -156,12 +157,11 @@ def _refuse_non_image(name: str, path: Path) -> None:
     """Raise :class:`NonImageObject` when ``path`` is a readable DICOM object of a non-image
     SOP class without pixel data; return for anything else (an image object that is broken)."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path, defer_size=256)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
-        return
+    except Exception:  # garbage makes pydicom fail in many ways (NotImplementedError for an
+        return  # unknown VR, BytesLengthException, ...): the reader's refusal stands
     if any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         return
     sop_class = ds.get("SOPClassUID")
@@ -179,22 +179,48 @@ def _with_dicom_ids(decoded: DecodedFile) -> DecodedFile:
 
     ds = pydicom.dcmread(decoded.path, stop_before_pixels=True, force=True)
 
-    def text(keyword: str) -> str | None:
-        value = ds.get(keyword)
-        return str(value).strip()[:64] or None if value is not None else None
+    def value(keyword: str) -> object:
+        """The element's value; None when absent or when it does not parse (pydicom converts
+        lazily: an IS of "2!" raises only here), as an unreadable identifier is no identifier."""
+        try:
+            return ds.get(keyword)
+        except Exception:
+            return None
 
-    number = ds.get("InstanceNumber")
+    def text(keyword: str) -> str | None:
+        found = value(keyword)
+        return str(found).strip()[:64] or None if found is not None else None
+
     return DecodedFile(
         **{
             **decoded.__dict__,
             "sop_instance_uid": text("SOPInstanceUID"),
             "series_instance_uid": text("SeriesInstanceUID"),
             "study_instance_uid": text("StudyInstanceUID"),
-            "instance_number": int(number) if number not in (None, "") else None,
+            "instance_number": _instance_number(value("InstanceNumber")),
             "series_description": text("SeriesDescription"),
             "scanner": text("ManufacturerModelName"),
         }
     )
+
+
+def _instance_number(found: object) -> int | None:
+    """InstanceNumber (IS) as an int; None when absent, empty or not a number."""
+    try:
+        return int(str(found)) if found not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _check_unpacked_size(name: str, path: Path, settings: Settings) -> None:
+    """413 for a .nii.gz that expands past the limit, 422 for one that does not unpack (a
+    cut-off stream, a wrong CRC: the header alone may read fine)."""
+    try:
+        within = gunzip_size_ok(path, settings.max_unzipped_bytes)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IngestError(422, _undecodable(name, ".nii.gz", _reason(exc, path))) from None
+    if not within:
+        raise IngestError(413, limits.unpacked_too_large(name, settings))
 
 
 def gunzip_size_ok(path: Path, limit: int) -> bool:

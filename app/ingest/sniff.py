@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import warnings
+import zlib
 from pathlib import Path
 
 from .errors import IngestError
@@ -148,7 +149,7 @@ def _gunzip_head(path: Path) -> bytes:
     try:
         with gzip.open(path, "rb") as fh:
             return fh.read(_HEAD)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, zlib.error):  # zlib: a damaged deflate block
         return b""
 
 

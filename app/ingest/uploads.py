@@ -7,11 +7,13 @@ it lands) and a cap on the bytes it may expand to. Client file names are kept on
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,9 +177,27 @@ def expand_zip(archive: IncomingFile, dest: Path, settings: Settings) -> list[In
                     )
                 files.append(IncomingFile(name, path, archive.name))
             return files
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
-        raise IngestError(
-            422,
-            f"{archive.name}: found a ZIP signature but not a readable ZIP file ({exc}); "
-            "expected a complete ZIP archive",
-        ) from None
+    except OSError as exc:
+        # a member's offset before the start of the file (seek: EINVAL) is the archive's fault;
+        # anything else comes from writing the member (the disk is full, permissions)
+        if exc.errno not in (None, errno.EINVAL):
+            raise
+        raise _unreadable_zip(archive, exc) from None
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        NotImplementedError,
+        ValueError,  # a member name that is not the UTF-8 its flag says
+        zlib.error,  # a damaged deflate stream
+    ) as exc:
+        raise _unreadable_zip(archive, exc) from None
+
+
+def _unreadable_zip(archive: IncomingFile, exc: Exception) -> IngestError:
+    """A damaged archive: a wrong CRC, a cut-off stream, an offset past the end (EINVAL)."""
+    return IngestError(
+        422,
+        f"{archive.name}: found a ZIP signature but not a readable ZIP file ({exc}); "
+        "expected a complete ZIP archive",
+    )
