@@ -7,7 +7,8 @@ overwrite its export, the spool still has what is owed to the server. Copies are
 the server accepted them.
 
 ``files``: one row per path seen (``new`` -> ``spooled`` -> ``sent``, or ``ignored`` /
-``unreadable``). ``series``: one row per series (``pending`` while files wait to be sent,
+``unreadable``). ``sent``: every (series, SHA-256) the server accepted, kept when the file
+row changes or goes. ``series``: one row per series (``pending`` while files wait to be sent,
 ``waiting`` for the verdict, then ``done`` / ``failed``; ``refused`` when the server refused
 the upload for good), with its tries and the time of the next one.
 """
@@ -35,6 +36,11 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_state ON files (state);
 CREATE INDEX IF NOT EXISTS files_series ON files (series_key, sha256);
+CREATE TABLE IF NOT EXISTS sent (
+    series_key TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (series_key, sha256)
+);
 CREATE TABLE IF NOT EXISTS series (
     key TEXT PRIMARY KEY,
     series_uid TEXT,

@@ -151,8 +151,7 @@ class Watcher:
         key = group_key(info, self.export_dir)
         with self.spool.transaction() as db:
             already = db.execute(
-                "SELECT 1 FROM files WHERE series_key = ? AND sha256 = ? AND state = 'sent'",
-                (key, sha),
+                "SELECT 1 FROM sent WHERE series_key = ? AND sha256 = ?", (key, sha)
             ).fetchone()
             db.execute(
                 "UPDATE files SET state = ?, kind = ?, sha256 = ?, series_key = ? WHERE id = ?",
@@ -241,6 +240,10 @@ class Watcher:
                 f"UPDATE files SET state = 'sent' WHERE series_key = ? AND state = 'spooled' "
                 f"AND sha256 IN ({marks})",
                 (row.key, *shas),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO sent (series_key, sha256) VALUES (?, ?)",
+                [(row.key, sha) for sha in shas],
             )
             db.execute(
                 "UPDATE series SET state = 'waiting', server_id = ?, attempts = 0, next_try = ?, "
