@@ -145,6 +145,7 @@ def _start_listener(
     console.print(
         f"DICOM listener: AE title {listener.ae_title} on {listener.host}:{listener.port}, "
         f"calling AE titles {', '.join(settings.allowed_aes) or 'any'}"
+        + (", called AE title enforced" if settings.dicom_ae_title_strict else "")
     )
     return listener
 

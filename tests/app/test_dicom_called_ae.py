@@ -3,6 +3,13 @@ AE title (pynetdicom's SCU, as a scanner sends); by default any called AE title 
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[attr-defined]
@@ -41,3 +48,33 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().dicom_ae_title_strict is True
     monkeypatch.delenv("AMAQC_DICOM_AE_TITLE_STRICT")
     assert Settings().dicom_ae_title_strict is False
+
+
+def test_amaqc_dicom_listen_enforces_it_from_the_environment(settings: Settings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "AMAQC_DATA_DIR": str(settings.data_dir),
+        "AMAQC_DICOM_AE_TITLE_STRICT": "true",
+    }
+    command = [sys.executable, "-m", "app", "dicom-listen", "--port", str(port), "--ae-title", "QC"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        scu = AE(ae_title="MR1")
+        scu.add_requested_context(Verification)
+        deadline = time.monotonic() + 60
+        while True:  # until the listener is up
+            right = scu.associate("127.0.0.1", port, ae_title="QC")
+            if right.is_established or time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert right.is_established, proc.stdout.read().decode() if proc.stdout else ""
+        right.release()
+        wrong = scu.associate("127.0.0.1", port, ae_title="AMAQC")
+        assert wrong.is_rejected and not wrong.is_established
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert "called AE title enforced" in output, output
