@@ -11,10 +11,11 @@ too, since an admin can fix it on the server), so ``watch`` retries exactly thos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -69,6 +70,23 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(detail, list):  # FastAPI's validation errors
         return "; ".join(str(d.get("msg", d)) for d in detail)
     return str(detail or body)[:300]
+
+
+class _Counted:
+    """A binary file that reports how many bytes were read from it."""
+
+    def __init__(self, fh: BinaryIO, on_bytes: Callable[[int], None] | None) -> None:
+        self._fh = fh
+        self._on_bytes = on_bytes
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fh.read(size)
+        if data and self._on_bytes:
+            self._on_bytes(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, fileno: httpx sizes the part
+        return getattr(self._fh, name)
 
 
 class Client:
@@ -128,9 +146,11 @@ class Client:
         series_uid: str | None = None,
         kinds: list[str] | None = None,
         names: list[str] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> Accepted:
         """Post ``files`` as one series (``POST /api/v1/series``), under ``names`` (default:
-        their own names) with the content type of ``kinds``.
+        their own names) with the content type of ``kinds``; ``on_bytes(n)`` is called as
+        each ``n`` bytes are read for sending (a progress bar).
 
         Raises:
             ApiError: the server refused or could not be reached.
@@ -141,7 +161,14 @@ class Client:
             kinds_: list[str | None] = list(kinds) if kinds else [None] * len(files)
             names = names or [upload_name(p, k) for p, k in zip(files, kinds_, strict=True)]
             parts = [
-                ("files", (name, stack.enter_context(path.open("rb")), media_type(kind)))
+                (
+                    "files",
+                    (
+                        name,
+                        _Counted(stack.enter_context(path.open("rb")), on_bytes),
+                        media_type(kind),
+                    ),
+                )
                 for path, kind, name in zip(files, kinds_, names, strict=True)
             ]
             body = self._call("POST", SERIES, files=parts, data=data)

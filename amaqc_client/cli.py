@@ -79,7 +79,9 @@ def watch_command(
     ] = 10.0,
     spool: Annotated[
         Path | None,
-        typer.Option(help="Folder of the spool (default EXPORT_DIR/../.amaqc-spool)."),
+        typer.Option(
+            help="Folder of the spool (default ~/.amaqc-client/spool-<hash of EXPORT_DIR>)."
+        ),
     ] = None,
     max_backoff: Annotated[
         float, typer.Option(min=1, help="Longest wait in seconds between tries of a series.")
@@ -90,7 +92,7 @@ def watch_command(
     verdict. Series wait in a local spool while the server is down (tried again with
     exponential backoff, also after a restart); none is sent twice; patient data is never
     logged. Stop with Ctrl-C or SIGTERM."""
-    from .watch import run_watch
+    from .run import run_watch
 
     raise typer.Exit(
         run_watch(

@@ -60,6 +60,8 @@ class SeriesGroup:
     label: str
     kind: str
     files: list[Path] = field(default_factory=list)
+    #: the folder (PNG / JPEG) or file (NIfTI, ZIP) a series without a DICOM UID comes from
+    where: Path | None = None
     series_uid: str | None = None
 
 
@@ -144,11 +146,13 @@ def walk(paths: Iterable[Path]) -> Iterator[Path]:
                     yield Path(root) / name
 
 
-def _label(info: FileInfo) -> str:
+def label(info: FileInfo) -> str:
+    """How a series is named in output and logs: its SeriesDescription and SeriesNumber
+    (``T1 axial #3``), else the kind (``PNG``, ``NIfTI``); never a path."""
     if info.kind != "dicom":
-        return f"{info.kind.upper()} {info.path.name if info.kind in ('nifti', 'zip') else ''}"
-    parts = [str(info.number) if info.number is not None else "", info.description or ""]
-    return " ".join(p for p in parts if p) or "DICOM series"
+        return {"nifti": "NIfTI", "jpeg": "JPEG"}.get(info.kind, info.kind.upper())
+    number = f"#{info.number}" if info.number is not None else ""
+    return " ".join(w for w in (info.description or "DICOM", number) if w)
 
 
 def group_key(info: FileInfo, base: Path | None = None) -> str:
@@ -172,7 +176,10 @@ def group(infos: Iterable[FileInfo], base: Path | None = None) -> list[SeriesGro
         key = group_key(info, base)
         found = groups.get(key)
         if found is None:
-            found = groups[key] = SeriesGroup(key, _label(info).strip(), info.kind)
+            where = None if key.startswith("dicom:") else info.path
+            if info.kind in ("png", "jpeg"):
+                where = info.path.parent
+            found = groups[key] = SeriesGroup(key, label(info), info.kind, where=where)
         found.files.append(info.path)
     for g in groups.values():
         # the same files make the same series again; a ZIP goes without one (the server reads

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from .api import Accepted, ApiError, Client, SeriesState
 from .files import ACCEPTED, FileInfo, SeriesGroup, UnreadableFile, classify, group, walk
@@ -70,15 +78,24 @@ def collect(paths: Sequence[Path]) -> tuple[list[FileInfo], int]:
     return infos, skipped
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, *, data: bool = False) -> Progress:
+    """The bar of uploading (``data``: bytes and speed) or of waiting (series done / all)."""
+    counts = (DownloadColumn(), TransferSpeedColumn()) if data else (MofNCompleteColumn(),)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        *counts,
         TimeElapsedColumn(),
         console=console,
         transient=False,
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # gone since it was read: its upload says so
+        return 0
 
 
 def upload_all(
@@ -86,13 +103,18 @@ def upload_all(
 ) -> list[Outcome]:
     """Post every group; a wrong key or an unreachable server stops at the first series."""
     outcomes = []
-    with _progress(console) as progress:
-        task = progress.add_task("uploading", total=sum(len(g.files) for g in groups))
+    sizes = {p: _size(p) for g in groups for p in g.files}
+    with _progress(console, data=True) as progress:
+        task = progress.add_task("uploading", total=sum(sizes.values()))
         for g in groups:
             outcome = Outcome(g)
+            start = progress.tasks[0].completed
             try:
                 outcome.accepted = client.upload(
-                    g.files, series_uid=g.series_uid, kinds=[kinds[p] for p in g.files]
+                    g.files,
+                    series_uid=g.series_uid,
+                    kinds=[kinds[p] for p in g.files],
+                    on_bytes=lambda n: progress.advance(task, n),
                 )
             except ApiError as exc:
                 if exc.status in (None, 401, 403):
@@ -100,8 +122,8 @@ def upload_all(
                 outcome.error = str(exc)
             except OSError as exc:
                 outcome.error = f"cannot read a file of this series: {exc}"
-            outcomes.append(outcome)
-            progress.advance(task, len(g.files))
+            outcomes.append(outcome)  # a refused series counts as done for the bar
+            progress.update(task, completed=start + sum(sizes[p] for p in g.files))
     return outcomes
 
 
@@ -139,7 +161,8 @@ def wait_all(
 
 def describe(o: Outcome) -> tuple[str, str]:
     """The word (artifact, clean, failed, error, sent) and the line of one series."""
-    files = f"{o.group.label or 'series'} ({len(o.group.files)} files)"
+    where = f" {o.group.where}" if o.group.where else ""
+    files = f"{o.group.label}{where} ({len(o.group.files)} files)"
     sid = f"series {o.accepted.series_id}: " if o.accepted else ""
     state = o.state
     if o.error:

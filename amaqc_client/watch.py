@@ -26,14 +26,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from .api import ApiError, Client
-from .files import FileInfo, UnreadableFile, classify, group_key, made_uid, walk
+from .files import FileInfo, UnreadableFile, classify, group_key, label, made_uid, walk
 from .spool import SeriesRow, Spool
 
 logger = logging.getLogger("amaqc_client.watch")
@@ -41,22 +40,9 @@ logger = logging.getLogger("amaqc_client.watch")
 _EXT = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "nifti": ".nii", "zip": ".zip"}
 
 
-def default_spool(export_dir: Path) -> Path:
-    """``~/.amaqc-client/spool-<12 hex of the export folder's absolute path>``."""
-    digest = hashlib.sha256(str(export_dir.resolve()).encode()).hexdigest()[:12]
-    return Path.home() / ".amaqc-client" / f"spool-{digest}"
-
-
 def tag(key: str) -> str:
     """A series' name in logs: 10 hex of its key (a UID or a path is never logged)."""
     return hashlib.sha256(key.encode()).hexdigest()[:10]
-
-
-def _label(info: FileInfo) -> str:
-    if info.kind == "dicom":
-        words = [str(info.number) if info.number is not None else "", info.description or ""]
-        return " ".join(w for w in words if w) or "DICOM"
-    return info.kind.upper()
 
 
 class Watcher:
@@ -161,7 +147,7 @@ class Watcher:
             db.execute(
                 "INSERT INTO series (key, series_uid, label, kind) VALUES (?,?,?,?) "
                 "ON CONFLICT(key) DO NOTHING",
-                (key, uid, _label(info), info.kind),
+                (key, uid, label(info), info.kind),
             )
             if not already:
                 db.execute(
@@ -352,57 +338,3 @@ class Watcher:
             except Exception:  # a bug or a full disk must not end the watch silently
                 logger.exception("watch step failed; trying again")
             stop.wait(self.poll_seconds)
-
-
-def run_watch(
-    export_dir: Path,
-    *,
-    url: str,
-    key: str,
-    quiet_seconds: float,
-    spool_dir: Path | None,
-    max_backoff: float,
-    poll: float,
-) -> int:
-    """The ``watch`` command: runs until SIGINT or SIGTERM; returns the exit code."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its lines carry URLs only, but
-    logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # pydicom's name file paths
-    spool_dir = spool_dir or default_spool(export_dir)
-    try:
-        client = Client(url, key)
-        watcher = Watcher(
-            export_dir,
-            spool_dir,
-            client,
-            quiet_seconds=quiet_seconds,
-            max_backoff=max_backoff,
-            poll_seconds=poll,
-        )
-    except (ApiError, ValueError, OSError) as exc:
-        logger.error("%s", exc)
-        return 1
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    logger.info(
-        "watching the export folder for %s (quiet %g s, spool %s)", url, quiet_seconds, spool_dir
-    )
-    try:
-        watcher.run(stop)
-    finally:
-        watcher.close()
-        client.close()
-    counts = watcher_counts(spool_dir)
-    logger.info("stopped; spool: %s", ", ".join(f"{n} {s}" for s, n in counts.items()) or "empty")
-    return 0
-
-
-def watcher_counts(spool_dir: Path) -> dict[str, int]:
-    spool = Spool(spool_dir)
-    try:
-        return spool.counts()
-    finally:
-        spool.close()

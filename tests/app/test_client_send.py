@@ -74,6 +74,7 @@ def test_send_prints_each_verdict_and_exits_3_on_an_artifact(
     assert out.count("artifact ") == 3, out
     assert "2 of 2 slices flagged" in out and "3 of 3 slices flagged" in out
     assert "3 series: 3 artifact" in out
+    assert "uploading" in out and "verdicts" in out and "3/3" in out  # the progress bars
     assert counts(settings) == (before[0] + 3, before[1] + 7)
 
 

@@ -20,7 +20,7 @@ BLOCKED_IMPORT = """
 import sys
 for name in ("torch", "torchvision", "numpy"):
     sys.modules[name] = None  # an import of it raises ImportError
-import amaqc_client.cli, amaqc_client.send, amaqc_client.watch
+import amaqc_client.cli, amaqc_client.send, amaqc_client.watch, amaqc_client.run
 from amaqc_client.cli import app
 from typer.testing import CliRunner
 result = CliRunner().invoke(app, ["send", "--help"])

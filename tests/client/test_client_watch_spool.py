@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 
 from amaqc_client.api import Accepted, ApiError, Client, SeriesState
+from amaqc_client.run import SpoolInUse, spool_lock
 from amaqc_client.watch import Watcher
 from tests.utils.images import phantom, write_png8
 from tests.utils.service import dicom_bytes
@@ -198,3 +199,11 @@ def test_a_refusal_for_good_is_not_tried_again(
     w.step()
     assert recorder.uploads == []
     assert w.spool.counts() == {"refused": 1}
+
+
+def test_a_second_watcher_on_the_same_spool_is_refused(spool: Path) -> None:
+    refused = pytest.raises(SpoolInUse, match="another amaqc watch is using the spool")
+    with spool_lock(spool), refused, spool_lock(spool):
+        pass
+    with spool_lock(spool):  # free again once the first stopped
+        pass
