@@ -7,8 +7,9 @@ destination is down.
 2. :func:`deliver` claims the rows that are due, builds each series' report once (the SR, and a
    heatmap capture per flagged slice) and C-STOREs it; a row becomes ``sent`` when the
    destination took every object, else it stays ``pending`` with the error and its next attempt
-   ``pacs_retry_seconds * 2**(attempts - 1)`` later (at most ``pacs_retry_max_seconds``). Once a
-   destination fails, its other due rows wait with it instead of costing a timeout each.
+   ``pacs_retry_seconds * 2**(attempts - 1)`` later (at most ``pacs_retry_max_seconds``). A
+   destination that cannot be reached holds all its pending rows until then, so each retry
+   round costs one connection attempt (one timeout at worst), not one per waiting report.
 3. The ``send_reports`` task calls :func:`deliver` and enqueues itself again for the moment the
    series' next row is due; the sweeper (API, listener) sends the task again for rows that are
    long overdue (:func:`wake_overdue`), so a lost message or a restarted worker loses nothing.
@@ -148,7 +149,23 @@ def _finish(settings: Settings, row: Claimed, **values: object) -> None:
         )
 
 
-def _failed(settings: Settings, row: Claimed, error: str) -> None:
+def _hold(settings: Settings, destination: str, until: datetime) -> None:
+    """Every pending row of an unreachable destination waits until ``until`` at least, so the
+    next attempt is one connection for all of them, not one per report."""
+    with session_scope(settings.database_url) as session:
+        session.execute(
+            update(PacsDelivery)
+            .where(
+                PacsDelivery.destination == destination,
+                PacsDelivery.status == "pending",
+                PacsDelivery.next_attempt_at < until,
+            )
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _failed(settings: Settings, row: Claimed, error: str, *, unreachable: bool = False) -> None:
     wait = backoff_seconds(settings, row.attempts)
     logger.warning(
         "PACS report of series %s to %s not accepted (attempt %d, next in %.0f s): %s",
@@ -158,12 +175,10 @@ def _failed(settings: Settings, row: Claimed, error: str) -> None:
         wait,
         error,
     )
-    _finish(
-        settings,
-        row,
-        last_error=error[:2000],
-        next_attempt_at=utcnow() + timedelta(seconds=wait),
-    )
+    until = utcnow() + timedelta(seconds=wait)
+    if unreachable:
+        _hold(settings, row.destination, until)
+    _finish(settings, row, last_error=error[:2000], next_attempt_at=until)
 
 
 def build_objects(settings: Settings, report: SeriesReport) -> list[Dataset]:
@@ -225,9 +240,14 @@ def deliver(settings: Settings, series_id: int | None = None) -> Delivered:
                     calling_ae=settings.dicom_ae_title,
                     timeout=settings.pacs_timeout_seconds,
                 )
-            except (SendFailed, ValueError) as exc:
-                down = str(exc)
-                _failed(settings, row, down)
+            except SendFailed as exc:
+                if exc.unreachable:
+                    down = str(exc)
+                _failed(settings, row, str(exc), unreachable=exc.unreachable)
+                done.failed += 1
+                continue
+            except ValueError as exc:  # a malformed destination stored in the row
+                _failed(settings, row, str(exc))
                 done.failed += 1
                 continue
             _finish(

@@ -120,17 +120,18 @@ def load_report(session: Session, settings: Settings, series_id: int) -> SeriesR
     version = repo.model_version(session, verdict.model_version_id)
     instances = repo.series_instances(session, series_id)
     verdicts = repo.instance_verdicts(session, [i.id for i in instances], verdict.model_version_id)
-    headers: dict[str, Dataset] = {}
+    headers: dict[str, Dataset | None] = {}  # by stored file (None: not a DICOM file)
     slices = []
     flagged = set(verdict.flagged)
     for inst in instances:
         slice_verdict = verdicts.get(inst.id)
         if slice_verdict is None or not inst.sop_instance_uid:
             continue
-        header = headers.get(inst.storage_path) or _header(settings, inst.storage_path)
+        if inst.storage_path not in headers:
+            headers[inst.storage_path] = _header(settings, inst.storage_path)
+        header = headers[inst.storage_path]
         if header is None:
             continue
-        headers[inst.storage_path] = header
         frames = int(header.get("NumberOfFrames", 1) or 1)
         slices.append(
             SliceResult(
@@ -164,7 +165,7 @@ def load_report(session: Session, settings: Settings, series_id: int) -> SeriesR
         model_arch=version.arch if version else "unknown",
         verdict_at=verdict.created_at,
         slices=slices,
-        headers=list(headers.values()),
+        headers=[h for h in headers.values() if h is not None],
     )
 
 

@@ -25,7 +25,13 @@ ACCEPTED = frozenset({0x0000, 0xB000, 0xB006, 0xB007})
 
 class SendFailed(Exception):
     """The destination did not take every object: unreachable, association rejected or
-    aborted, or a C-STORE status other than success / warning. Worth another attempt."""
+    aborted, or a C-STORE status other than success / warning. Worth another attempt.
+    ``unreachable``: the destination took nothing from anyone (no association, or it went
+    away mid-send), so its other reports need not be tried now either."""
+
+    def __init__(self, message: str, *, unreachable: bool) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def c_store(
@@ -51,24 +57,27 @@ def c_store(
     try:
         assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     except OSError as exc:  # e.g. a host name that does not resolve
-        raise SendFailed(f"{destination}: {exc}") from None
+        raise SendFailed(f"{destination}: {exc}", unreachable=True) from None
     if not assoc.is_established:
         why = (
             "association rejected (is the called AE title right?)"
             if assoc.is_rejected
             else "no association: unreachable (connection refused or timed out) or aborted"
         )
-        raise SendFailed(f"{destination}: {why}")
+        raise SendFailed(f"{destination}: {why}", unreachable=True)
     try:
         for ds in datasets:
             try:
                 reply = assoc.send_c_store(ds)
             except ValueError as exc:  # no accepted presentation context for this object
-                raise SendFailed(f"{destination}: {exc}") from None
+                raise SendFailed(f"{destination}: {exc}", unreachable=False) from None
             code = int(reply.Status) if "Status" in reply else None
             if code not in ACCEPTED:
                 shown = "no reply" if code is None else f"status 0x{code:04X}"
-                raise SendFailed(f"{destination}: C-STORE of {ds.SOPClassUID.name} got {shown}")
+                raise SendFailed(
+                    f"{destination}: C-STORE of {ds.SOPClassUID.name} got {shown}",
+                    unreachable=code is None,  # aborted or timed out: the node went away
+                )
     finally:
         if assoc.is_established:
             assoc.release()

@@ -119,6 +119,27 @@ def test_the_next_attempt_is_backed_off_after_each_failure(
     assert [round(w / 10) for w in waits] == [1, 2, 4]
 
 
+def test_an_unreachable_destination_holds_all_its_reports_for_one_retry(
+    client: TestClient, settings: Settings, scanner: dict[str, str], flagged: int
+) -> None:
+    """One connection attempt per retry round, not one per waiting report."""
+    other = scored_series(client, settings, scanner, uid="1.2.826.0.1.3680043.8.498.8")[0]
+    s = _to(settings, f"DOWN@127.0.0.1:{free_port()}", pacs_retry_seconds=30)
+    outbox.queue_reports(s, flagged)
+    outbox.queue_reports(s, other)
+    with session_scope(s.database_url) as session:  # the other series' report due in 1 s
+        session.execute(
+            update(PacsDelivery)
+            .where(PacsDelivery.series_id == other)
+            .values(next_attempt_at=utcnow() + timedelta(seconds=1))
+        )
+    assert outbox.deliver(s).failed == 1
+    first, second = _rows(s)
+    assert first.attempts == 1 and second.attempts == 0  # the second was not tried ...
+    assert second.next_attempt_at == first.next_attempt_at  # ... and waits with the first
+    assert (first.next_attempt_at - utcnow()).total_seconds() > 20
+
+
 def test_one_verdict_is_queued_once_per_destination(settings: Settings, flagged: int) -> None:
     s = _to(settings, "A@127.0.0.1:1", "B@127.0.0.1:2")
     assert outbox.queue_reports(s, flagged) == 2
