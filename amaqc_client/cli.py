@@ -8,6 +8,7 @@ it runs, so ``amaqc --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -39,6 +40,23 @@ Key = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+def _needs_httpx() -> ModuleType:
+    """The send module, or a one-line error where httpx is missing (a full amaqc install
+    without its ``client`` extra)."""
+    try:
+        from . import send
+    except ModuleNotFoundError as exc:
+        if exc.name != "httpx":
+            raise
+        Console(stderr=True, soft_wrap=True).print(
+            "error: the client needs httpx: pip install 'amaqc[client]' "
+            "(or the light client: pip install ./client)",
+            markup=False,
+        )
+        raise typer.Exit(1) from None
+    return send
+
+
 @app.command("send")
 def send_command(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (searched recursively).")],
@@ -54,7 +72,7 @@ def send_command(
     """Post files and folders as series (DICOM grouped by SeriesInstanceUID; the PNG / JPEG
     slices of a folder, a NIfTI volume or a ZIP each as one series), then print each series'
     verdict. Exit code: 0 all clean, 3 any artifact, 1 an error (scripts can branch on it)."""
-    from .send import send
+    send = _needs_httpx().send
 
     code = send(
         paths,
@@ -92,6 +110,7 @@ def watch_command(
     verdict. Series wait in a local spool while the server is down (tried again with
     exponential backoff, also after a restart); none is sent twice; patient data is never
     logged. Stop with Ctrl-C or SIGTERM."""
+    _needs_httpx()
     from .run import run_watch
 
     raise typer.Exit(

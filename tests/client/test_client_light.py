@@ -127,3 +127,17 @@ def test_the_light_distribution_installs_and_runs_in_a_venv_without_torch(tmp_pa
         [str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True
     )
     assert torch.returncode != 0  # the install brought no torch
+
+
+def test_without_httpx_send_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "from typer.testing import CliRunner\n"
+        "from amaqc_client.cli import app\n"
+        "r = CliRunner().invoke(app, ['send', '.', '--key', 'k'])\n"
+        "print(r.exit_code, r.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 ") and "pip install 'amaqc[client]'" in done.stdout
+    assert "Traceback" not in done.stdout
