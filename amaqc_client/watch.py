@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import ApiError, Client
+from .api import ApiError, Client, SeriesState
 from .files import FileInfo, UnreadableFile, classify, group_key, label, made_uid, walk
 from .spool import SeriesRow, Spool
 
@@ -87,7 +87,7 @@ class Watcher:
 
     def scan(self, now: float) -> None:
         seen = self.spool.seen()
-        present = set()
+        present, changed = set(), []
         for path in walk([self.export_dir]):
             try:
                 st = path.stat()
@@ -97,17 +97,16 @@ class Watcher:
             present.add(name)
             known = seen.get(name)
             if known is None or known[:2] != (st.st_size, st.st_mtime_ns):
-                with self.spool.transaction() as db:
-                    db.execute(
-                        "INSERT INTO files (path, size, mtime_ns, changed_at) VALUES (?,?,?,?) "
-                        "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = "
-                        "excluded.mtime_ns, changed_at = excluded.changed_at, state = 'new'",
-                        (name, st.st_size, st.st_mtime_ns, now),
-                    )
-        with self.spool.transaction() as db:  # temporary files that went away unsent
-            for name, (_, _, state) in seen.items():
-                if state == "new" and name not in present:
-                    db.execute("DELETE FROM files WHERE path = ?", (name,))
+                changed.append((name, st.st_size, st.st_mtime_ns, now))
+        gone = [(n,) for n, (_, _, state) in seen.items() if state == "new" and n not in present]
+        with self.spool.transaction() as db:  # one commit per scan, however many files came
+            db.executemany(
+                "INSERT INTO files (path, size, mtime_ns, changed_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = "
+                "excluded.mtime_ns, changed_at = excluded.changed_at, state = 'new'",
+                changed,
+            )
+            db.executemany("DELETE FROM files WHERE path = ?", gone)  # temporary files
         quiet = self.spool.db.execute(
             "SELECT id, path FROM files WHERE state = 'new' AND changed_at <= ? ORDER BY id",
             (now - self.quiet,),
@@ -118,6 +117,15 @@ class Watcher:
     def _spool_file(self, file_id: int, path: Path) -> None:
         """Classify a file that stopped changing, copy it into the spool, add it to its
         series (or mark it ignored / unreadable)."""
+        before = self.spool.db.execute("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+        old_sha = before.fetchone()["sha256"]  # of a spooled file that changed since
+        try:
+            self._classify_and_spool(file_id, path)
+        finally:
+            if old_sha:
+                self._drop_copy(old_sha)
+
+    def _classify_and_spool(self, file_id: int, path: Path) -> None:
         try:
             info = classify(path)
             sha = self._copy(path, info) if info else None
@@ -285,8 +293,10 @@ class Watcher:
                 continue
             try:
                 state = self.client.series(row.server_id)
-            except ApiError:
-                return  # the server went away again: next step
+            except ApiError as exc:
+                if exc.transient:
+                    return  # the server went away again: next step
+                state = SeriesState(row.server_id, "failed", error=str(exc))  # e.g. 404
             if not state.finished:
                 with self.spool.transaction() as db:
                     db.execute(

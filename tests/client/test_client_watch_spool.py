@@ -43,6 +43,8 @@ class Recorder:
         )
 
     def series(self, series_id: int) -> SeriesState:
+        if self.error:
+            raise self.error
         return SeriesState(series_id, "done", label="clean", probability=0.1, flagged=0, slices=1)
 
 
@@ -207,3 +209,37 @@ def test_a_second_watcher_on_the_same_spool_is_refused(spool: Path) -> None:
         pass
     with spool_lock(spool):  # free again once the first stopped
         pass
+
+
+def test_a_file_rewritten_before_it_was_sent_goes_with_its_new_bytes_only(
+    export: Path, spool: Path, clock: Clock, recorder: Recorder
+) -> None:
+    recorder.error = ApiError("down", transient=True)
+    w = watcher(export, spool, clock, recorder)
+    (path,) = write_series(export / "a", 1)
+    w.step()
+    clock.now += 10
+    w.step()
+    path.write_bytes(dicom_bytes(series_uid=UID, instance=7))  # other bytes, same path
+    w.step()
+    clock.now += 10
+    recorder.error = None
+    w.step()
+    assert len(recorder.uploads) == 1 and len(recorder.uploads[0][1]) == 1
+    assert list((spool / "objects").iterdir()) == []  # neither copy is left
+
+
+def test_a_series_the_server_no_longer_knows_is_marked_failed(
+    export: Path, spool: Path, clock: Clock, recorder: Recorder
+) -> None:
+    w = watcher(export, spool, clock, recorder)
+    write_series(export / "a", 1)
+    w.step()
+    clock.now += 10
+    recorder.error = None
+    w.scan(clock.now)
+    w.send_due(clock.now)
+    recorder.error = ApiError("404: series 1 not found", status=404, transient=False)
+    w.poll_verdicts(clock.now)
+    (row,) = w.spool.all_series()
+    assert row.state == "failed" and "404" in (row.error or "")
