@@ -90,14 +90,19 @@ class _Counted:
 
 
 class Client:
-    """An amaqc server at ``url`` (e.g. ``http://127.0.0.1:8000``) with one API key."""
+    """An amaqc server at ``url`` (e.g. ``http://127.0.0.1:8000``) with one API key;
+    ``scanner`` names the sending scanner in every upload (the form field ``scanner``: else
+    the server takes it from the DICOM header, and a PNG has none)."""
 
-    def __init__(self, url: str, key: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, key: str, *, timeout: float = 60.0, scanner: str | None = None
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ApiError(f"--url {url!r}: expected http://host:port", transient=False)
         if not key:
             raise ApiError("no API key: pass --key or set AMAQC_API_KEY", transient=False)
         self.url = url.rstrip("/")
+        self.scanner = scanner
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {key}"},
@@ -157,6 +162,8 @@ class Client:
             OSError: a file could not be opened.
         """
         data = {"series_uid": series_uid} if series_uid else {}
+        if self.scanner:
+            data["scanner"] = self.scanner
         with ExitStack() as stack:
             kinds_: list[str | None] = list(kinds) if kinds else [None] * len(files)
             names = names or [upload_name(p, k) for p, k in zip(files, kinds_, strict=True)]

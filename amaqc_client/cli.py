@@ -37,6 +37,13 @@ Key = Annotated[
         show_default=False,
     ),
 ]
+Scanner = Annotated[
+    str | None,
+    typer.Option(
+        help="The scanner's name, sent with every series (default: the DICOM header's; "
+        "a PNG or NIfTI has none). Per-scanner thresholds match it."
+    ),
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -68,6 +75,7 @@ def send_command(
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds to wait for all verdicts.")
     ] = 600.0,
+    scanner: Scanner = None,
 ) -> None:
     """Post files and folders as series (DICOM grouped by SeriesInstanceUID; the PNG / JPEG
     slices of a folder, a NIfTI volume or a ZIP each as one series), then print each series'
@@ -80,6 +88,7 @@ def send_command(
         key=key,
         wait=wait,
         timeout=timeout,
+        scanner=scanner,
         out=Console(soft_wrap=True),
         err=Console(stderr=True, soft_wrap=True),
     )
@@ -105,6 +114,7 @@ def watch_command(
         float, typer.Option(min=1, help="Longest wait in seconds between tries of a series.")
     ] = 300.0,
     poll: Annotated[float, typer.Option(min=0.05, help="Seconds between scans.")] = 1.0,
+    scanner: Scanner = None,
 ) -> None:
     """Post each series written to EXPORT_DIR once its files stop changing, and log its
     verdict. Series wait in a local spool while the server is down (tried again with
@@ -122,6 +132,7 @@ def watch_command(
             spool_dir=spool,
             max_backoff=max_backoff,
             poll=poll,
+            scanner=scanner,
         )
     )
 

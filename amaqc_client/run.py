@@ -66,6 +66,7 @@ def run_watch(
     spool_dir: Path | None,
     max_backoff: float,
     poll: float,
+    scanner: str | None = None,
 ) -> int:
     """The ``watch`` command: runs until SIGINT or SIGTERM; returns the exit code (0, or 1
     when it cannot start)."""
@@ -75,7 +76,7 @@ def run_watch(
     spool_dir = spool_dir or default_spool(export_dir)
     stop = threading.Event()
     try:
-        with spool_lock(spool_dir), Client(url, key) as client:
+        with spool_lock(spool_dir), Client(url, key, scanner=scanner) as client:
             watcher = Watcher(
                 export_dir,
                 spool_dir,

@@ -205,6 +205,7 @@ def send(
     wait: bool = True,
     timeout: float = 600.0,
     poll: float = 1.0,
+    scanner: str | None = None,
     out: Console,
     err: Console,
 ) -> int:
@@ -220,7 +221,7 @@ def send(
     kinds = {i.path: i.kind for i in infos}
     err.print(f"{len(infos)} files in {len(groups)} series")
     try:
-        with Client(url, key) as client:
+        with Client(url, key, scanner=scanner) as client:
             outcomes = upload_all(client, groups, kinds, err)
             if wait:
                 wait_all(client, outcomes, err, timeout=timeout, poll=poll)

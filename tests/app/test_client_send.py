@@ -4,6 +4,7 @@ messages for a wrong key, an unreachable server and unreadable files."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,19 @@ def test_a_named_file_that_is_no_image_is_refused_and_folders_skip_them(
     code, out = send(url, new_key(settings, "scanner"), str(folder), "--no-wait")
     assert code == 0, out
     assert "skipped 1 files that are not" in out
+
+
+def test_scanner_option_names_the_sending_scanner_on_the_server(
+    live: tuple[Settings, str], tmp_path: Path
+) -> None:
+    settings, url = live
+    folder = tmp_path / "png"
+    write_png8(folder / "1.png", phantom(64, seed=390))
+    code, out = send(
+        url, new_key(settings, "scanner"), str(folder), "--no-wait", "--scanner", "MR-WEST"
+    )
+    assert code == 0, out
+    series_id = int(re.search(r"sent +series (\d+):", out).group(1))  # type: ignore[union-attr]
+    with session_scope(settings.database_url) as session:
+        series = session.get(Series, series_id)
+        assert series is not None and series.scanner == "MR-WEST"
