@@ -13,7 +13,9 @@ from prometheus_client.registry import Collector
 
 from app.config import Settings
 from app.db import repo
+from app.db.models import DELIVERY_STATUSES
 from app.db.session import session_scope
+from app.pacs import outbox
 from app.queue import queue_depth
 
 
@@ -27,6 +29,7 @@ class DatabaseCollector(Collector):
             statuses = repo.status_counts(session)
             verdicts = repo.verdict_counts(session)
             n_done, seconds = repo.processing_seconds(session)
+            reports = outbox.status_counts(session)
         series = GaugeMetricFamily("amaqc_series", "Series by status", labels=["status"])
         for name in ("receiving", "queued", "processing", "done", "failed"):
             series.add_metric([name], statuses.get(name, 0))
@@ -51,6 +54,14 @@ class DatabaseCollector(Collector):
             count_value=n_done,
             sum_value=seconds,
         )
+        pacs = GaugeMetricFamily(
+            "amaqc_pacs_reports",
+            "Reports for the PACS (one per verdict and destination) by delivery status",
+            labels=["status"],
+        )
+        for name in DELIVERY_STATUSES:
+            pacs.add_metric([name], reports.get(name, 0))
+        yield pacs
 
 
 class Metrics:

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import PacsDelivery
@@ -288,6 +289,14 @@ def next_due_in(settings: Settings, series_id: int) -> float | None:
     if due is None:
         return None
     return max(0.0, (due - utcnow()).total_seconds())
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Outbox rows (one per report and destination) by status, for ``/metrics``."""
+    rows = session.execute(
+        select(PacsDelivery.status, func.count(PacsDelivery.id)).group_by(PacsDelivery.status)
+    )
+    return {str(status): int(count) for status, count in rows}
 
 
 def wake_overdue(settings: Settings, now: datetime | None = None) -> list[int]:

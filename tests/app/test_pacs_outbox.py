@@ -148,6 +148,15 @@ def test_one_verdict_is_queued_once_per_destination(settings: Settings, flagged:
     assert outbox.queue_reports(settings, flagged) == 0  # no destinations configured
 
 
+def test_metrics_count_the_reports_by_delivery_status(
+    client: TestClient, settings: Settings, flagged: int
+) -> None:
+    outbox.queue_reports(_to(settings, "A@127.0.0.1:1", "B@127.0.0.1:2"), flagged)
+    text = client.get("/metrics").text
+    assert 'amaqc_pacs_reports{status="pending"} 2.0' in text
+    assert 'amaqc_pacs_reports{status="sent"} 0.0' in text
+
+
 def test_only_flagged_verdicts_when_asked(
     client: TestClient, settings: Settings, scanner: dict[str, str]
 ) -> None:
