@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -86,6 +87,15 @@ async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _out_of_range(_: Request, exc: Exception) -> JSONResponse:
+    """An id or cursor past the database's 64-bit integers (SQLite raises OverflowError): no
+    row can have it."""
+    return JSONResponse(
+        {"detail": f"a number in the request is out of range ({exc}); expected at most 2^63 - 1"},
+        status_code=422,
+    )
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
@@ -132,6 +142,7 @@ def create_app() -> FastAPI:
     app.middleware("http")(app.state.metrics.middleware)
     app.add_exception_handler(IngestError, _ingest_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OverflowError, _out_of_range)
     for unavailable in (OperationalError, InterfaceError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.include_router(api_router)
@@ -144,7 +155,39 @@ def create_app() -> FastAPI:
     app.include_router(web_admin.router)
     app.include_router(web_events.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    app.openapi = _openapi_with_our_422(app)  # type: ignore[method-assign]
     return app
+
+
+#: what :func:`_validation_error` answers, as the schema documents it
+_VALIDATION_ERROR = {
+    "title": "HTTPValidationError",
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "string",
+            "title": "Detail",
+            "description": "every problem, 'field: message', joined by '; '",
+        }
+    },
+    "required": ["detail"],
+}
+
+
+def _openapi_with_our_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents a 422 as its default body (``detail``: a list of errors); ours is one
+    sentence (``_validation_error``): the schema says what the API answers."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = _VALIDATION_ERROR
+        return build()
+
+    return openapi
 
 
 app = create_app()
