@@ -95,7 +95,13 @@ class Client:
     the server takes it from the DICOM header, and a PNG has none)."""
 
     def __init__(
-        self, url: str, key: str, *, timeout: float = 60.0, scanner: str | None = None
+        self,
+        url: str,
+        key: str,
+        *,
+        timeout: float = 60.0,
+        upload_timeout: float = 900.0,
+        scanner: str | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ApiError(f"--url {url!r}: expected http://host:port", transient=False)
@@ -103,6 +109,8 @@ class Client:
             raise ApiError("no API key: pass --key or set AMAQC_API_KEY", transient=False)
         self.url = url.rstrip("/")
         self.scanner = scanner
+        # the server decodes every file of an upload before it answers: a big series takes time
+        self._upload_timeout = httpx.Timeout(upload_timeout, connect=10.0)
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {key}"},
@@ -121,6 +129,12 @@ class Client:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            raise ApiError(
+                f"the amaqc server at {self.url} did not answer in time ({type(exc).__name__}); "
+                "it may still store the upload: sending again adds nothing twice",
+                transient=True,
+            ) from None
         except httpx.TransportError as exc:
             raise ApiError(
                 f"cannot reach the amaqc server at {self.url} ({type(exc).__name__}: {exc}); "
@@ -178,7 +192,7 @@ class Client:
                 )
                 for path, kind, name in zip(files, kinds_, names, strict=True)
             ]
-            body = self._call("POST", SERIES, files=parts, data=data)
+            body = self._call("POST", SERIES, files=parts, data=data, timeout=self._upload_timeout)
         return Accepted(
             series_id=int(body["series_id"]),
             status_url=str(body["status_url"]),
