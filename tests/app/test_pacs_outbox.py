@@ -85,7 +85,7 @@ def test_a_destination_that_is_down_gets_the_report_once_it_is_up(
     settings: Settings, flagged: int, tmp_path: Path
 ) -> None:
     port = free_port()
-    s = _to(settings, f"LATER@127.0.0.1:{port}", pacs_timeout_seconds=5)
+    s = _to(settings, f"LATER@127.0.0.1:{port}", pacs_timeout_seconds=5, pacs_retry_seconds=30)
     outbox.queue_reports(s, flagged)
     assert outbox.deliver(s).failed == 1
     [row] = _rows(s)
