@@ -36,7 +36,16 @@ FUSION_FORMAT: Final = "amaqc-fusion/1"
 CNN_FEATURES: Final = ("cnn_logit", "patch_max_logit", "patch_mean", "patch_std", "patch_frac")
 #: IQMs that are positive ratios spanning decades: the model reads their log10.
 LOG_IQMS: Final = frozenset(
-    {"snr", "bg_level", "bg_structure", "hf_energy", "sharpness", "edge_signal", "kspace_cliff"}
+    {
+        "snr",
+        "bg_level",
+        "bg_structure",
+        "hf_energy",
+        "sharpness",
+        "edge_signal",
+        "kspace_cliff",
+        "matrix_size",
+    }
 )
 _CLIP: Final = 1e-4
 

@@ -30,6 +30,9 @@ which is where motion and N/2 ghosts of phase-encode direction a land.
 | ``sharpness`` (90th percentile gradient at the head's edge) | blur | higher |
 | ``edge_signal`` (signal on opposite image edges) | wrap-around | lower |
 | ``bg_fraction`` (share of the slice that is air) | (context) | -- |
+| ``kline_jump_<b>_hi/lo`` (jumps of the k-space line energies, band b) | motion, ghosting | lower |
+| ``kline_spread_<b>_hi/lo`` (k-space lines off their neighbours, band b) | motion, spikes | lower |
+| ``matrix_size`` (the shorter side in pixels) | (context: how coarse the slice is) | -- |
 
 All ratios are over the foreground median.
 
@@ -48,6 +51,8 @@ from scipy import ndimage
 __all__ = [
     "IQM_INFO",
     "IQM_NAMES",
+    "KLINE_JUMP_BANDS",
+    "KLINE_SPREAD_BANDS",
     "MIN_SIDE",
     "PANEL_VERSION",
     "IqmInfo",
@@ -63,8 +68,10 @@ __all__ = [
     "ghost_lines",
     "gsr",
     "hf_energy",
+    "kline_tables",
     "kspace_anisotropy",
     "kspace_cliff",
+    "kspace_lines",
     "kspace_roughness",
     "noise_sigma",
     "prepare",
@@ -75,7 +82,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a metric's definition changes (cached features are keyed by it).
-PANEL_VERSION: Final = 2
+PANEL_VERSION: Final = 3
 #: The smallest side of a slice the panel accepts (the k-space and morphology need room).
 MIN_SIDE: Final = 16
 _EPS: Final = 1e-6
@@ -390,6 +397,72 @@ def kspace_roughness(p: Prepared) -> float:
     return abs(float(np.log((r0 + 1e-12) / (r1 + 1e-12))))
 
 
+#: Frequency bands (cycles/px) of :func:`kspace_lines`: the jumps are read over 4 bands, the
+#: spread of single lines over 6 finer ones.
+KLINE_JUMP_BANDS: Final = ((0.02, 0.1), (0.1, 0.2), (0.2, 0.35), (0.35, 0.5))
+KLINE_SPREAD_BANDS: Final = (
+    (0.02, 0.06),
+    (0.06, 0.12),
+    (0.12, 0.2),
+    (0.2, 0.3),
+    (0.3, 0.4),
+    (0.4, 0.5),
+)
+
+
+def kspace_lines(p: Prepared) -> dict[str, float]:
+    """How evenly the energy of the slice's k-space lines falls off, per frequency band and axis.
+
+    For each axis a, the energy of every k-space line at frequency k_a is E(k_a) = mean over the
+    other axis of |F|^2 (F the 2-D FFT of the slice with its mean removed), read as L = log E.
+    An artifact-free acquisition gives a smooth, falling L: the object's spectrum. Lines acquired
+    in different poses (motion), a modulation of every n-th line (ghosting) or a corrupted line
+    (spike) put steps and outliers into L along the phase-encode axis only:
+
+    - ``kline_jump_<b>``: median abs(L[k+1] - 2 L[k] + L[k-1]) (second difference: a slope is
+      not a jump) over band b of :data:`KLINE_JUMP_BANDS`;
+    - ``kline_spread_<b>``: 90th percentile of abs(L - its 5-line circular moving mean) over band
+      b of :data:`KLINE_SPREAD_BANDS`.
+
+    Each is reported for the rougher axis (``_hi``) and the smoother one (``_lo``): the phase-
+    encode axis is not known from pixels, and an artifact raises ``_hi`` well above ``_lo``
+    while noise or a lower resolution move both. In the spirit of MRIQC's k-space and
+    ghost-to-signal metrics; the band-wise reading is amaqc's (validated on simulators other than
+    its own: docs/model-card.md). Lower is better.
+    """
+    jumps, spreads = kline_tables(p)
+    out: dict[str, float] = {}
+    for family, table in (("jump", jumps), ("spread", spreads)):
+        for b in range(table.shape[1]):
+            out[f"kline_{family}_{b + 1}_hi"] = float(table[:, b].max())
+            out[f"kline_{family}_{b + 1}_lo"] = float(table[:, b].min())
+    return out
+
+
+def kline_tables(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The per-axis values behind :func:`kspace_lines`: (jumps (2, 4), spreads (2, 6)), row a
+    for the lines along axis a."""
+    power = _spectrum(p) ** 2
+    jumps, spreads = [], []
+    for axis in (0, 1):
+        energy = np.log(power.mean(axis=1 - axis) + 1e-30)
+        freq = np.abs(np.fft.fftfreq(energy.size))
+        second = np.abs(energy[2:] - 2 * energy[1:-1] + energy[:-2])
+        inner = freq[1:-1]
+        jumps.append([_band_stat(second, inner, band, 50) for band in KLINE_JUMP_BANDS])
+        off = np.abs(energy - ndimage.uniform_filter1d(energy, 5, mode="wrap"))
+        spreads.append([_band_stat(off, freq, band, 90) for band in KLINE_SPREAD_BANDS])
+    return np.asarray(jumps), np.asarray(spreads)
+
+
+def _band_stat(
+    values: np.ndarray, freq: np.ndarray, band: tuple[float, float], percentile: float
+) -> float:
+    """``percentile`` of ``values`` whose frequency is in [band); 0 for an empty band."""
+    inside = values[(freq >= band[0]) & (freq < band[1])]
+    return float(np.percentile(inside, percentile)) if inside.size else 0.0
+
+
 def sharpness(p: Prepared) -> float:
     """90th percentile of the gradient magnitude over the head's edge band / foreground median
     (after a Tenengrad-style focus measure). Motion blur lowers it; so does a lower acquired
@@ -437,6 +510,27 @@ IQM_INFO: Final[dict[str, IqmInfo]] = {
     "sharpness": IqmInfo("edge sharpness", "blur (motion or low resolution)", "higher"),
     "edge_signal": IqmInfo("signal on the image edges", "wrap-around (aliasing)", "lower"),
     "bg_fraction": IqmInfo("share of air", "nothing (how much air the air metrics saw)", "--"),
+    **{
+        f"kline_jump_{b + 1}_{side}": IqmInfo(
+            f"k-space line jumps {lo:g}-{hi:g} cycles/px, {axis} axis",
+            "phase-encode lines acquired inconsistently (motion, ghosting)",
+            "lower",
+        )
+        for b, (lo, hi) in enumerate(KLINE_JUMP_BANDS)
+        for side, axis in (("hi", "rougher"), ("lo", "smoother"))
+    },
+    **{
+        f"kline_spread_{b + 1}_{side}": IqmInfo(
+            f"k-space lines off their neighbours {lo:g}-{hi:g} cycles/px, {axis} axis",
+            "single corrupted k-space lines (motion, spikes, ghosting)",
+            "lower",
+        )
+        for b, (lo, hi) in enumerate(KLINE_SPREAD_BANDS)
+        for side, axis in (("hi", "rougher"), ("lo", "smoother"))
+    },
+    "matrix_size": IqmInfo(
+        "matrix (shorter side, px)", "nothing (tells the model how coarse the slice is)", "--"
+    ),
 }
 IQM_NAMES: Final = tuple(IQM_INFO)
 
@@ -470,6 +564,8 @@ def compute_iqms(image: np.ndarray) -> dict[str, float]:
         "sharpness": sharpness(p),
         "edge_signal": edge_signal(p),
         "bg_fraction": float(p.air.mean()),
+        **kspace_lines(p),
+        "matrix_size": float(min(p.image.shape)),
     }
     return {k: float(np.nan_to_num(v, nan=0.0, posinf=1e6, neginf=-1e6)) for k, v in values.items()}
 

@@ -7,7 +7,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.iqm import IQM_NAMES, compute_iqms, explain, gsr, noise_sigma, prepare, spike
+from model.iqm import (
+    IQM_NAMES,
+    compute_iqms,
+    explain,
+    gsr,
+    kline_tables,
+    kspace_lines,
+    noise_sigma,
+    prepare,
+    spike,
+)
 from tests.utils.images import make_phantom
 
 N = 128
@@ -124,3 +134,34 @@ def test_explain_gives_one_plain_line_per_metric() -> None:
     assert lines == [
         "ghost-to-signal, vertical 0.08 (lower is better): N/2 ghosts along the vertical axis"
     ]
+
+
+def _every_nth_line(image: np.ndarray, axis: int, n: int = 4, scale: float = 0.6) -> np.ndarray:
+    """Every ``n``-th k-space line along ``axis`` scaled by ``scale``: lines acquired unlike
+    their neighbours (an interleaved ghost, a segment read in another pose)."""
+    k = np.fft.fft2(image)
+    lines = np.where(np.arange(image.shape[axis]) % n == 0, scale, 1.0)
+    k = k * (lines[:, None] if axis == 0 else lines[None, :])
+    return np.abs(np.fft.ifft2(k)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_corrupted_kspace_lines_raise_the_line_jumps_along_their_axis_only(
+    axis: int, seed: int
+) -> None:
+    clean = _slice(seed=seed)
+    jumps0, _ = kline_tables(prepare(clean))
+    jumps, _ = kline_tables(prepare(_every_nth_line(clean, axis)))
+    rise = (jumps - jumps0)[:, :2].sum(axis=1)  # the two lower bands, where the object is
+    assert rise[axis] > 0.5
+    assert abs(rise[1 - axis]) < 0.2
+
+
+def test_the_line_metrics_ignore_a_bias_field_and_read_the_same_transposed() -> None:
+    clean = _slice()
+    jumps0, spreads0 = kline_tables(prepare(clean))
+    jumps, spreads = kline_tables(prepare(_bias(clean)))
+    assert np.abs(jumps - jumps0).max() < 0.1
+    assert np.abs(spreads - spreads0).max() < 0.1
+    assert kspace_lines(prepare(clean.T)) == pytest.approx(kspace_lines(prepare(clean)))
