@@ -64,6 +64,7 @@ def counts(settings: Settings) -> tuple[int, int]:
     return int(series or 0), int(instances or 0)
 
 
+@pytest.mark.slow  # waits for a real worker's verdicts (the first loads the model)
 def test_send_prints_each_verdict_and_exits_3_on_an_artifact(
     live: tuple[Settings, str], tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ def test_send_prints_each_verdict_and_exits_3_on_an_artifact(
     assert counts(settings) == (before[0] + 3, before[1] + 7)
 
 
+@pytest.mark.slow  # waits for a real worker's verdicts (the first loads the model)
 def test_send_exits_0_when_every_series_is_clean(
     live: tuple[Settings, str], tmp_path: Path
 ) -> None:
@@ -89,6 +91,7 @@ def test_send_exits_0_when_every_series_is_clean(
     assert "3 series: 3 clean" in out
 
 
+@pytest.mark.slow  # waits for a real worker's verdicts (the first loads the model)
 def test_sending_the_same_files_again_duplicates_nothing(
     live: tuple[Settings, str], tmp_path: Path
 ) -> None:
@@ -172,3 +175,18 @@ def test_scanner_option_names_the_sending_scanner_on_the_server(
     with session_scope(settings.database_url) as session:
         series = session.get(Series, series_id)
         assert series is not None and series.scanner == "MR-WEST"
+
+
+@pytest.mark.slow  # waits for a real worker's verdicts (the first loads the model)
+def test_a_nifti_volume_is_one_series_of_its_slices(
+    live: tuple[Settings, str], tmp_path: Path
+) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    settings, url = live
+    volume = np.stack([phantom(64, seed=400 + i) for i in range(3)], axis=-1)
+    nib.save(nib.Nifti1Image(volume.astype(np.float32), np.eye(4)), tmp_path / "t1.nii.gz")
+    code, out = send(url, new_key(settings, "scanner"), str(tmp_path / "t1.nii.gz"))
+    assert code in (0, 3), out  # a verdict, whichever the tiny model gives
+    assert "NIfTI" in out and "1 series:" in out and "of 3 slices flagged" in out
