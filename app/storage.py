@@ -37,8 +37,12 @@ def put(root: Path, source: Path, sha256: str, ext: str) -> str:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)  # atomic: a reader never sees half a file
+        try:
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)  # atomic: a reader never sees half a file
+        except BaseException:  # a full disk: no half-written file is left behind
+            tmp.unlink(missing_ok=True)
+            raise
     return rel
 
 

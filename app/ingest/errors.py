@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
+#: the errno values of a write that found no room (ENOSPC: the disk is full; EDQUOT: a quota)
+STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class IngestError(Exception):
     """A rejected upload: HTTP ``status_code`` and a ``detail`` naming the problem."""
@@ -23,3 +28,15 @@ class NonImageObject(IngestError):
         self.name = name
         self.sop_class = sop_class
         self.sop_instance_uid = sop_instance_uid
+
+
+class StorageFull(IngestError):
+    """The data dir had no room for the upload (507 Insufficient Storage); nothing of it was
+    kept: no rows, no partial file."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            507,
+            "the server's storage is full: nothing of this upload was stored; send it again "
+            "once space is freed",
+        )

@@ -14,7 +14,7 @@ from app.queue import enqueue_analysis
 
 from . import service, uploads
 from .decode import DecodedFile, decode
-from .errors import IngestError, NonImageObject
+from .errors import STORAGE_FULL, IngestError, NonImageObject, StorageFull
 from .judgeable import detector_min_side
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,32 @@ def handle_upload(
     Raises:
         IngestError: for any bad input, before anything was stored (also when nothing but
             non-image objects came).
+        StorageFull: (a 507) the data dir had no room; the rows were rolled back and no
+            partial file is left (a complete original stored before the disk filled stays,
+            unreferenced, and is used again when the upload is sent again).
     """
+    try:
+        return _handle(
+            session, settings, key, parts, series_uid, protocol, scanner, complete, single
+        )
+    except OSError as exc:
+        if exc.errno not in STORAGE_FULL:
+            raise
+        logger.error("upload refused: no room in %s (%s)", settings.data_dir, exc.strerror)
+        raise StorageFull() from None
+
+
+def _handle(
+    session: Session,
+    settings: Settings,
+    key: ApiKey,
+    parts: list[tuple[str | None, BinaryIO]],
+    series_uid: str | None,
+    protocol: str | None,
+    scanner: str | None,
+    complete: bool,
+    single: bool,
+) -> tuple[service.IngestResult, list[int], list[NonImageObject]]:
     with uploads.private_workdir(settings) as workdir:
         incoming = uploads.receive(parts, workdir, settings)
         if single and len(incoming) != 1:
