@@ -12,9 +12,11 @@ context as they do for a scanner's series.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +110,9 @@ def write_sample_series(
     top = max(float(im.max()) for im in images) or 1.0
     contrast = SOURCES[source].contrast  # known: pick_slices checked it
     description = f"{contrast} {plane}, " + (f"{artifact} ({severity})" if artifact else "clean")
-    series_uid = _write(out_dir, [im / top * MAX_STORED for im in images], description)
+    series_uid, _ = write_mr_series(
+        out_dir, [im / top * MAX_STORED for im in images], _sample_header(description)
+    )
     return SampleSeries(
         files=sorted(out_dir.glob("slice-*.dcm")),
         series_uid=series_uid,
@@ -131,14 +135,24 @@ def _pad_to_common_shape(images: list[np.ndarray]) -> list[np.ndarray]:
     return padded
 
 
-def _write(out_dir: Path, images: list[np.ndarray], description: str) -> str:
-    """One MR Image Storage file per (H, W) image (0..MAX_STORED) of a new study and series."""
+def write_mr_series(
+    out_dir: Path,
+    images: list[np.ndarray],
+    header: Mapping[str, Any] | None = None,
+    *,
+    name: str = "slice-{n:02d}.dcm",
+) -> tuple[str, list[Path]]:
+    """One uncompressed 16-bit MR Image Storage file per (H, W) image (values clipped to
+    0..``MAX_STORED``) of a new study and series, as a scanner sends it; ``header`` adds or
+    overrides attributes (keyword -> value), ``name`` is formatted with the 1-based ``n``.
+    Returns the SeriesInstanceUID and the files. ``amaqc sample-series`` and
+    ``bench/inference.py`` write their series with it."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     study_uid, series_uid = generate_uid(), generate_uid()
-    now = datetime.now()
+    paths = []
     for i, image in enumerate(images):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
@@ -150,20 +164,30 @@ def _write(out_dir: Path, images: list[np.ndarray], description: str) -> str:
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.Modality = "MR"
-        ds.PatientID = PATIENT_ID
-        ds.PatientName = "Sample^Patient"
-        ds.AccessionNumber = "SAMPLE-0001"
-        ds.StudyDescription = "amaqc sample (real MR slices)"
-        ds.SeriesDescription = ds.ProtocolName = description
-        ds.StationName = "SAMPLE-MR"
-        ds.Manufacturer = "amaqc sample-series"
-        ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
         ds.SeriesNumber = 1
         ds.InstanceNumber = i + 1
+        for keyword, value in (header or {}).items():
+            setattr(ds, keyword, value)
         ds.Rows, ds.Columns = image.shape
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
         ds.PixelData = np.clip(np.rint(image), 0, MAX_STORED).astype(np.uint16).tobytes()
-        ds.save_as(out_dir / f"slice-{i + 1:02d}.dcm", enforce_file_format=True)
-    return str(series_uid)
+        paths.append(out_dir / name.format(n=i + 1))
+        ds.save_as(paths[-1], enforce_file_format=True)
+    return str(series_uid), paths
+
+
+def _sample_header(description: str) -> dict[str, Any]:
+    """The made-up patient and the scanner a sample series names."""
+    return {
+        "PatientID": PATIENT_ID,
+        "PatientName": "Sample^Patient",
+        "AccessionNumber": "SAMPLE-0001",
+        "StudyDescription": "amaqc sample (real MR slices)",
+        "SeriesDescription": description,
+        "ProtocolName": description,
+        "StationName": "SAMPLE-MR",
+        "Manufacturer": "amaqc sample-series",
+        "AcquisitionDateTime": datetime.now().strftime("%Y%m%d%H%M%S"),
+    }

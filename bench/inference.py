@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torchvision
 
+from app.sample_series import write_mr_series
 from model import Predictor
 from model.backends import OnnxScorer, onnxruntime_available
 from model.export import INPUT_NAME, OPSET, OUTPUT_NAME
@@ -95,30 +96,6 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
-
-
-def write_series(folder: Path, slices: list[np.ndarray]) -> list[Path]:
-    """One MR series of uncompressed 16-bit DICOM files, as a scanner sends it."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    series, paths = generate_uid(), []
-    for i, image in enumerate(slices):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = series, series, "MR"
-        ds.InstanceNumber, ds.Rows, ds.Columns = i + 1, image.shape[0], image.shape[1]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = image.astype(np.uint16).tobytes()
-        paths.append(folder / f"{i:03d}.dcm")
-        ds.save_as(paths[-1], enforce_file_format=True)
-    return paths
 
 
 def per_slice_ms(fn: Callable[[], object], n: int, rounds: int) -> float:
@@ -205,7 +182,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from training.data.readers import read_slices
 
-        paths = write_series(Path(tmp), slices[:24])
+        _, paths = write_mr_series(Path(tmp), slices[:24], name="{n:03d}.dcm")
         decode = per_slice_ms(lambda: [read_slices(p) for p in paths], 24, args.rounds)
     iqm = per_slice_ms(lambda: [compute_iqms(s) for s in slices[:24]], 24, args.rounds)
     normalise = per_slice_ms(lambda: prepared(slices[:24]), 24, args.rounds)
