@@ -56,9 +56,14 @@ class SeriesState:
     threshold: float | None = None
     model: str | None = None
 
+    #: slices without a verdict of the verdict's model version yet
+    unscored: int = 0
+
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed")
+        """Failed, or done with every slice scored: a series that got more slices while a
+        worker was scoring it is ``done`` for a moment with the slices it had."""
+        return self.status == "failed" or (self.status == "done" and not self.unscored)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -207,6 +212,7 @@ class Client:
         would also get is never kept."""
         body = self._call("GET", f"{SERIES}/{series_id}")
         verdict = body.get("verdict") or {}
+        instances = body.get("instances") or []
         version = body.get("model_version") or {}
         return SeriesState(
             series_id=series_id,
@@ -215,7 +221,8 @@ class Client:
             label=verdict.get("label"),
             probability=verdict.get("probability"),
             flagged=verdict.get("flagged_count"),
-            slices=len(body.get("instances") or []),
+            slices=len(instances),
+            unscored=sum(1 for i in instances if i.get("probability") is None),
             threshold=verdict.get("threshold"),
             model=version.get("name"),
         )

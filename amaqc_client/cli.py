@@ -44,6 +44,15 @@ Scanner = Annotated[
         "a PNG or NIfTI has none). Per-scanner thresholds match it."
     ),
 ]
+BatchFiles = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Files per upload: a bigger series goes in several uploads to the same series "
+        "(the server takes AMAQC_MAX_FILES, 2000, and AMAQC_MAX_UPLOAD_MB, 512, per request; "
+        "an upload also stops at 200 MB).",
+    ),
+]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -76,6 +85,7 @@ def send_command(
         float, typer.Option(min=1, help="Seconds to wait for all verdicts.")
     ] = 600.0,
     scanner: Scanner = None,
+    batch_files: BatchFiles = 500,
 ) -> None:
     """Post files and folders as series (DICOM grouped by SeriesInstanceUID; the PNG / JPEG
     slices of a folder, a NIfTI volume or a ZIP each as one series), then print each series'
@@ -89,6 +99,7 @@ def send_command(
         wait=wait,
         timeout=timeout,
         scanner=scanner,
+        batch_files=batch_files,
         out=Console(soft_wrap=True),
         err=Console(stderr=True, soft_wrap=True),
     )
@@ -115,6 +126,7 @@ def watch_command(
     ] = 300.0,
     poll: Annotated[float, typer.Option(min=0.05, help="Seconds between scans.")] = 1.0,
     scanner: Scanner = None,
+    batch_files: BatchFiles = 500,
 ) -> None:
     """Post each series written to EXPORT_DIR once its files stop changing, and log its
     verdict. Series wait in a local spool while the server is down (tried again with
@@ -133,6 +145,7 @@ def watch_command(
             max_backoff=max_backoff,
             poll=poll,
             scanner=scanner,
+            batch_files=batch_files,
         )
     )
 

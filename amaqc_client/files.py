@@ -189,6 +189,33 @@ def group(infos: Iterable[FileInfo], base: Path | None = None) -> list[SeriesGro
     return list(groups.values())
 
 
+#: what one upload holds at most: well inside the server's defaults (AMAQC_MAX_FILES 2000,
+#: AMAQC_MAX_UPLOAD_MB 512); a bigger series goes in several uploads to the same series
+BATCH_FILES = 500
+BATCH_BYTES = 200 * 1024 * 1024
+
+
+def batches(
+    files: list[Path],
+    sizes: dict[Path, int],
+    *,
+    max_files: int = BATCH_FILES,
+    max_bytes: int = BATCH_BYTES,
+) -> list[list[Path]]:
+    """``files`` cut into uploads of at most ``max_files`` files and ``max_bytes`` bytes (a
+    single bigger file is an upload of its own), in order."""
+    out: list[list[Path]] = []
+    current: list[Path] = []
+    size = 0
+    for path in files:
+        if current and (len(current) >= max_files or size + sizes[path] > max_bytes):
+            out.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += sizes[path]
+    return [*out, current] if current else out
+
+
 def media_type(kind: str | None) -> str:
     """The content type a file of ``kind`` is posted with."""
     return _MEDIA.get(kind or "", "application/octet-stream")

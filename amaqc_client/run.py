@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .api import ApiError, Client
+from .files import BATCH_FILES
 from .spool import Spool
 from .watch import Watcher
 
@@ -67,6 +68,7 @@ def run_watch(
     max_backoff: float,
     poll: float,
     scanner: str | None = None,
+    batch_files: int = BATCH_FILES,
 ) -> int:
     """The ``watch`` command: runs until SIGINT or SIGTERM; returns the exit code (0, or 1
     when it cannot start)."""
@@ -84,6 +86,7 @@ def run_watch(
                 quiet_seconds=quiet_seconds,
                 max_backoff=max_backoff,
                 poll_seconds=poll,
+                batch_files=batch_files,
             )
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())

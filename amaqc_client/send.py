@@ -26,7 +26,17 @@ from rich.progress import (
 )
 
 from .api import Accepted, ApiError, Client, SeriesState
-from .files import ACCEPTED, FileInfo, SeriesGroup, UnreadableFile, classify, group, walk
+from .files import (
+    ACCEPTED,
+    BATCH_FILES,
+    FileInfo,
+    SeriesGroup,
+    UnreadableFile,
+    batches,
+    classify,
+    group,
+    walk,
+)
 
 CLEAN, ERROR, ARTIFACT = 0, 1, 3
 
@@ -39,6 +49,7 @@ class Outcome:
     accepted: Accepted | None = None
     state: SeriesState | None = None
     error: str | None = None
+    new_instances: int = 0
 
 
 class SendError(Exception):
@@ -99,7 +110,12 @@ def _size(path: Path) -> int:
 
 
 def upload_all(
-    client: Client, groups: list[SeriesGroup], kinds: dict[Path, str], console: Console
+    client: Client,
+    groups: list[SeriesGroup],
+    kinds: dict[Path, str],
+    console: Console,
+    *,
+    batch_files: int = BATCH_FILES,
 ) -> list[Outcome]:
     """Post every group; a wrong key or an unreachable server stops at the first series."""
     outcomes = []
@@ -110,12 +126,16 @@ def upload_all(
             outcome = Outcome(g)
             start = progress.tasks[0].completed
             try:
-                outcome.accepted = client.upload(
-                    g.files,
-                    series_uid=g.series_uid,
-                    kinds=[kinds[p] for p in g.files],
-                    on_bytes=lambda n: progress.advance(task, n),
-                )
+                new = 0
+                for batch in batches(g.files, sizes, max_files=batch_files):  # big: in parts
+                    outcome.accepted = client.upload(
+                        batch,
+                        series_uid=g.series_uid,
+                        kinds=[kinds[p] for p in batch],
+                        on_bytes=lambda n: progress.advance(task, n),
+                    )
+                    new += outcome.accepted.new_instances
+                outcome.new_instances = new
             except ApiError as exc:
                 if exc.status in (None, 401, 403):
                     raise
@@ -169,7 +189,7 @@ def describe(o: Outcome) -> tuple[str, str]:
         return "error", f"{sid}{files}: {o.error}"
     if state is None or not state.finished:
         assert o.accepted is not None
-        return "sent", f"{sid}{files}: accepted, {o.accepted.new_instances} new slices"
+        return "sent", f"{sid}{files}: accepted, {o.new_instances} new slices"
     if state.status == "failed":
         return "failed", f"{sid}{files}: {state.error or 'the server could not score it'}"
     sign = ">=" if state.label == "artifact" else "<"
@@ -206,6 +226,7 @@ def send(
     timeout: float = 600.0,
     poll: float = 1.0,
     scanner: str | None = None,
+    batch_files: int = BATCH_FILES,
     out: Console,
     err: Console,
 ) -> int:
@@ -222,7 +243,7 @@ def send(
     err.print(f"{len(infos)} files in {len(groups)} series")
     try:
         with Client(url, key, scanner=scanner) as client:
-            outcomes = upload_all(client, groups, kinds, err)
+            outcomes = upload_all(client, groups, kinds, err, batch_files=batch_files)
             if wait:
                 wait_all(client, outcomes, err, timeout=timeout, poll=poll)
     except ApiError as exc:

@@ -32,12 +32,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .api import ApiError, Client, SeriesState
-from .files import FileInfo, UnreadableFile, classify, group_key, label, made_uid, walk
+from .files import (
+    BATCH_FILES,
+    FileInfo,
+    UnreadableFile,
+    batches,
+    classify,
+    group_key,
+    label,
+    made_uid,
+    walk,
+)
 from .spool import SeriesRow, Spool
 
 logger = logging.getLogger("amaqc_client.watch")
 
 _EXT = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "nifti": ".nii", "zip": ".zip"}
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def tag(key: str) -> str:
@@ -47,8 +64,9 @@ def tag(key: str) -> str:
 
 class Watcher:
     """Watch ``export_dir`` with the spool in ``spool_dir``; ``client`` makes the API calls
-    (None: every send fails as if the server were down); ``clock`` gives seconds since the
-    epoch (the spool keeps wall times, so a restart keeps the quiet times and backoffs)."""
+    (None: every send fails as if the server were down); at most ``batch_files`` files go in
+    one upload; ``clock`` gives seconds since the epoch (the spool keeps wall times, so a
+    restart keeps the quiet times and backoffs)."""
 
     def __init__(
         self,
@@ -60,6 +78,7 @@ class Watcher:
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
         poll_seconds: float = 1.0,
+        batch_files: int = BATCH_FILES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not export_dir.is_dir():
@@ -71,6 +90,7 @@ class Watcher:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.poll_seconds = poll_seconds
+        self.batch_files = batch_files
         self.clock = clock
 
     def close(self) -> None:
@@ -218,6 +238,9 @@ class Watcher:
     def _send(self, row: SeriesRow, now: float) -> bool:
         files = self.spool.spooled_files(row.key)
         paths = [self.spool.object_path(sha) for _, sha, _ in files]
+        sizes = {p: _size(p) for p in paths}
+        first = batches(paths, sizes, max_files=self.batch_files)[0]  # a big series in parts
+        files, paths = files[: len(first)], first
         names = [f"{sha[:32]}{_EXT[kind]}" for _, sha, kind in files]
         try:
             if self.client is None:
@@ -239,10 +262,14 @@ class Watcher:
                 "INSERT OR IGNORE INTO sent (series_key, sha256) VALUES (?, ?)",
                 [(row.key, sha) for sha in shas],
             )
+            more = db.execute(
+                "SELECT 1 FROM files WHERE series_key = ? AND state = 'spooled' LIMIT 1",
+                (row.key,),
+            ).fetchone()
             db.execute(
-                "UPDATE series SET state = 'waiting', server_id = ?, attempts = 0, next_try = ?, "
+                "UPDATE series SET state = ?, server_id = ?, attempts = 0, next_try = ?, "
                 "error = NULL, sends = sends + 1 WHERE key = ?",
-                (accepted.series_id, now, row.key),
+                ("pending" if more else "waiting", accepted.series_id, now, row.key),
             )
             if row.attempts:  # the server is back: the others need not wait out their backoff
                 db.execute("UPDATE series SET next_try = 0 WHERE state = 'pending'")

@@ -190,3 +190,21 @@ def test_a_nifti_volume_is_one_series_of_its_slices(
     code, out = send(url, new_key(settings, "scanner"), str(tmp_path / "t1.nii.gz"))
     assert code in (0, 3), out  # a verdict, whichever the tiny model gives
     assert "NIfTI" in out and "1 series:" in out and "of 3 slices flagged" in out
+
+
+@pytest.mark.slow  # waits for a real worker's verdict
+def test_a_series_bigger_than_one_upload_is_one_series_with_every_slice(
+    live: tuple[Settings, str], tmp_path: Path
+) -> None:
+    settings, url = live
+    uid = "1.2.826.0.1.3680043.8.498.395"
+    for i in range(5):
+        (tmp_path / f"{i}.dcm").write_bytes(dicom_bytes(series_uid=uid, instance=i + 1))
+    code, out = send(url, new_key(settings, "scanner"), str(tmp_path), "--batch-files", "2")
+    assert code in (0, 3), out
+    assert "(5 files)" in out and "of 5 slices flagged" in out and "1 series:" in out
+    with session_scope(settings.database_url) as session:
+        stored = session.scalar(
+            select(func.count()).select_from(Instance).join(Series).where(Series.series_uid == uid)
+        )
+    assert stored == 5

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from amaqc_client.api import ApiError, Client
+from amaqc_client.api import ApiError, Client, SeriesState
 
 
 @pytest.fixture
@@ -46,3 +46,11 @@ def test_a_url_without_http_is_refused_at_once(url: str) -> None:
     with pytest.raises(ApiError, match="expected http://host:port") as caught:
         Client(url, "amaqc_k")
     assert not caught.value.transient
+
+
+def test_a_done_series_with_unscored_slices_is_not_finished() -> None:
+    # a worker that scored the first part of a series sent in parts writes "done" for it
+    assert not SeriesState(1, "done", label="clean", unscored=2).finished
+    assert SeriesState(1, "done", label="clean").finished
+    assert SeriesState(1, "failed", error="bad", unscored=2).finished
+    assert not SeriesState(1, "queued").finished

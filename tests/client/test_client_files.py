@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from amaqc_client.files import UnreadableFile, classify, group, walk
+from amaqc_client.files import UnreadableFile, batches, classify, group, walk
 from tests.utils.images import phantom, write_png8
 from tests.utils.service import dicom_bytes
 
@@ -78,3 +78,13 @@ def test_a_made_uid_is_the_same_for_the_same_files_and_another_for_others(tmp_pa
     write_png8(tmp_path / "p" / "1.png", phantom(32, seed=2))
     assert uid() != first
     assert first is not None and len(first) <= 64  # a valid DICOM UID length
+
+
+def test_batches_stop_at_the_file_count_and_the_bytes() -> None:
+    files = [Path(f"{i}.dcm") for i in range(5)]
+    sizes = dict.fromkeys(files, 10)
+    assert [len(b) for b in batches(files, sizes, max_files=2, max_bytes=1000)] == [2, 2, 1]
+    assert [len(b) for b in batches(files, sizes, max_files=10, max_bytes=25)] == [2, 2, 1]
+    sizes[files[0]] = 100  # one file over the bytes: an upload of its own
+    assert [len(b) for b in batches(files, sizes, max_files=10, max_bytes=25)] == [1, 2, 2]
+    assert [f for b in batches(files, sizes) for f in b] == files

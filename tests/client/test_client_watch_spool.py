@@ -243,3 +243,16 @@ def test_a_series_the_server_no_longer_knows_is_marked_failed(
     w.poll_verdicts(clock.now)
     (row,) = w.spool.all_series()
     assert row.state == "failed" and "404" in (row.error or "")
+
+
+def test_a_big_series_goes_in_several_uploads_to_the_same_series(
+    export: Path, spool: Path, clock: Clock, recorder: Recorder
+) -> None:
+    w = Watcher(export, spool, cast(Client, recorder), quiet_seconds=10, batch_files=2, clock=clock)
+    write_series(export / "a", 5)
+    w.step()
+    clock.now += 10
+    for _ in range(3):
+        w.step()
+    assert [len(names) for _, names in recorder.uploads] == [2, 2, 1]
+    assert w.spool.counts() == {"done": 1}
