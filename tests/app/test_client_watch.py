@@ -129,34 +129,58 @@ def test_the_spool_survives_a_server_outage_and_a_restart_with_nothing_lost_or_d
         assert word not in log, f"{word!r} logged"
 
 
-@pytest.mark.slow
-def test_amaqc_watch_logs_verdicts_and_no_patient_data_and_stops_on_sigterm(
-    service: Settings, tmp_path: Path
-) -> None:
-    export = tmp_path / "export"
-    quick = ["--quiet-seconds", "0.5", "--poll", "0.2", "--spool", str(tmp_path / "spool")]
-    write_series(export / FOLDER, "1.2.826.0.1.3680043.8.498.73", range(1, 3))
-    key = new_key(service, "scanner", "mr1")
-    log_path = tmp_path / "watch.log"
-    with live_api(service, free_port()) as url, log_path.open("wb") as log:
-        watch = subprocess.Popen(
+def start_watch(
+    export: Path, url: str, key: str, spool: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """``python -m amaqc_client watch`` (the light package's command) logging to ``log``."""
+    quick = ["--quiet-seconds", "0.5", "--poll", "0.2", "--max-backoff", "1", "--spool", str(spool)]
+    with log.open("ab") as out:
+        return subprocess.Popen(
             [sys.executable, "-m", "amaqc_client", "watch", str(export), "--url", url, *quick],
             env={"AMAQC_API_KEY": key, "PATH": "/usr/bin:/bin"},
-            stdout=log,
-            stderr=log,
+            stdout=out,
+            stderr=out,
             preexec_fn=die_with_parent,
         )
+
+
+def wait_for_line(proc: subprocess.Popen[bytes], log: Path, words: str) -> None:
+    deadline = time.monotonic() + 120
+    while words not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"no {words!r} within 120 s:\n{log.read_text()}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_amaqc_watch_killed_while_the_server_is_down_resumes_its_spool_and_logs_no_patient(
+    service: Settings, tmp_path: Path
+) -> None:
+    export, spool, port = tmp_path / "export", tmp_path / "spool", free_port()
+    uid = "1.2.826.0.1.3680043.8.498.73"
+    write_series(export / FOLDER, uid, range(1, 3))
+    key = new_key(service, "scanner", "mr1")
+    url = f"http://127.0.0.1:{port}"  # nothing listens there yet
+    first_log, second_log = tmp_path / "watch-1.log", tmp_path / "watch-2.log"
+    first = start_watch(export, url, key, spool, first_log)
+    try:
+        wait_for_line(first, first_log, "not sent (try 2)")
+    finally:
+        first.kill()  # a crash: no clean shutdown
+        first.wait()
+    for path in (export / FOLDER).iterdir():
+        path.unlink()  # the scanner cleaned its export folder meanwhile
+    with live_api(service, port):
+        second = start_watch(export, url, key, spool, second_log)
         try:
-            deadline = time.monotonic() + 120
-            while "slices flagged" not in log_path.read_text():
-                assert watch.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.2)
+            wait_for_line(second, second_log, "slices flagged")
         finally:
-            watch.send_signal(signal.SIGTERM)
-            code = watch.wait(timeout=30)
-    text = log_path.read_text()
+            second.send_signal(signal.SIGTERM)
+            code = second.wait(timeout=30)
+    text = second_log.read_text()
     assert code == 0, text
-    assert "sent 2 files" in text and "stopped; spool: 1 done" in text
-    for word in (*PATIENT, FOLDER, key):
-        assert word not in text, f"{word!r} logged"
+    assert "spool resumed: 1 pending" in text and "sent 2 files" in text
+    assert "stopped; spool: 1 done" in text
+    assert stored(service) == {uid: 2}
+    for word in (*PATIENT, FOLDER, uid, key):
+        assert word not in first_log.read_text() + text, f"{word!r} logged"
