@@ -43,6 +43,7 @@ plain-language line per metric for the viewer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -103,6 +104,14 @@ class Prepared:
     head: np.ndarray
     air: np.ndarray
     level: float
+
+    @cached_property
+    def spectrum(self) -> np.ndarray:
+        """|FFT| of ``image`` with its mean removed (unshifted: DC at [0, 0]); computed once
+        for the six k-space metrics. Read-only: the metrics share it."""
+        mag = np.abs(np.fft.fft2(self.image - self.image.mean()))
+        mag.flags.writeable = False
+        return mag
 
 
 def _otsu(values: np.ndarray, bins: int = 128) -> float:
@@ -305,7 +314,7 @@ def edge_signal(p: Prepared) -> float:
 
 def _spectrum(p: Prepared) -> np.ndarray:
     """|FFT| of the slice with its own mean removed (unshifted: DC at [0, 0])."""
-    return np.abs(np.fft.fft2(p.image - p.image.mean()))
+    return p.spectrum
 
 
 def spike(p: Prepared) -> float:
