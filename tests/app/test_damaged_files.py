@@ -5,6 +5,7 @@ without it). One file per test, built from the seed corpus, sent through the API
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +20,9 @@ def _seed(name: str) -> bytearray:
     return bytearray((CORPUS / name).read_bytes())
 
 
-def _upload(client: TestClient, headers: dict[str, str], name: str, data: bytes) -> dict:
+def _upload(
+    client: TestClient, headers: dict[str, str], name: str, data: bytes | bytearray
+) -> dict[str, Any]:
     r = client.post("/api/v1/series", files=[("files", (name, bytes(data)))], headers=headers)
     assert r.status_code in (202, 422), (r.status_code, r.text)
     return {"status": r.status_code, **r.json()}
