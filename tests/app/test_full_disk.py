@@ -25,6 +25,7 @@ from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
 from tests.app.conftest import auth, make_settings, new_key
+from tests.utils.dicomweb import stow_body, stow_headers
 from tests.utils.service import dicom_bytes
 
 UID = "1.2.826.0.1.3680043.8.498.507"
@@ -148,3 +149,23 @@ def test_a_full_data_disk_is_a_507_then_the_same_upload_goes_through(
     assert again.status_code == 202 and again.json()["new_instances"] == 4
     assert _rows(settings) == (1, 4)
     _nothing_half_written(settings)
+
+
+def test_a_full_data_disk_refuses_a_stow_request_with_a_507(
+    small_disk: tuple[TestClient, Settings, Path],
+) -> None:
+    """STOW-RS: parts that find no room while they are received are a 507 for the request
+    (a part that finds no room in the store is refused alone, 0xA700, as before)."""
+    client, settings, filler = small_disk
+    headers = stow_headers(auth(new_key(settings, "scanner", "pacs")))
+    body = stow_body([data for _, (_, data, _) in _series(4, UID + ".1")])
+    _leave_free(filler, 16 * 1024)
+
+    r = client.post("/dicomweb/studies", content=body, headers=headers)
+
+    assert r.status_code == 507 and "storage is full" in r.json()["detail"], r.text
+    assert _rows(settings) == (0, 0)
+    _nothing_half_written(settings)
+    filler.unlink()
+    assert client.post("/dicomweb/studies", content=body, headers=headers).status_code == 200
+    assert _rows(settings) == (1, 4)

@@ -20,6 +20,7 @@ from app.db.models import ApiKey
 from app.dicomweb.multipart import RelatedType, parse_content_type, receive_parts
 from app.dicomweb.response import MEDIA_TYPE, http_status, store_response
 from app.dicomweb.stow import store_parts
+from app.ingest.errors import STORAGE_FULL, StorageFull
 from app.ingest.uploads import private_workdir
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
@@ -59,9 +60,14 @@ async def _store(
     related: RelatedType,
     study: str | None,
 ) -> JSONResponse:
-    with private_workdir(settings) as workdir:
-        parts = await receive_parts(request.stream(), related, workdir, settings)
-        outcomes = await run_in_threadpool(store_parts, session, settings, key, parts, study)
+    try:
+        with private_workdir(settings) as workdir:
+            parts = await receive_parts(request.stream(), related, workdir, settings)
+            outcomes = await run_in_threadpool(store_parts, session, settings, key, parts, study)
+    except OSError as exc:  # no room for the parts themselves (the store's own failures are
+        if exc.errno not in STORAGE_FULL:  # answered per instance by store_parts)
+            raise
+        raise StorageFull() from None
 
     def status_url(series_id: int) -> str:
         return str(request.url_for("get_series", series_id=series_id))
