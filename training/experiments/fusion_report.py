@@ -46,13 +46,20 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         "numbers in the checkpoint header); one reads AMAResNet's slice probability and patch map"
         " and "
         f"{len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, ghosts "
-        "along each axis, k-space spikes and truncation, edges), the other the metrics alone. "
+        "along each axis, k-space spikes, truncation and line jumps, edges), the other the "
+        "metrics alone. "
         "Both were fitted on the train split's slices "
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "
         f"{summary['training']['dropped_not_visible']} artifact twins dropped as not visible, "
-        f"aligned NRMSE < {summary['training']['visible_floor_nrmse']}). Neither TorchIO's "
-        "(xsim) nor MONAI's (msim) artifacts were ever trained on.",
+        f"aligned NRMSE < {summary['training']['visible_floor_nrmse']}"
+        + (
+            f"; a share {summary['training']['coarse_probability']:g} of the twins acquired "
+            "coarse, `--coarse`"
+            if summary["training"].get("coarse_probability")
+            else ""
+        )
+        + "). Neither TorchIO's (xsim) nor MONAI's (msim) artifacts were ever trained on.",
         "",
         f"Threshold **{fused_rule['threshold']:.3f}**: {fused_rule['rule']} (pooled set "
         f"`calib`: DWI b0, T1, EPI and anisotropic DWI slices of the non-training subjects, "
