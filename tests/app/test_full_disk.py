@@ -169,3 +169,32 @@ def test_a_full_data_disk_refuses_a_stow_request_with_a_507(
     filler.unlink()
     assert client.post("/dicomweb/studies", content=body, headers=headers).status_code == 200
     assert _rows(settings) == (1, 4)
+
+
+@pytest.mark.parametrize("free", [4 * 1024, 12 * 1024])
+def test_a_full_data_disk_refuses_a_c_store_with_out_of_resources(
+    small_disk: tuple[TestClient, Settings, Path], free: int
+) -> None:
+    """The DICOM listener (what it answers for one received instance): 0xA700 with an Error
+    Comment, nothing stored; Success once there is room. 4 kB free: no room for the received
+    instance; 12 kB: received, no room in the store."""
+    from app.dicom_listener import listener_key_id, receive_instance
+    from app.dicomweb.validate import FailureReason
+
+    _, settings, filler = small_disk
+    key_id = listener_key_id(settings)
+    data = dicom_bytes(series_uid=UID + ".2", instance=1)
+    _leave_free(filler, free)
+
+    got = receive_instance(settings, key_id, data)
+
+    answer = got.response()  # the C-STORE response: Status and Error Comment
+    assert (answer.Status, answer.ErrorComment) == (
+        FailureReason.OUT_OF_RESOURCES,
+        "the server could not store it; try again later",
+    )
+    assert _rows(settings) == (0, 0)
+    _nothing_half_written(settings)
+    filler.unlink()
+    assert receive_instance(settings, key_id, data).status == 0  # Success
+    assert _rows(settings) == (1, 1)
