@@ -39,11 +39,11 @@ from tests.utils.service import scored_series
 
 EXAMPLES = int(os.environ.get("AMAQC_SCHEMATHESIS_EXAMPLES", "12"))
 RANDOM = os.environ.get("AMAQC_FUZZ_RANDOM", "") == "1"  # new examples each run
-schema = (
-    schemathesis.openapi.from_asgi("/openapi.json", app)
-    .exclude(path_regex=r".*/events$")
-    .exclude(path_regex=r"^/dicomweb/")
-)
+# from_asgi would fetch /openapi.json through the app's lifespan at import, starting a sweeper
+# on the default data dir: the schema is taken from the app object instead, then sent to it
+_loaded = schemathesis.openapi.from_dict(app.openapi())
+_loaded.app, _loaded.location = app, "/openapi.json"
+schema = _loaded.exclude(path_regex=r".*/events$").exclude(path_regex=r"^/dicomweb/")
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
