@@ -185,3 +185,42 @@ def test_without_a_dicom_window_the_default_comes_from_percentiles(
     assert width == pytest.approx(hi - lo, rel=0.02) and level == pytest.approx(
         (hi + lo) / 2, rel=0.02
     )
+
+
+#: the quality panel rendered for a slice of the whole panel, ``pushed`` metrics pushing towards
+#: "artifact" (push 1.0, 0.9, ...) and the rest towards "clean"
+RENDER_PANEL = """([names, pushed]) => {
+  const rows = names.map((name, i) => ({
+    name, label: name, value: "1", better: "lower", artifact: "something",
+    push: i < pushed ? 1 - i / 10 : -0.01 * i }));
+  window.amaqcQuality.render(document.getElementById('quality-metrics'),
+    { quality: rows, cnn_probability: 0.5 });
+}"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pushed", "shown"), [(2, 6), (8, 8), (20, 10)])
+def test_the_quality_panel_shows_the_reasons_first_and_folds_the_rest(
+    settings: Settings, base_url: str, page: Any, pushed: int, shown: int
+) -> None:
+    from playwright.sync_api import expect
+
+    from model.iqm import IQM_NAMES
+
+    series_id = scored(settings, base_url, "1.2.22.62", n=1)
+    sign_in(page, settings)
+    page.goto(f"/series/{series_id}")
+    page.wait_for_function("() => window.amaqcQuality !== undefined")
+    page.evaluate(RENDER_PANEL, [list(IQM_NAMES), pushed])
+    panel = page.locator("#quality-metrics")
+    expect(panel).to_be_visible()
+    expect(panel.locator(":scope > table.iqm tr")).to_have_count(shown)
+    more = panel.locator("details.iqm-more")
+    folded = len(IQM_NAMES) - shown
+    expect(more.locator("summary")).to_have_text(f"all {len(IQM_NAMES)} metrics ({folded} more)")
+    expect(more.locator("table.iqm tr").first).not_to_be_visible()
+    more.locator("summary").click()
+    expect(more.locator("table.iqm tr")).to_have_count(folded)
+    expect(more.locator("table.iqm tr").first).to_be_visible()
+    names = panel.locator("tr").evaluate_all("rows => rows.map((r) => r.dataset.metric)")
+    assert names == list(IQM_NAMES)  # in the order given: the pushes, largest first

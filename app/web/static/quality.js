@@ -2,22 +2,9 @@
 // those that pushed the verdict towards "artifact" first (bar = share of the detector's logit).
 (function () {
   "use strict";
-  function render(section, slice) {
-    if (!section) return;
-    const rows = (slice && slice.quality) || [];
-    section.hidden = rows.length === 0;
-    section.replaceChildren();
-    if (!rows.length) return;
-    const h = document.createElement("h2");
-    h.textContent = "Image quality of this slice";
-    const note = document.createElement("p");
-    note.className = "muted";
-    note.textContent = "What pushed the detector's verdict: a bar to the right pushed towards " +
-      "artifact, to the left towards clean." +
-      (slice.cnn_probability != null ? ` AMAResNet alone: ${slice.cnn_probability.toFixed(2)}.` : "");
+  function metricTable(rows, max) {
     const table = document.createElement("table");
     table.className = "iqm";
-    const max = Math.max(0.5, ...rows.map((r) => Math.abs(r.push)));
     for (const r of rows) {
       const tr = document.createElement("tr");
       tr.dataset.metric = r.name;
@@ -38,7 +25,39 @@
       tr.append(name, value, bar, words);
       table.appendChild(tr);
     }
-    section.append(h, note, table);
+    return table;
+  }
+
+  function render(section, slice) {
+    if (!section) return;
+    const rows = (slice && slice.quality) || [];
+    section.hidden = rows.length === 0;
+    section.replaceChildren();
+    if (!rows.length) return;
+    const h = document.createElement("h2");
+    h.textContent = "Image quality of this slice";
+    const note = document.createElement("p");
+    note.className = "muted";
+    note.textContent = "What pushed the detector's verdict: a bar to the right pushed towards " +
+      "artifact, to the left towards clean." +
+      (slice.cnn_probability != null ? ` AMAResNet alone: ${slice.cnn_probability.toFixed(2)}.` : "");
+    const max = Math.max(0.5, ...rows.map((r) => Math.abs(r.push)));
+    // The metrics that pushed towards "artifact" (at least the first SHOWN) are shown; the rest of
+    // the panel (41 metrics) folds into "all metrics", so the reasons are not lost in the list.
+    const SHOWN = 6;
+    const pushed = rows.filter((r) => r.push > 0.05).length;
+    const first = Math.min(rows.length, Math.max(SHOWN, Math.min(pushed, 10)));
+    const table = metricTable(rows.slice(0, first), max);
+    const parts = [h, note, table];
+    if (rows.length > first) {
+      const more = document.createElement("details");
+      more.className = "iqm-more";
+      const summary = document.createElement("summary");
+      summary.textContent = `all ${rows.length} metrics (${rows.length - first} more)`;
+      more.append(summary, metricTable(rows.slice(first), max));
+      parts.push(more);
+    }
+    section.append(...parts);
   }
   window.amaqcQuality = { render };
 })();
