@@ -12,12 +12,14 @@ from fastapi import FastAPI
 
 
 @contextmanager
-def serve(app: FastAPI, timeout: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` on a free 127.0.0.1 port until the block ends; yields the base URL."""
+def serve(app: FastAPI, timeout: float = 30.0, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1:``port`` (0: a free one) until the block ends; yields the base
+    URL. The port is bound with SO_REUSEADDR, so a test can serve again on the same URL."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
