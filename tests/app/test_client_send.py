@@ -18,7 +18,8 @@ from app.db.models import Instance, Series
 from app.db.session import session_scope
 from tests.app.conftest import backend_settings, new_key, set_threshold
 from tests.utils.images import phantom, write_png8
-from tests.utils.live import free_port, live_api
+from tests.utils.live import live_api
+from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, start_worker, stop_process
 
 runner = CliRunner()

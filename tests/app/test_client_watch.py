@@ -25,7 +25,8 @@ from app.db.session import session_scope
 from app.supervise import die_with_parent
 from tests.app.conftest import backend_settings, new_key
 from tests.utils.images import phantom, write_png8
-from tests.utils.live import free_port, live_api
+from tests.utils.live import live_api
+from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, start_worker, stop_process
 
 #: what tests/utils/images.dicom_dataset writes into every DICOM file

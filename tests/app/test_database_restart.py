@@ -15,7 +15,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,23 +33,18 @@ from app.model_versions import register_checkpoint
 from app.supervise import die_with_parent
 from tests.app.conftest import auth, make_settings, new_key
 from tests.utils.images import phantom
+from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, start_worker, stop_process
 
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 DEADLINE = 240  # far below the sweeper's 300 s stuck rule
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class OwnPostgres:
     """A throwaway cluster in ``root``, run as user postgres on a free loopback port."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.port, self.bin = root, _free_port(), Path(BIN[-1])
+        self.root, self.port, self.bin = root, free_port(), Path(BIN[-1])
         self.data = root / "pgdata"
 
     def _as_postgres(self, *args: str) -> None:
@@ -112,7 +106,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
 
 @pytest.fixture
 def own_redis_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     with (tmp_path / "redis.log").open("ab") as log:
         proc = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pynetdicom.sop_class import MRImageStorage, Verification  # type: ignore[at
 
 from app.config import Settings
 from app.dicom_listener import DicomListener
+from tests.utils.ports import free_port
 
 
 def _associate(listener: DicomListener, called: str) -> tuple[bool, int | None]:
@@ -51,9 +51,7 @@ def test_the_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_amaqc_dicom_listen_enforces_it_from_the_environment(settings: Settings) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     env = {
         **os.environ,
         "AMAQC_DATA_DIR": str(settings.data_dir),

@@ -37,6 +37,7 @@ from app.db.session import session_scope
 from app.dicom_listener import DicomListener, ListenerKeyError
 from tests.app.conftest import backend_settings
 from tests.utils.dicomweb import mr_dataset, sr_dataset
+from tests.utils.ports import free_port
 from tests.utils.service import worker_log
 
 SERIES = "1.2.826.0.1.3680043.8.498.4001"
@@ -284,14 +285,8 @@ def test_the_listener_key_is_created_once(backend: Settings) -> None:
         assert session.scalar(select(func.count(ApiKey.id))) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_amaqc_dicom_listen_answers_c_echo_and_stops_on_sigterm(settings: Settings) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AMAQC_DATA_DIR": str(settings.data_dir)}
     command = [sys.executable, "-m", "app", "dicom-listen", "--port", str(port), "--ae-title", "QC"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

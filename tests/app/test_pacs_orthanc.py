@@ -21,7 +21,8 @@ from app.db.session import session_scope
 from app.pacs import outbox
 from tests.app.conftest import auth, new_key, set_threshold
 from tests.app.test_end_to_end import _client, _wait_done
-from tests.utils.dicom_nodes import Orthanc, free_port, orthanc, storescp
+from tests.utils.dicom_nodes import Orthanc, orthanc, storescp
+from tests.utils.ports import free_port
 from tests.utils.service import scored_series, series_files
 
 

@@ -21,7 +21,8 @@ from app.pacs.destinations import parse_destination, parse_destinations
 from app.sweeper import wake_reports
 from tests.app.conftest import auth, new_key, set_threshold
 from tests.app.test_end_to_end import _client, _wait_done
-from tests.utils.dicom_nodes import free_port, storescp
+from tests.utils.dicom_nodes import storescp
+from tests.utils.ports import free_port
 from tests.utils.service import scored_series, series_files, start_worker, stop_process
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from app.config import default_checkpoint
 from app.supervise import die_with_parent
 from tests.app.conftest import pg_database
 from tests.utils.images import phantom
+from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +37,6 @@ def readme_production_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     block = next(b for b in blocks if "amaqc migrate" in b)
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _amaqc(line: str) -> list[str]:
@@ -63,7 +57,7 @@ def production_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "AMAQC_DATABASE_URL": url,
             "AMAQC_BROKER_URL": REDIS_URL,
             "AMAQC_DATA_DIR": str(tmp_path / "data"),
-            "AMAQC_PORT": str(_free_port()),
+            "AMAQC_PORT": str(free_port()),
         }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.supervise import Supervisor, worker_command
+from tests.utils.ports import free_port
 
 
 def _sleeper(name: str) -> list[str]:
@@ -102,12 +102,6 @@ def test_the_default_command_runs_an_amaqc_worker_on_the_queue() -> None:
     assert worker_command("training")[-4:] == ["app", "worker", "--queues", "training"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _stat(pid: int | str) -> tuple[str, int] | None:
     """(state, parent pid) of a process from /proc, None when it is gone."""
     try:
@@ -144,7 +138,7 @@ def test_amaqc_up_leaves_no_worker_behind(
     sig: signal.Signals, tmp_path: Path, checkpoint: Path
 ) -> None:
     """SIGTERM (systemd, kill): up stops its workers itself; SIGKILL: the kernel stops them."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AMAQC_CHECKPOINT": str(checkpoint)}
     up = subprocess.Popen(
         [sys.executable, "-m", "app", "up", "--data-dir", str(tmp_path), "--port", str(port)],

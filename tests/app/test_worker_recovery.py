@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from app.db.session import session_scope
 from app.supervise import die_with_parent
 from tests.app.conftest import auth, backend_settings, new_key
 from tests.utils.images import phantom
+from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, start_worker, stop_process, worker_log
 
 #: the wait loops' deadline: generous for 2 busy CPU cores, far below the stuck rule's 300 s
@@ -41,17 +41,11 @@ SLICES = 8
 Report = Callable[[str, float, Settings, list[int]], None]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class OwnRedis:
     """A redis-server of the test's own on a free port, stopped and started at will."""
 
     def __init__(self, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -297,7 +291,7 @@ def test_amaqc_up_re_enqueues_at_once_the_series_its_killed_worker_held(
     data = tmp_path / "data"
     with backend_settings("sqlite", data, checkpoint) as settings:
         headers = auth(new_key(settings, "scanner"))
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AMAQC_")},
         "AMAQC_CHECKPOINT": str(checkpoint),

@@ -23,15 +23,9 @@ import pydicom
 import pytest
 
 from app.supervise import die_with_parent
+from tests.utils.ports import free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listened on a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def need(program: str) -> str:
