@@ -312,18 +312,13 @@ def edge_signal(p: Prepared) -> float:
 # --- k-space -----------------------------------------------------------------------------
 
 
-def _spectrum(p: Prepared) -> np.ndarray:
-    """|FFT| of the slice with its own mean removed (unshifted: DC at [0, 0])."""
-    return p.spectrum
-
-
 def spike(p: Prepared) -> float:
     """Largest excess of log |k-space| over the mean log of its 9 x 9 neighbourhood, away from the
     centre (an RF spike is one isolated, very bright k-space sample that paints a stripe pattern
     over the whole image). The central cross (the lines through k = 0, bright for any image
     whose edges do not wrap) is compared along its own line only. Lower is better; a clean
     slice reads ~1.2-2 e-folds, a visible spike 3 or more."""
-    mag = _spectrum(p)
+    mag = p.spectrum
     log = np.log(mag + 1e-9 * mag.max() + 1e-30)
     # the 9 x 9 mean of the log: wide enough to see past the spike's own spread (in a magnitude
     # image a spike's stripes live only on the head, so its peak is blurred by the head's shape)
@@ -345,7 +340,7 @@ def spike(p: Prepared) -> float:
 def hf_energy(p: Prepared) -> float:
     """Share of the non-DC k-space energy beyond 0.25 cycles/px: noise and spikes raise it, blur
     lowers it. Lower is better (within reason)."""
-    power = _spectrum(p) ** 2
+    power = p.spectrum**2
     h, w = power.shape
     radius = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
     total = float(power.sum())
@@ -357,7 +352,7 @@ def kspace_cliff(p: Prepared) -> float:
     over the outer 3/4 of k-space: a reconstruction that truncates k-space (Gibbs ringing, a
     sharp low-pass) makes a cliff; an interpolated lower resolution rolls off smoothly. Lower
     is better."""
-    mag = _spectrum(p)
+    mag = p.spectrum
     out = []
     for axis in (0, 1):
         n = mag.shape[axis]
@@ -384,7 +379,7 @@ def kspace_anisotropy(p: Prepared) -> float:
     cycles/px: ghosting and motion add energy along the phase-encode axis only; an isotropic
     acquisition has ~0. (A lower resolution along one axis raises it too: the fused model sees
     the two apart with the other metrics.) Lower is better."""
-    power = _spectrum(p) ** 2
+    power = p.spectrum**2
     radius, wedge0, wedge1 = _axis_wedges(power.shape)
     band = (radius > 0.08) & (radius < 0.3)
     e0 = float(power[wedge0 & band].mean()) + 1e-30
@@ -397,7 +392,7 @@ def kspace_roughness(p: Prepared) -> float:
     abs(difference) of adjacent lines, 0.05-0.35 cycles/px): a modulation of every n-th
     phase-encode line (ghosting) or segments acquired in different poses (motion) roughen
     k-space along the phase-encode axis only. Lower is better."""
-    mag = _spectrum(p)
+    mag = p.spectrum
     log = np.log(mag**2 + 1e-12 * float(mag.max()) ** 2 + 1e-30)
     radius, _, _ = _axis_wedges(log.shape)
     mid = (radius > 0.05) & (radius < 0.35)
@@ -451,7 +446,7 @@ def kspace_lines(p: Prepared) -> dict[str, float]:
 def kline_tables(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
     """The per-axis values behind :func:`kspace_lines`: (jumps (2, 4), spreads (2, 6)), row a
     for the lines along axis a."""
-    power = _spectrum(p) ** 2
+    power = p.spectrum**2
     jumps, spreads = [], []
     for axis in (0, 1):
         energy = np.log(power.mean(axis=1 - axis) + 1e-30)
@@ -520,21 +515,24 @@ IQM_INFO: Final[dict[str, IqmInfo]] = {
     "edge_signal": IqmInfo("signal on the image edges", "wrap-around (aliasing)", "lower"),
     "bg_fraction": IqmInfo("share of air", "nothing (how much air the air metrics saw)", "--"),
     **{
-        f"kline_jump_{b + 1}_{side}": IqmInfo(
-            f"k-space line jumps {lo:g}-{hi:g} cycles/px, {axis} axis",
-            "phase-encode lines acquired inconsistently (motion, ghosting)",
-            "lower",
+        f"kline_{family}_{b + 1}_{side}": IqmInfo(
+            f"{label} {lo:g}-{hi:g} cycles/px, {axis} axis", artifact, "lower"
         )
-        for b, (lo, hi) in enumerate(KLINE_JUMP_BANDS)
-        for side, axis in (("hi", "rougher"), ("lo", "smoother"))
-    },
-    **{
-        f"kline_spread_{b + 1}_{side}": IqmInfo(
-            f"k-space lines off their neighbours {lo:g}-{hi:g} cycles/px, {axis} axis",
-            "single corrupted k-space lines (motion, spikes, ghosting)",
-            "lower",
+        for family, bands, label, artifact in (
+            (
+                "jump",
+                KLINE_JUMP_BANDS,
+                "k-space line jumps",
+                "phase-encode lines acquired inconsistently (motion, ghosting)",
+            ),
+            (
+                "spread",
+                KLINE_SPREAD_BANDS,
+                "k-space lines off their neighbours",
+                "single corrupted k-space lines (motion, spikes, ghosting)",
+            ),
         )
-        for b, (lo, hi) in enumerate(KLINE_SPREAD_BANDS)
+        for b, (lo, hi) in enumerate(bands)
         for side, axis in (("hi", "rougher"), ("lo", "smoother"))
     },
     "matrix_size": IqmInfo(
