@@ -110,11 +110,11 @@ def write_sample_series(
     top = max(float(im.max()) for im in images) or 1.0
     contrast = SOURCES[source].contrast  # known: pick_slices checked it
     description = f"{contrast} {plane}, " + (f"{artifact} ({severity})" if artifact else "clean")
-    series_uid, _ = write_mr_series(
+    series_uid, files = write_mr_series(
         out_dir, [im / top * MAX_STORED for im in images], _sample_header(description)
     )
     return SampleSeries(
-        files=sorted(out_dir.glob("slice-*.dcm")),
+        files=files,
         series_uid=series_uid,
         description=description,
         source=where,
