@@ -16,6 +16,12 @@ Two backends run a checkpoint's network:
 checks out, else torch; torch on CUDA, and for a network given in memory (training, tests: an
 export nobody caches costs more than it saves). Nothing here reads the environment: the service
 passes its choice in.
+
+Precision (:data:`PRECISIONS`): ``float32`` runs the exports above; ``int8`` runs the checkpoint's
+int8 export (:mod:`model.int8`, written by ``amaqc quantize`` into the same cache) on ONNX Runtime,
+and only where its record says it was measured on this checkpoint's bytes and passed issue 18's
+rule; ``auto`` is int8 where such an export exists and float32 otherwise. The int8 scorer is
+named ``onnxruntime-int8``, so whoever logs the backend logs the precision with it.
 """
 
 from __future__ import annotations
@@ -36,8 +42,12 @@ from .export import EXPORT_VERSION, INPUT_NAME, export_onnx, input_channels
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime")
+PRECISIONS = ("auto", "float32", "int8")
 #: the largest probability difference from torch an export may show on the probe patches
 MAX_PROBABILITY_DIFFERENCE = 1e-3
+#: the same check for an int8 export: it cannot match float32 to 1e-3, so this only catches a
+#: broken or foreign file; its accuracy is what ``amaqc quantize`` measured (its record)
+MAX_INT8_PROBABILITY_DIFFERENCE = 0.05
 #: patches per ONNX Runtime run: a 24-slice series of 256^2 slices at 64 px is 384 patches, one
 #: run; larger series are cut so activations stay under ~0.5 GB
 ONNX_BATCH = 1024
@@ -50,6 +60,7 @@ class BackendUnavailable(RuntimeError):
 
 class PatchScorer(Protocol):
     name: str
+    precision: str
 
     def __call__(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, C, p, p) float32 patches -> (N,) float32 probabilities on CPU."""
@@ -72,6 +83,7 @@ class TorchScorer:
 
     def __init__(self, network: nn.Module, device: torch.device, batch_size: int = 64) -> None:
         self.device = device
+        self.precision = "float16" if device.type == "cuda" else "float32"  # autocast on CUDA
         self.batch_size = batch_size
         # channels_last lets oneDNN / cuDNN pick their fastest convolution kernels.
         self.network = network.to(device).to(memory_format=torch.channels_last).eval()
@@ -98,9 +110,15 @@ class OnnxScorer:
     """An exported network (path or serialised bytes) run by ONNX Runtime on the CPU."""
 
     name = "onnxruntime"
+    precision = "float32"
 
     def __init__(
-        self, model: str | Path | bytes, *, batch_size: int = ONNX_BATCH, threads: int = 0
+        self,
+        model: str | Path | bytes,
+        *,
+        batch_size: int = ONNX_BATCH,
+        threads: int = 0,
+        precision: str = "float32",
     ) -> None:
         try:
             import onnxruntime as ort
@@ -113,6 +131,9 @@ class OnnxScorer:
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.batch_size = batch_size
+        if precision != "float32":  # an int8 export: the name says so wherever it is logged
+            self.precision = precision
+            self.name = f"onnxruntime-{precision}"
         #: the largest probability difference from torch on the probe patches (set by the check)
         self.max_difference: float | None = None
 
@@ -136,9 +157,12 @@ def file_digest(path: str | Path) -> str:
 
 def export_path(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
     """Where the export of ``checkpoint`` (as its bytes are now) lives in the cache."""
-    checkpoint = Path(checkpoint)
-    folder = Path(cache_dir) if cache_dir is not None else checkpoint.parent / CACHE_DIRNAME
-    return folder / f"{file_digest(checkpoint)}-e{EXPORT_VERSION}.onnx"
+    return cache_folder(checkpoint, cache_dir) / f"{file_digest(checkpoint)}-e{EXPORT_VERSION}.onnx"
+
+
+def cache_folder(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The export cache of ``checkpoint``: ``cache_dir``, default ``.amaqc-onnx/`` beside it."""
+    return Path(cache_dir) if cache_dir is not None else Path(checkpoint).parent / CACHE_DIRNAME
 
 
 def cached_export(
@@ -201,16 +225,31 @@ def make_scorer(
     batch_size: int | None = None,
     checkpoint: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    precision: str = "float32",
 ) -> PatchScorer:
-    """The patch scorer for ``backend`` on ``device`` (see the module docstring).
+    """The patch scorer for ``backend`` and ``precision`` on ``device`` (see the module
+    docstring).
 
     ``checkpoint`` is the file the network came from (the export cache key); without it the
     network is exported in memory. ``batch_size`` is patches per pass (default: 64 for torch,
     :data:`ONNX_BATCH` for ONNX Runtime). Raises :class:`BackendUnavailable` when the backend
-    asked for by name cannot run; ``auto`` falls back to torch instead.
+    or precision asked for by name cannot run; ``auto`` falls back instead (int8 to float32,
+    ONNX Runtime to torch).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "float32":
+        int8 = _int8_or_none(
+            network, patch_size, device, backend, batch_size, checkpoint, cache_dir
+        )
+        if int8 is not None:
+            return int8
+        if precision == "int8":
+            raise BackendUnavailable(
+                "no accepted int8 export for this checkpoint (run `amaqc quantize` on it)"
+            )
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
         return TorchScorer(network, device, batch_size or 64)
     if device.type != "cpu":
@@ -270,4 +309,56 @@ def _onnx_scorer(
             f"the ONNX export differs from torch by {scorer.max_difference:.2e} in probability "
             f"(allowed {MAX_PROBABILITY_DIFFERENCE:.0e})"
         )
+    return scorer
+
+
+def _int8_or_none(
+    network: nn.Module,
+    patch_size: int,
+    device: torch.device,
+    backend: str,
+    batch_size: int | None,
+    checkpoint: str | Path | None,
+    cache_dir: str | Path | None,
+) -> OnnxScorer | None:
+    """The accepted int8 export of ``checkpoint`` on ONNX Runtime, or None (logged) where there
+    is none or it cannot run here."""
+    from .int8 import accepted_int8
+    from .resnet import AMAResNet
+
+    why = None
+    if backend == "torch" or device.type != "cpu" or checkpoint is None:
+        why = "int8 runs on ONNX Runtime on the CPU, from a checkpoint file"
+    elif not isinstance(network, AMAResNet):
+        why = f"no ONNX export for {type(network).__name__}"
+    elif not onnxruntime_available():
+        why = "onnxruntime is not installed"
+    if why is not None or checkpoint is None or not isinstance(network, AMAResNet):
+        logger.info("int8 not used: %s", why)
+        return None
+    found = accepted_int8(cache_folder(checkpoint, cache_dir), file_digest(checkpoint))
+    if found is None:
+        return None
+    path, record = found
+    try:
+        scorer = OnnxScorer(path, batch_size=batch_size or ONNX_BATCH, precision="int8")
+        probes = probe_patches(input_channels(network), patch_size)
+        scorer.max_difference = compare_with_torch(scorer, network, probes)
+    except Exception as exc:  # onnxruntime's own errors: a file it cannot run
+        logger.warning("int8 export %s unusable (%s); serving float32", path, exc)
+        return None
+    if scorer.max_difference > MAX_INT8_PROBABILITY_DIFFERENCE:
+        logger.warning(
+            "int8 export %s differs from torch by %.3f in probability (allowed %.2f); "
+            "serving float32",
+            path,
+            scorer.max_difference,
+            MAX_INT8_PROBABILITY_DIFFERENCE,
+        )
+        return None
+    logger.info(
+        "serving the int8 export %s (largest held-out ROC-AUC change %.4f)",
+        path.name,
+        record.worst_change,
+    )
     return scorer

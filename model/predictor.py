@@ -56,6 +56,10 @@ class Predictor:
             (raises :class:`model.backends.BackendUnavailable` if it cannot).
         cache_dir: where ONNX exports are cached; default ``.amaqc-onnx/`` next to the
             checkpoint file.
+        precision: ``"float32"`` (default: what the checkpoint was trained and evaluated as),
+            ``"int8"`` (the checkpoint's accepted int8 export from ``amaqc quantize``; raises
+            :class:`model.backends.BackendUnavailable` without one) or ``"auto"`` (int8 where
+            an accepted export exists, else float32); see :mod:`model.int8`.
 
     ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts all
     slices into ``meta.patch_size`` patches, scores the patches of all of them together and
@@ -71,6 +75,7 @@ class Predictor:
         detector: str = "auto",
         backend: str = "auto",
         cache_dir: str | Path | None = None,
+        precision: str = "float32",
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -97,13 +102,19 @@ class Predictor:
             batch_size=batch_size,
             checkpoint=path,
             cache_dir=cache_dir,
+            precision=precision,
         )
         self.model = model
 
     @property
     def backend(self) -> str:
-        """``"onnxruntime"`` or ``"torch"``: what runs the network."""
+        """``"onnxruntime"``, ``"onnxruntime-int8"`` or ``"torch"``: what runs the network."""
         return self.scorer.name
+
+    @property
+    def precision(self) -> str:
+        """``"float32"``, ``"int8"`` or ``"float16"`` (torch's autocast on CUDA)."""
+        return self.scorer.precision
 
     @property
     def detector(self) -> str:
