@@ -42,12 +42,13 @@ plain-language line per metric for the viewer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Final
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
 __all__ = [
     "IQM_INFO",
@@ -96,7 +97,10 @@ class Prepared:
     ``image`` is (H, W) float64 with the 99th percentile of non-zero pixels at 1; ``head`` the
     object mask (holes filled); ``air`` the background at least a few pixels away from the head;
     ``smooth`` the image smoothed with a Gaussian of sigma 1.5 px (noise averaged out, structure
-    kept); ``level`` the foreground median (of ``image``).
+    kept); ``level`` the foreground median (of ``image``); ``head_distance`` (H, W) int32, every
+    pixel's city-block distance to the head in pixels (0 on it).
+
+    The arrays several metrics read are computed once, on first use, and are read-only.
     """
 
     image: np.ndarray
@@ -104,19 +108,45 @@ class Prepared:
     head: np.ndarray
     air: np.ndarray
     level: float
+    head_distance: np.ndarray
 
     @cached_property
     def spectrum(self) -> np.ndarray:
-        """|FFT| of ``image`` with its mean removed (unshifted: DC at [0, 0]); computed once
-        for the six k-space metrics. Read-only: the metrics share it."""
-        mag = np.abs(np.fft.fft2(self.image - self.image.mean()))
-        mag.flags.writeable = False
-        return mag
+        """|FFT| of ``image`` with its mean removed (unshifted: DC at [0, 0]), for the k-space
+        metrics."""
+        return _read_only(np.abs(fft.fft2(self.image - self.image.mean(), workers=1)))
+
+    @cached_property
+    def power(self) -> np.ndarray:
+        """``spectrum ** 2``, the k-space power."""
+        return _read_only(self.spectrum**2)
+
+    @cached_property
+    def air_smooth(self) -> np.ndarray:
+        """``smooth[air]``: the smoothed air, 1-D, for the air metrics."""
+        return _read_only(self.smooth[self.air])
+
+    @cached_property
+    def ghost_air(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The smoothed air where the head's N/2 ghost along axis 0 lands, along axis 1, and
+        the rest of the air (neither), each 1-D, for :func:`gsr`."""
+        g0, g1 = (np.roll(self.head, self.image.shape[a] // 2, axis=a) & self.air for a in (0, 1))
+        rest = self.air & ~g0 & ~g1
+        return (
+            _read_only(self.smooth[g0]),
+            _read_only(self.smooth[g1]),
+            _read_only(self.smooth[rest]),
+        )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _otsu(values: np.ndarray, bins: int = 128) -> float:
     """Otsu's threshold (Otsu 1979) of a 1-D sample: maximises the between-class variance."""
-    hist, edges = np.histogram(values, bins=bins)
+    hist, edges = _histogram(values, bins)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
@@ -127,37 +157,93 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     return float(centres[int(np.argmax(between))])
 
 
+def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.histogram(values, bins)`` of finite values: the same counts and edges by numpy's
+    own arithmetic, whose exact edge tests (a value within rounding of a bin edge) run on the
+    values near an edge only instead of on all of them."""
+    lo, hi = float(values.min()), float(values.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    if hi - lo < 1e-6 * max(abs(lo), abs(hi)):  # too narrow for the 1e-6-bin margin below
+        counts, edges = np.histogram(values, bins=bins)
+        return counts, edges
+    edges = np.linspace(lo, hi, bins + 1)
+    f = (values - lo) / (hi - lo) * bins
+    index = f.astype(np.intp)
+    index[index == bins] = bins - 1
+    frac = f - index
+    near = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
+    if near.size:  # numpy's corrections, where rounding could have put a value one bin off
+        v, i = values[near], index[near]
+        i -= v < edges[i]
+        i += (v >= edges[i + 1]) & (i != bins - 1)
+        index[near] = i
+    return np.bincount(index, minlength=bins), edges
+
+
 def prepare(image: np.ndarray) -> Prepared:
     """Scale ``image`` (any real (H, W) array) and find its head and air.
 
     Raises:
         ValueError: not 2-D, a side under ``MIN_SIDE``, or no finite non-zero pixel.
     """
-    x = np.asarray(image, dtype=np.float64)
+    x = np.array(image, dtype=np.float64)  # a copy: cleaned and scaled in place below
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D slice, got shape {x.shape}")
     if min(x.shape) < MIN_SIDE:
         raise ValueError(f"slice is {x.shape[0]}x{x.shape[1]}; the IQM panel needs >= {MIN_SIDE}")
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    if x.min() < 0:  # signed data (e.g. a filtered export): shift, magnitude is non-negative
-        x = x - x.min()
+    if not np.isfinite(x).all():
+        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    low = x.min()
+    if low < 0:  # signed data (e.g. a filtered export): shift, magnitude is non-negative
+        x -= low
     nonzero = x[x > 0]
     if nonzero.size == 0:
         raise ValueError("slice has no non-zero pixel")
-    x = x / max(float(np.percentile(nonzero, 99)), _EPS)
+    x /= max(float(np.percentile(nonzero, 99, overwrite_input=True)), _EPS)
     smooth = ndimage.gaussian_filter(x, 1.5)
     threshold = max(_otsu(smooth.ravel()), 0.05)
-    head = ndimage.binary_fill_holes(smooth > threshold)
+    head = _fill_holes(smooth > threshold)
     labels, n = ndimage.label(head)
     if n > 1:  # keep components of at least 1 % of the largest (drops specks of noise)
-        sizes = ndimage.sum(head, labels, range(1, n + 1))
-        head = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.01 * sizes.max()))
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        keep = sizes >= 0.01 * sizes[1:].max()
+        keep[0] = False
+        head = keep[labels]
     if not head.any():
         head = x > 0
     margin = max(5, min(x.shape) // 25)  # past the blurred edge of the head
-    air = ~ndimage.binary_dilation(head, iterations=margin)
-    level = float(np.median(x[head])) if head.any() else 1.0
-    return Prepared(x, smooth, head, air, max(level, _EPS))
+    # the city-block distance is what ``margin`` dilations with the 4-neighbour cross reach,
+    # in one pass instead of ``margin``
+    distance = ndimage.distance_transform_cdt(~head, metric="taxicab")
+    air = distance > margin
+    level = float(np.median(x[head], overwrite_input=True)) if head.any() else 1.0
+    return Prepared(x, smooth, head, air, max(level, _EPS), distance)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every background region that does not touch the image's border filled
+    (4-connected, as ``ndimage.binary_fill_holes``; one labelling instead of a dilation run to
+    convergence)."""
+    labels, n = ndimage.label(~mask)
+    hole = np.ones(n + 1, dtype=bool)
+    hole[labels[0]] = hole[labels[-1]] = hole[labels[:, 0]] = hole[labels[:, -1]] = False
+    hole[0] = True  # label 0 is the mask itself
+    return hole[labels]
+
+
+def _erode(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, iterations=iterations)`` (4-neighbour cross, outside the
+    image counts as background) by array shifts."""
+    x = np.pad(mask, iterations)
+    for _ in range(iterations):
+        y = x.copy()
+        y[1:] &= x[:-1]
+        y[:-1] &= x[1:]
+        y[:, 1:] &= x[:, :-1]
+        y[:, :-1] &= x[:, 1:]
+        x = y
+    return x[iterations:-iterations, iterations:-iterations]
 
 
 # --- noise and contrast ------------------------------------------------------------------
@@ -167,8 +253,9 @@ def noise_sigma(image: np.ndarray) -> float:
     """Noise standard deviation by Immerkaer's Laplacian-difference estimator (Immerkaer, CVIU
     1996, https://doi.org/10.1006/cviu.1996.0060): sigma = sqrt(pi/2) / (6 (H-2)(W-2)) *
     sum |I * N|, N = [[1,-2,1],[-2,4,-2],[1,-2,1]]. Needs no background: works on masked slices."""
-    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
-    response = ndimage.convolve(np.asarray(image, dtype=np.float64), kernel)[1:-1, 1:-1]
+    x = np.asarray(image, dtype=np.float64)
+    rows = x[:-2] - 2 * x[1:-1] + x[2:]  # N is separable: [1, -2, 1] along each axis
+    response = rows[:, :-2] - 2 * rows[:, 1:-1] + rows[:, 2:]  # the interior, as [1:-1, 1:-1]
     h, w = response.shape
     return float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6 * h * w))
 
@@ -210,17 +297,17 @@ def bg_level(p: Prepared) -> float:
     """99th percentile of the smoothed air / foreground median: any ghost, wrapped anatomy or
     motion smear lifts it; noise alone barely does (smoothing averages it out). Lower is
     better; 0 when there is no air."""
-    if p.air.sum() < 16:
+    if p.air_smooth.size < 16:
         return 0.0
-    return float(np.percentile(p.smooth[p.air], 99) / p.level)
+    return float(np.percentile(p.air_smooth, 99) / p.level)
 
 
 def bg_structure(p: Prepared) -> float:
     """Standard deviation of the smoothed air / foreground median: white noise averages out under
     the smoothing, structured signal (ghosts, streaks) does not. Lower is better."""
-    if p.air.sum() < 16:
+    if p.air_smooth.size < 16:
         return 0.0
-    return float(p.smooth[p.air].std() / p.level)
+    return float(p.air_smooth.std() / p.level)
 
 
 def qi1(p: Prepared) -> float:
@@ -228,11 +315,11 @@ def qi1(p: Prepared) -> float:
     robust sigma (and at least 2 % of the foreground level): after Mortamet et al.'s QI1 (MRM
     2009, https://doi.org/10.1002/mrm.21992), the fraction of artifactual air. Lower is
     better."""
-    if p.air.sum() < 16:
+    if p.air_smooth.size < 16:
         return 0.0
-    air = p.smooth[p.air]
+    air = p.air_smooth
     med = float(np.median(air))
-    sigma = 1.4826 * float(np.median(np.abs(air - med)))
+    sigma = 1.4826 * float(np.median(np.abs(air - med), overwrite_input=True))
     floor = max(med + 5 * sigma, 0.02 * p.level)
     return float((air > floor).mean())
 
@@ -245,12 +332,10 @@ def gsr(p: Prepared, axis: int) -> float:
     better; 0 when either region is empty."""
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 or 1, got {axis}")
-    ghosts = [np.roll(p.head, p.image.shape[a] // 2, axis=a) & p.air for a in (0, 1)]
-    ghost = ghosts[axis]
-    rest = p.air & ~ghosts[0] & ~ghosts[1]  # a ghost along the other axis is not the baseline
-    if ghost.sum() < 16 or rest.sum() < 16:
+    *ghosts, rest = p.ghost_air
+    if ghosts[axis].size < 16 or rest.size < 16:
         return 0.0
-    return float((p.smooth[ghost].mean() - p.smooth[rest].mean()) / p.level)
+    return float((ghosts[axis].mean() - rest.mean()) / p.level)
 
 
 def ghost_lines(p: Prepared) -> tuple[float, float]:
@@ -267,8 +352,8 @@ def ghost_lines(p: Prepared) -> tuple[float, float]:
     corner = p.air & ~in_rows & ~in_cols
     if corner.sum() >= 16:
         base = float(p.smooth[corner].mean())
-    elif p.air.sum() >= 16:
-        base = float(np.percentile(p.smooth[p.air], 25))
+    elif p.air_smooth.size >= 16:
+        base = float(np.percentile(p.air_smooth, 25))
     else:
         return 0.0, 0.0
 
@@ -284,18 +369,18 @@ def bg_autocorr(p: Prepared) -> float:
     reconstruction filter leaves). Lower is better; 0 without air."""
     if p.air.sum() < 64:
         return 0.0
-    x = np.where(p.air, p.image - p.image[p.air].mean(), 0.0)
-    var = float((x[p.air] ** 2).mean())
+    count = np.count_nonzero(p.air)
+    x = np.where(p.air, p.image - p.image[p.air].mean(), 0.0)  # 0 off the air: sums skip it
+    var = float((x * x).sum()) / count
     if var < 1e-12:
         return 0.0
     out = []
-    for axis in (0, 1):
-        a = np.take(x, range(x.shape[axis] - 2), axis=axis)
-        b = np.take(x, range(2, x.shape[axis]), axis=axis)
-        m = np.take(p.air, range(x.shape[axis] - 2), axis=axis) & np.take(
-            p.air, range(2, x.shape[axis]), axis=axis
-        )
-        out.append(float((a * b)[m].mean() / var) if m.any() else 0.0)
+    for a, b, m in (
+        (x[:-2], x[2:], p.air[:-2] & p.air[2:]),
+        (x[:, :-2], x[:, 2:], p.air[:, :-2] & p.air[:, 2:]),
+    ):
+        pairs = np.count_nonzero(m)
+        out.append(float((a * b).sum()) / pairs / var if pairs else 0.0)
     return max(out)
 
 
@@ -321,30 +406,24 @@ def spike(p: Prepared) -> float:
     mag = p.spectrum
     log = np.log(mag + 1e-9 * mag.max() + 1e-30)
     # the 9 x 9 mean of the log: wide enough to see past the spike's own spread (in a magnitude
-    # image a spike's stripes live only on the head, so its peak is blurred by the head's shape)
-    excess = log - ndimage.uniform_filter(log, size=9, mode="wrap")
-    h, w = log.shape
-    fy = np.abs(np.fft.fftfreq(h))[:, None]
-    fx = np.abs(np.fft.fftfreq(w))[None, :]
-    cross_rows = fy * h <= 1  # the lines through ky = 0 (and their neighbours)
-    cross_cols = fx * w <= 1
-    along_row = log - ndimage.uniform_filter1d(log, 9, axis=1, mode="wrap")
-    along_col = log - ndimage.uniform_filter1d(log, 9, axis=0, mode="wrap")
-    excess = np.where(np.broadcast_to(cross_rows, log.shape), along_row, excess)
-    excess = np.where(np.broadcast_to(cross_cols, log.shape), along_col, excess)
-    centre = np.hypot(fy, fx) < 0.05  # the steep low-frequency peak, where no spike shows
-    excess[centre] = 0.0
+    # image a spike's stripes live only on the head, so its peak is blurred by the head's shape);
+    # separable, axis 0 first, as ndimage.uniform_filter runs it
+    along_col = ndimage.uniform_filter1d(log, 9, axis=0, mode="wrap")
+    excess = log - ndimage.uniform_filter1d(along_col, 9, axis=1, mode="wrap")
+    g = _kgrid(log.shape)
+    rows, cols = g.cross_rows, g.cross_cols  # the lines through k = 0 (and their neighbours)
+    excess[rows] = log[rows] - ndimage.uniform_filter1d(log[rows], 9, axis=1, mode="wrap")
+    excess[:, cols] = log[:, cols] - along_col[:, cols]
+    excess.ravel()[g.centre] = 0.0  # the steep low-frequency peak, where no spike shows
     return float(excess.max())
 
 
 def hf_energy(p: Prepared) -> float:
     """Share of the non-DC k-space energy beyond 0.25 cycles/px: noise and spikes raise it, blur
     lowers it. Lower is better (within reason)."""
-    power = p.spectrum**2
-    h, w = power.shape
-    radius = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    power = p.power
     total = float(power.sum())
-    return float(power[radius > 0.25].sum() / total) if total > 0 else 0.0
+    return float(power[_kgrid(power.shape).high].sum() / total) if total > 0 else 0.0
 
 
 def kspace_cliff(p: Prepared) -> float:
@@ -366,12 +445,46 @@ def kspace_cliff(p: Prepared) -> float:
     return max(out)
 
 
-def _axis_wedges(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frequency radius, and the k-space wedges within ~27 degrees of axis 0 and of axis 1."""
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.fftfreq(shape[1])[None, :]
+@dataclass(frozen=True)
+class _KGrid:
+    """Where the k-space metrics read, for one (H, W) shape (unshifted FFT layout; all
+    read-only). ``cross_rows`` / ``cross_cols``: indices of the lines with abs(k) <= 1 along
+    axis 0 / axis 1; ``centre``: flat indices within 0.05 cycles/px of DC; ``high``: beyond
+    0.25; ``wedge0`` / ``wedge1``: within ~27 degrees of the k_0 / k_1 axis at 0.08-0.3;
+    ``mid_rows`` / ``mid_cols``: 0.05-0.35, without the last row / column (as ``np.diff``)."""
+
+    cross_rows: np.ndarray
+    cross_cols: np.ndarray
+    centre: np.ndarray
+    high: np.ndarray
+    wedge0: np.ndarray
+    wedge1: np.ndarray
+    mid_rows: np.ndarray
+    mid_cols: np.ndarray
+
+
+@lru_cache(maxsize=16)
+def _kgrid(shape: tuple[int, ...]) -> _KGrid:
+    """The :class:`_KGrid` of ``shape``, computed once per shape (a series is one shape)."""
+    h, w = shape
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.fftfreq(w)[None, :]
     radius = np.hypot(fy, fx)
-    return radius, np.abs(fy) > 2 * np.abs(fx), np.abs(fx) > 2 * np.abs(fy)
+    band = (radius > 0.08) & (radius < 0.3)
+    mid = (radius > 0.05) & (radius < 0.35)
+    grid = _KGrid(
+        cross_rows=np.flatnonzero(np.abs(fy[:, 0]) * h <= 1),
+        cross_cols=np.flatnonzero(np.abs(fx[0]) * w <= 1),
+        centre=np.flatnonzero(np.hypot(np.abs(fy), np.abs(fx)) < 0.05),
+        high=radius > 0.25,
+        wedge0=(np.abs(fy) > 2 * np.abs(fx)) & band,
+        wedge1=(np.abs(fx) > 2 * np.abs(fy)) & band,
+        mid_rows=mid[:-1, :],
+        mid_cols=mid[:, :-1],
+    )
+    for array in vars(grid).values():
+        _read_only(array)
+    return grid
 
 
 def kspace_anisotropy(p: Prepared) -> float:
@@ -379,11 +492,10 @@ def kspace_anisotropy(p: Prepared) -> float:
     cycles/px: ghosting and motion add energy along the phase-encode axis only; an isotropic
     acquisition has ~0. (A lower resolution along one axis raises it too: the fused model sees
     the two apart with the other metrics.) Lower is better."""
-    power = p.spectrum**2
-    radius, wedge0, wedge1 = _axis_wedges(power.shape)
-    band = (radius > 0.08) & (radius < 0.3)
-    e0 = float(power[wedge0 & band].mean()) + 1e-30
-    e1 = float(power[wedge1 & band].mean()) + 1e-30
+    power = p.power
+    g = _kgrid(power.shape)
+    e0 = float(power[g.wedge0].mean()) + 1e-30
+    e1 = float(power[g.wedge1].mean()) + 1e-30
     return abs(float(np.log(e0 / e1)))
 
 
@@ -392,12 +504,10 @@ def kspace_roughness(p: Prepared) -> float:
     abs(difference) of adjacent lines, 0.05-0.35 cycles/px): a modulation of every n-th
     phase-encode line (ghosting) or segments acquired in different poses (motion) roughen
     k-space along the phase-encode axis only. Lower is better."""
-    mag = p.spectrum
-    log = np.log(mag**2 + 1e-12 * float(mag.max()) ** 2 + 1e-30)
-    radius, _, _ = _axis_wedges(log.shape)
-    mid = (radius > 0.05) & (radius < 0.35)
-    r0 = float(np.abs(np.diff(log, axis=0))[mid[:-1, :]].mean())
-    r1 = float(np.abs(np.diff(log, axis=1))[mid[:, :-1]].mean())
+    log = np.log(p.power + 1e-12 * float(p.spectrum.max()) ** 2 + 1e-30)
+    g = _kgrid(log.shape)
+    r0 = float(np.abs(np.diff(log, axis=0))[g.mid_rows].mean())
+    r1 = float(np.abs(np.diff(log, axis=1))[g.mid_cols].mean())
     return abs(float(np.log((r0 + 1e-12) / (r1 + 1e-12))))
 
 
@@ -446,38 +556,63 @@ def kspace_lines(p: Prepared) -> dict[str, float]:
 def kline_tables(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
     """The per-axis values behind :func:`kspace_lines`: (jumps (2, 4), spreads (2, 6)), row a
     for the lines along axis a."""
-    power = p.spectrum**2
+    power = p.power
     jumps, spreads = [], []
     for axis in (0, 1):
         energy = np.log(power.mean(axis=1 - axis) + 1e-30)
-        freq = np.abs(np.fft.fftfreq(energy.size))
+        jump_bands, spread_bands = _kline_bands(energy.size)
         second = np.abs(energy[2:] - 2 * energy[1:-1] + energy[:-2])
-        inner = freq[1:-1]
-        jumps.append([_band_stat(second, inner, band, 50) for band in KLINE_JUMP_BANDS])
+        jumps.append([_percentile(second[band], 50) for band in jump_bands])
         off = np.abs(energy - ndimage.uniform_filter1d(energy, 5, mode="wrap"))
-        spreads.append([_band_stat(off, freq, band, 90) for band in KLINE_SPREAD_BANDS])
+        spreads.append([_percentile(off[band], 90) for band in spread_bands])
     return np.asarray(jumps), np.asarray(spreads)
 
 
-def _band_stat(
-    values: np.ndarray, freq: np.ndarray, band: tuple[float, float], percentile: float
-) -> float:
-    """``percentile`` of ``values`` whose frequency is in [band); 0 for an empty band."""
-    inside = values[(freq >= band[0]) & (freq < band[1])]
-    return float(np.percentile(inside, percentile)) if inside.size else 0.0
+@lru_cache(maxsize=16)
+def _kline_bands(n: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Masks of the lines in each band of :data:`KLINE_JUMP_BANDS` (over the n - 2 inner lines,
+    where the second difference is defined) and of :data:`KLINE_SPREAD_BANDS` (all n lines)."""
+    freq = np.abs(np.fft.fftfreq(n))
+    inner = freq[1:-1]
+    jump = tuple(_read_only((inner >= lo) & (inner < hi)) for lo, hi in KLINE_JUMP_BANDS)
+    spread = tuple(_read_only((freq >= lo) & (freq < hi)) for lo, hi in KLINE_SPREAD_BANDS)
+    return jump, spread
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation, the same arithmetic) of a short 1-D
+    array without its dispatch overhead; 0 for an empty array."""
+    if values.size == 0:
+        return 0.0
+    v = np.sort(values)
+    index = (v.size - 1) * (q / 100)
+    lo = math.floor(index)
+    a, b = float(v[lo]), float(v[min(lo + 1, v.size - 1)])
+    t = index - lo
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 def sharpness(p: Prepared) -> float:
     """90th percentile of the gradient magnitude over the head's edge band / foreground median
     (after a Tenengrad-style focus measure). Motion blur lowers it; so does a lower acquired
     resolution, which the fused model learns not to flag. Higher is better."""
-    gy, gx = np.gradient(ndimage.gaussian_filter(p.image, 0.7))
-    grad = np.hypot(gy, gx)
-    band = ndimage.binary_dilation(p.head, iterations=2) & ~ndimage.binary_erosion(
-        p.head, iterations=2
-    )
-    inside = band if band.sum() >= 16 else p.head
-    return float(np.percentile(grad[inside], 90) / p.level) if inside.any() else 0.0
+    band = (p.head_distance <= 2) & ~_erode(p.head, 2)  # 2 dilations, minus 2 erosions
+    inside = band if np.count_nonzero(band) >= 16 else p.head
+    if not inside.any():
+        return 0.0
+    grad = _gradient_magnitude(ndimage.gaussian_filter(p.image, 0.7), *np.nonzero(inside))
+    return float(np.percentile(grad, 90, overwrite_input=True) / p.level)
+
+
+def _gradient_magnitude(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``np.hypot(*np.gradient(image))[rows, cols]`` (central differences, one-sided on the
+    image's border, the same arithmetic) at those pixels only."""
+    h, w = image.shape
+    up, down = np.maximum(rows - 1, 0), np.minimum(rows + 1, h - 1)
+    left, right = np.maximum(cols - 1, 0), np.minimum(cols + 1, w - 1)
+    gy = (image[down, cols] - image[up, cols]) / (down - up)
+    gx = (image[rows, right] - image[rows, left]) / (right - left)
+    return np.hypot(gy, gx)
 
 
 # --- the panel ---------------------------------------------------------------------------
@@ -574,7 +709,17 @@ def compute_iqms(image: np.ndarray) -> dict[str, float]:
         **kspace_lines(p),
         "matrix_size": float(min(p.image.shape)),
     }
-    return {k: float(np.nan_to_num(v, nan=0.0, posinf=1e6, neginf=-1e6)) for k, v in values.items()}
+    return {k: _finite(v) for k, v in values.items()}
+
+
+def _finite(value: float) -> float:
+    """``value`` as a float, NaN as 0 and +-inf as +-1e6 (as ``np.nan_to_num`` with those)."""
+    value = float(value)
+    if math.isnan(value):
+        return 0.0
+    if math.isinf(value):
+        return 1e6 if value > 0 else -1e6
+    return value
 
 
 def explain(iqms: dict[str, float]) -> list[str]:

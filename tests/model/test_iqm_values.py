@@ -1,6 +1,7 @@
 """The IQM panel's values are pinned: the served fusion model was fitted on them, so a faster
 ``model/iqm.py`` must give the same numbers (``tests/utils/iqm_reference.py`` says how the
-reference was made and when to regenerate it)."""
+reference was made and when to regenerate it). Its shortcuts for scipy's morphology and numpy's
+histogram are checked against those directly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from model.iqm import IQM_NAMES, PANEL_VERSION, compute_iqms
+from model.iqm import IQM_NAMES, PANEL_VERSION, _erode, _fill_holes, _histogram, compute_iqms
 from tests.utils.iqm_reference import REFERENCE, fingerprint, reference_slices
 
 #: the tolerance issue 18 allows a rewrite (values ~0 compare absolutely)
@@ -38,3 +40,36 @@ def test_the_panel_reproduces_its_pinned_values(name: str) -> None:
         if not np.isclose(values[k], v, rtol=REL, atol=ABS)
     }
     assert not wrong, f"(got, pinned): {wrong}"
+
+
+def _masks(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Random blobby masks of random shapes (holes, specks, edge contact), one all set."""
+    rng = np.random.default_rng(seed)
+    masks = [np.ones((20, 30), dtype=bool)]
+    for _ in range(count):
+        h, w = rng.integers(16, 70, 2)
+        smooth = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.5, 4))
+        masks.append(smooth > rng.uniform(0.45, 0.55))
+    return masks
+
+
+def test_the_fast_morphology_is_scipys() -> None:
+    for mask in _masks(60):
+        assert np.array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+        assert np.array_equal(_erode(mask, 2), ndimage.binary_erosion(mask, iterations=2))
+        if mask.all():
+            continue
+        distance = ndimage.distance_transform_cdt(~mask, metric="taxicab")
+        for k in (2, 7):
+            assert np.array_equal(distance <= k, ndimage.binary_dilation(mask, iterations=k))
+
+
+def test_the_fast_histogram_is_numpys_on_and_off_bin_edges() -> None:
+    rng = np.random.default_rng(1)
+    edges = np.linspace(0.1, 2.3, 129)
+    on_edges = np.r_[edges, np.nextafter(edges, 0), np.nextafter(edges, 9)]
+    for values in (rng.random(5000) * 3 - 1, np.full(9, 3.0), on_edges, 1e6 + rng.random(99)):
+        counts, bin_edges = _histogram(values, 128)
+        expected = np.histogram(values, bins=128)
+        assert np.array_equal(counts, expected[0])
+        assert np.array_equal(bin_edges, expected[1])
