@@ -13,7 +13,7 @@ import typer
 
 from amaqc_client import cli as client
 
-from . import about, experiments, fusion, keys, sample, service, thresholds, training
+from . import about, experiments, fusion, keys, quantize, sample, service, thresholds, training
 
 app = typer.Typer(
     name="amaqc",
@@ -25,7 +25,16 @@ app = typer.Typer(
 )
 # The flat groups' commands are registered on the root itself (not as nameless sub-apps), so
 # ``app.registered_commands`` lists every top-level command, in the order ``--help`` shows them.
-groups = (about.app, experiments.app, training.app, fusion.app, service.app, sample.app, client.app)
+groups = (
+    about.app,
+    experiments.app,
+    training.app,
+    fusion.app,
+    quantize.app,
+    service.app,
+    sample.app,
+    client.app,
+)
 for group in groups:  # client.app: send and watch, the scanner-side client (amaqc_client)
     app.registered_commands += group.registered_commands
 app.add_typer(training.data_app, name="data")
