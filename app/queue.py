@@ -6,6 +6,8 @@ broker is kombu's SQLAlchemy transport on a SQLite file (``sqla+sqlite:///<data_
 it needs no server, works across processes (the API publishes, a separate worker consumes) and keeps
 messages on disk; the filesystem transport would also work, but it drops a message when it is
 read, so a worker killed mid-job would lose it (with SQLAlchemy the sweeper still catches up).
+That broker runs on :class:`LocalTransport`, which looks at an empty queue every
+``LOCAL_POLL_SECONDS`` instead of kombu's default second.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
 ANALYSE_SERIES = "amaqc.analyse_series"
 TRAIN_MODEL = "amaqc.train_model"
@@ -25,15 +28,38 @@ QUEUES = ("inference", "training")
 
 logger = logging.getLogger(__name__)
 
+#: seconds between two looks at an empty queue of the local broker: the longest an idle worker
+#: waits for a new job (kombu's default, 1 s, was most of an idle series' latency); each look
+#: is one short SQLite transaction
+LOCAL_POLL_SECONDS = 0.1
+
+
+class LocalTransport(kombu_sqlalchemy.Transport):
+    """kombu's SQLAlchemy transport, polling an empty queue every ``LOCAL_POLL_SECONDS``.
+
+    Set on the class because the transport hands every transport option, ``polling_interval``
+    included, to ``create_engine``, which refuses the ones it does not know.
+    """
+
+    polling_interval = LOCAL_POLL_SECONDS
+
+
+def _local_broker(broker_url: str) -> tuple[str, str | None]:
+    """(the URL kombu connects to, the transport to use): ``sqla+sqlite:///...`` becomes the
+    SQLAlchemy URL with :class:`LocalTransport` named explicitly (a ``sqla+`` prefix would pick
+    kombu's own class); any other URL is kept, with the transport its scheme names."""
+    if broker_url.startswith("sqla+sqlite"):
+        return broker_url.removeprefix("sqla+"), f"{__name__}:{LocalTransport.__name__}"
+    return broker_url, None
+
 
 def make_celery(broker_url: str) -> Celery:
     """A Celery app for ``broker_url`` with the service's queues and delivery guarantees."""
-    app = Celery("amaqc", broker=broker_url, set_as_current=False)
+    url, transport = _local_broker(broker_url)
+    app = Celery("amaqc", broker=url, set_as_current=False)
     options: dict[str, object] = {}
-    if broker_url.startswith("sqla+sqlite"):
+    if transport is not None:
         # kombu hands these to create_engine: wait for SQLite's lock instead of failing at once
-        # (kombu polls the table every second when idle; its polling_interval option would
-        # be passed to create_engine too, so it cannot be changed here)
         options = {"connect_args": {"timeout": 30}}
     elif broker_url.startswith("redis"):
         # a job not acked within this long is redelivered (keep it above the slowest job)
@@ -48,6 +74,7 @@ def make_celery(broker_url: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
+        broker_transport=transport,
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -1,5 +1,6 @@
 """Publishing to the real local broker (kombu's SQLAlchemy transport on a SQLite file): a pooled
-producer whose channel kombu closed under it must not make a reachable broker look down."""
+producer whose channel kombu closed under it must not make a reachable broker look down; an idle
+consumer of that broker looks for jobs every ``LOCAL_POLL_SECONDS``, not every second."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kombu import Consumer
+from kombu.transport.virtual import base as kombu_virtual
 
 from app import queue
 
@@ -75,3 +78,47 @@ def test_an_unreachable_broker_is_not_retried_on_a_fresh_app(
     url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     assert queue.enqueue_training(url, 5) is False
     assert made == [url]  # kombu already retried the connection; no second app
+
+
+class _Slept(Exception):
+    """Raised by the stand-in for kombu's ``sleep`` so the drain loop stops at its first wait."""
+
+
+def test_an_idle_local_consumer_looks_again_after_the_local_poll_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise _Slept
+
+    monkeypatch.setattr(kombu_virtual, "sleep", sleep)  # the wait between polls of an empty queue
+    app = queue.make_celery(f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    with app.connection_for_read() as conn:
+        inference = next(q for q in app.conf.task_queues if q.name == "inference")
+        consumer = Consumer(conn, queues=[inference], callbacks=[lambda body, message: None])
+        with consumer, pytest.raises(_Slept):
+            conn.drain_events(timeout=10)
+    assert isinstance(conn.transport, queue.LocalTransport)
+    assert waits == [queue.LOCAL_POLL_SECONDS]
+    assert queue.LOCAL_POLL_SECONDS <= 0.1  # kombu's default second was most of an idle wait
+
+
+def test_a_job_on_the_local_broker_reaches_its_consumer(tmp_path: Path) -> None:
+    url = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    assert queue.enqueue_analysis(url, 11) is True
+    received: list[Any] = []
+    app = queue.make_celery(url)
+    with app.connection_for_read() as conn:
+        inference = next(q for q in app.conf.task_queues if q.name == "inference")
+        with Consumer(conn, queues=[inference], callbacks=[lambda b, m: received.append(m)]):
+            conn.drain_events(timeout=5)
+    assert [m.headers["task"] for m in received] == [queue.ANALYSE_SERIES]
+    assert [m.headers["argsrepr"] for m in received] == ["[11]"]
+
+
+def test_other_brokers_keep_the_transport_their_url_names() -> None:
+    app = queue.make_celery("redis://127.0.0.1:6379/0")
+    assert app.conf.broker_transport is None
+    assert type(app.connection_for_write().transport).__module__ == "kombu.transport.redis"
