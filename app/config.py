@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     #: when it is installed, torch on CUDA and as the fallback), ``torch`` or ``onnxruntime``
     #: (a worker that cannot run the one named fails its series, saying why)
     inference_backend: Literal["auto", "torch", "onnxruntime"] = "auto"
+    #: the network's precision on ONNX Runtime: ``auto`` (int8 where ``amaqc quantize`` wrote an
+    #: accepted int8 export for the served checkpoint's bytes, else float32), ``float32`` or
+    #: ``int8`` (a worker without an accepted int8 export fails its series, saying why)
+    inference_precision: Literal["auto", "float32", "int8"] = "auto"
     #: where each series verdict goes back as DICOM (SR + heatmap captures, docs/dicom.md):
     #: ``AE_TITLE@host:port`` entries separated by commas or spaces; empty: nowhere
     pacs_destinations: str = ""

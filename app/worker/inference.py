@@ -42,25 +42,28 @@ def predictor_for(
 ) -> Any:
     """The process's Predictor for ``version`` (loaded on first use or version change);
     ``cache`` is the slot it lives in (the active version's, or the shadow's). ``settings``
-    choose the inference backend (default ``auto``); ONNX exports are cached next to the
-    checkpoint, so every worker of a host and every restart share one."""
+    choose the inference backend and precision (default ``auto`` both); ONNX exports (and the
+    int8 one of ``amaqc quantize``) are cached next to the checkpoint, so every worker of a host
+    and every restart share one."""
     backend = settings.inference_backend if settings is not None else "auto"
-    key = (version.id, version.sha256, backend)
+    precision = settings.inference_precision if settings is not None else "auto"
+    key = (version.id, version.sha256, backend, precision)
     if cache.get("key") != key:
         from model import CheckpointError, Predictor
         from model.backends import BackendUnavailable
 
         try:
-            predictor = Predictor(version.checkpoint_path, backend=backend)
+            predictor = Predictor(version.checkpoint_path, backend=backend, precision=precision)
         except (CheckpointError, FileNotFoundError, BackendUnavailable) as exc:
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
         cache.update(key=key, predictor=predictor)
         logger.info(
-            "loaded model version %s (%s) on %s with %s",
+            "loaded model version %s (%s) on %s with %s (%s)",
             version.id,
             version.arch,
             predictor.device,
             predictor.backend,
+            predictor.precision,
         )
     return cache["predictor"]
 

@@ -1,4 +1,5 @@
-"""AMAQC_INFERENCE_BACKEND: read by the settings, handed by the worker to the Predictor."""
+"""AMAQC_INFERENCE_BACKEND and _PRECISION: read by the settings, handed by the worker to the
+Predictor."""
 
 from __future__ import annotations
 
@@ -62,3 +63,41 @@ def test_a_backend_that_cannot_run_fails_the_series_with_the_reason(
         predictor_for(_version(tmp_path), {}, settings=settings)
     auto = Settings(data_dir=tmp_path)
     assert predictor_for(_version(tmp_path), {}, settings=auto).backend == "torch"
+
+
+def test_the_environment_chooses_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().inference_precision == "auto"
+    monkeypatch.setenv("AMAQC_INFERENCE_PRECISION", "int8")
+    assert Settings().inference_precision == "int8"
+    monkeypatch.setenv("AMAQC_INFERENCE_PRECISION", "int4")
+    with pytest.raises(ValidationError, match="inference_precision"):
+        Settings()
+
+
+def test_the_worker_serves_an_accepted_int8_export_and_says_so(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from model.backends import export_path, file_digest, probe_patches
+    from model.export import export_onnx
+    from model.int8 import AucChange, Int8Record, quantise_onnx, write_int8
+
+    version = _version(tmp_path)
+    int8_only = Settings(data_dir=tmp_path, inference_precision="int8")
+    with pytest.raises(BadSeriesData, match="amaqc quantize"):
+        predictor_for(version, {}, settings=int8_only)
+    auto = Settings(data_dir=tmp_path)
+    assert predictor_for(version, {}, settings=auto).backend == "onnxruntime"  # none yet
+
+    ckpt = Path(version.checkpoint_path)
+    fp32 = export_path(ckpt)
+    export_onnx(predictor_for(version, {}, settings=auto).model, 32, fp32)
+    quantise_onnx(fp32, tmp_path / "int8.onnx", probe_patches(1, 32, count=16).numpy())
+    record = Int8Record(
+        checkpoint_sha256=file_digest(ckpt),
+        aucs=[AucChange("test", "all", 40, 0.8, 0.801)],
+        onnx_sha256=file_digest(tmp_path / "int8.onnx"),
+    )
+    write_int8(fp32.parent, record, tmp_path / "int8.onnx")
+    predictor = predictor_for(version, {}, settings=auto)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime-int8", "int8")
+    float32 = Settings(data_dir=tmp_path, inference_precision="float32")
+    assert predictor_for(version, {}, settings=float32).precision == "float32"
