@@ -229,8 +229,9 @@ def latest_instance_verdicts(
     return {v.instance_id: v for v in rows}
 
 
-def add_instance_verdict(session: Session, verdict: InstanceVerdict) -> None:
-    session.add(verdict)
+def add_instance_verdicts(session: Session, verdicts: Sequence[InstanceVerdict]) -> None:
+    """Insert a series' slice verdicts in one flush (one multi-row INSERT, not one per slice)."""
+    session.add_all(verdicts)
     session.flush()
 
 

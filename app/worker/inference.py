@@ -247,11 +247,9 @@ def _write_instance_verdicts(
     threshold = applied.value if applied is not None else version.threshold
     with session_scope(settings.database_url) as session:
         existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
-        for inst, pred in zip(todo, predictions, strict=True):
-            if inst.id in existing:
-                continue  # written by a concurrent delivery of the same job
-            repo.add_instance_verdict(
-                session,
+        repo.add_instance_verdicts(
+            session,
+            [
                 InstanceVerdict(
                     instance_id=inst.id,
                     model_version_id=version.id,
@@ -267,5 +265,8 @@ def _write_instance_verdicts(
                         else None
                     ),
                     shadow=shadow,
-                ),
-            )
+                )
+                for inst, pred in zip(todo, predictions, strict=True)
+                if inst.id not in existing  # written by a concurrent delivery of the same job
+            ],
+        )
