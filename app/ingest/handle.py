@@ -80,7 +80,6 @@ def _handle(
                 scanner=scanner,
                 complete=complete,
             )
-            instance_ids = service.instance_ids_of(session, result.series_id, decoded)
             session.commit()
         except IntegrityError:
             session.rollback()
@@ -95,7 +94,7 @@ def _handle(
     )
     if result.enqueue:  # after the commit: the worker must find the rows
         enqueue_analysis(settings.broker_url, result.series_id)
-    return result, instance_ids, skipped
+    return result, list(result.instance_ids), skipped
 
 
 def _not_one(incoming: list[uploads.IncomingFile]) -> str:

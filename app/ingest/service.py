@@ -28,6 +28,8 @@ class IngestResult:
     new_instances: int
     #: whether a job must be enqueued once the transaction commits
     enqueue: bool
+    #: the instance (new or already stored) of each file and frame, in upload order
+    instance_ids: tuple[int, ...] = ()
 
 
 def new_series_uid() -> str:
@@ -76,18 +78,22 @@ def store_files(
     storage_root: Path,
     files: list[DecodedFile],
     series: Series,
-) -> int:
-    """Store originals and add one Instance per new slice; returns how many were new."""
-    new = 0
+) -> tuple[int, list[int]]:
+    """Store originals and add one Instance per new slice; returns how many were new and the
+    instance id of each file and frame in upload order (the one already stored for a re-sent
+    instance)."""
+    new, ids = 0, []
     for decoded in files:
         rel: str | None = None
         for frame, (rows, cols) in enumerate(decoded.shapes):
-            if repo.existing_instance(
+            found = repo.existing_instance(
                 session, series, decoded.sha256, frame, decoded.sop_instance_uid
-            ):
-                continue  # a re-sent instance: same SOPInstanceUID or same bytes
+            )
+            if found is not None:  # a re-sent instance: same SOPInstanceUID or same bytes
+                ids.append(found.id)
+                continue
             rel = rel or storage.put(storage_root, decoded.path, decoded.sha256, decoded.ext)
-            repo.add_instance(
+            instance = repo.add_instance(
                 session,
                 Instance(
                     series_id=series.id,
@@ -100,8 +106,9 @@ def store_files(
                     cols=cols,
                 ),
             )
+            ids.append(instance.id)
             new += 1
-    return new
+    return new, ids
 
 
 def ingest(
@@ -143,31 +150,16 @@ def ingest(
             ),
         )
         fill_context(session, series, files, scanner_given=bool(scanner))
-    new = store_files(session, storage_root, files, series)
+    new, ids = store_files(session, storage_root, files, series)
     if new:
         series.last_instance_at = utcnow()
     if complete:
         if new or series.status not in ("done", "processing", "queued"):
             repo.mark_queued(session, series, complete=True)
-            return IngestResult(series.id, new, enqueue=True)
-        return IngestResult(series.id, new, enqueue=False)
+            return IngestResult(series.id, new, enqueue=True, instance_ids=tuple(ids))
+        return IngestResult(series.id, new, enqueue=False, instance_ids=tuple(ids))
     if new:  # a slice: its own verdict now, the series verdict once stable
         series.complete = False
         series.status = "receiving"
         session.flush()
-    return IngestResult(series.id, new, enqueue=new > 0)
-
-
-def instance_ids_of(session: Session, series_id: int, files: list[DecodedFile]) -> list[int]:
-    """Ids of the instances (new or already stored) that ``files`` map to, in upload order."""
-    series = session.get(Series, series_id)
-    assert series is not None  # just written or found by ingest(), same transaction
-    ids = []
-    for decoded in files:
-        for frame in range(len(decoded.shapes)):
-            found = repo.existing_instance(
-                session, series, decoded.sha256, frame, decoded.sop_instance_uid
-            )
-            if found is not None:
-                ids.append(found.id)
-    return ids
+    return IngestResult(series.id, new, enqueue=new > 0, instance_ids=tuple(ids))

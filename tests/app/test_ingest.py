@@ -110,6 +110,22 @@ def test_slices_of_one_dicom_series_join_it(
     )
 
 
+def test_a_resent_slice_answers_the_id_of_the_instance_already_stored(
+    client: TestClient, scanner: dict[str, str]
+) -> None:
+    data = dicom_bytes(series_uid="1.2.3.10", instance=1)
+    answers = [
+        client.post(
+            "/api/v1/slices",
+            files=[("files", ("1.dcm", data, "application/dicom"))],
+            headers=scanner,
+        ).json()
+        for _ in range(2)
+    ]
+    assert [a["new_instances"] for a in answers] == [1, 0]
+    assert answers[1]["instance_ids"] == answers[0]["instance_ids"] and answers[0]["instance_ids"]
+
+
 def test_the_api_process_never_imports_torch() -> None:
     code = "import sys, app.api.main; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
