@@ -113,8 +113,14 @@ class Prepared:
     @cached_property
     def spectrum(self) -> np.ndarray:
         """|FFT| of ``image`` with its mean removed (unshifted: DC at [0, 0]), for the k-space
-        metrics."""
-        return _read_only(np.abs(fft.fft2(self.image - self.image.mean(), workers=1)))
+        metrics. From the real FFT: the image is real, so abs(F[-k]) = abs(F[k])."""
+        h, w = self.image.shape
+        half = np.abs(fft.rfft2(self.image - self.image.mean(), workers=1))  # (H, W // 2 + 1)
+        mag = np.empty((h, w))
+        mag[:, : half.shape[1]] = half
+        mirrored = half[(-np.arange(h)) % h]  # row -i
+        mag[:, half.shape[1] :] = mirrored[:, w - half.shape[1] : 0 : -1]  # column w - j
+        return _read_only(mag)
 
     @cached_property
     def power(self) -> np.ndarray:
@@ -204,7 +210,7 @@ def prepare(image: np.ndarray) -> Prepared:
     smooth = ndimage.gaussian_filter(x, 1.5)
     threshold = max(_otsu(smooth.ravel()), 0.05)
     head = _fill_holes(smooth > threshold)
-    labels, n = ndimage.label(head)
+    labels, n = ndimage.label(head, output=np.intp)
     if n > 1:  # keep components of at least 1 % of the largest (drops specks of noise)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         keep = sizes >= 0.01 * sizes[1:].max()
@@ -225,7 +231,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` with every background region that does not touch the image's border filled
     (4-connected, as ``ndimage.binary_fill_holes``; one labelling instead of a dilation run to
     convergence)."""
-    labels, n = ndimage.label(~mask)
+    labels, n = ndimage.label(~mask, output=np.intp)
     hole = np.ones(n + 1, dtype=bool)
     hole[labels[0]] = hole[labels[-1]] = hole[labels[:, 0]] = hole[labels[:, -1]] = False
     hole[0] = True  # label 0 is the mask itself
@@ -276,7 +282,10 @@ def efc(p: Prepared) -> float:
     n = x.size
     e_max = n / np.sqrt(n) * np.log(1 / np.sqrt(n))
     r = x / b_max
-    return float((r * np.log(r + 1e-16)).sum() / e_max)
+    terms = r + 1e-16
+    np.log(terms, out=terms)  # in place: one 2-D temporary instead of three
+    terms *= r
+    return float(terms.sum() / e_max)
 
 
 def fber(p: Prepared) -> float:
@@ -404,7 +413,8 @@ def spike(p: Prepared) -> float:
     whose edges do not wrap) is compared along its own line only. Lower is better; a clean
     slice reads ~1.2-2 e-folds, a visible spike 3 or more."""
     mag = p.spectrum
-    log = np.log(mag + 1e-9 * mag.max() + 1e-30)
+    log = mag + (1e-9 * float(mag.max()) + 1e-30)
+    np.log(log, out=log)
     # the 9 x 9 mean of the log: wide enough to see past the spike's own spread (in a magnitude
     # image a spike's stripes live only on the head, so its peak is blurred by the head's shape);
     # separable, axis 0 first, as ndimage.uniform_filter runs it
@@ -504,7 +514,8 @@ def kspace_roughness(p: Prepared) -> float:
     abs(difference) of adjacent lines, 0.05-0.35 cycles/px): a modulation of every n-th
     phase-encode line (ghosting) or segments acquired in different poses (motion) roughen
     k-space along the phase-encode axis only. Lower is better."""
-    log = np.log(p.power + 1e-12 * float(p.spectrum.max()) ** 2 + 1e-30)
+    log = p.power + (1e-12 * float(p.spectrum.max()) ** 2 + 1e-30)
+    np.log(log, out=log)
     g = _kgrid(log.shape)
     r0 = float(np.abs(np.diff(log, axis=0))[g.mid_rows].mean())
     r1 = float(np.abs(np.diff(log, axis=1))[g.mid_cols].mean())
