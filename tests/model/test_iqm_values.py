@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.iqm import IQM_NAMES, PANEL_VERSION, _erode, _fill_holes, _histogram, compute_iqms
+from model.iqm import (
+    IQM_NAMES,
+    PANEL_VERSION,
+    _erode,
+    _fill_holes,
+    _histogram,
+    _median,
+    _percentile,
+    compute_iqms,
+)
 from tests.utils.iqm_reference import REFERENCE, fingerprint, reference_slices
 
 #: the tolerance issue 18 allows a rewrite (values ~0 compare absolutely)
@@ -73,3 +82,16 @@ def test_the_fast_histogram_is_numpys_on_and_off_bin_edges() -> None:
         expected = np.histogram(values, bins=128)
         assert np.array_equal(counts, expected[0])
         assert np.array_equal(bin_edges, expected[1])
+
+
+def test_the_percentiles_are_numpys_bit_for_bit() -> None:
+    rng = np.random.default_rng(2)
+    samples = [
+        rng.integers(0, 50, size) / 7.0
+        for size in (1, 2, 3, 10, 999, 4096)  # many ties
+    ] + [rng.standard_normal(size) for size in (1, 2, 5, 1000, 30001)]
+    for values in samples:
+        assert _median(values) == np.median(values)
+        for q in (0, 25, 50, 90, 99, 100):
+            assert _percentile(values, q) == np.percentile(values, q)
+    assert _percentile(np.array([]), 50) == 0.0
