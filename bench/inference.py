@@ -12,8 +12,11 @@ the ratios of one run are meaningful on a shared machine. Target (issue 18): the
 
 Also measured per slice, for the worker's budget: the IQM panel the fused detector adds, the
 normalisation, and decoding a 24-slice DICOM series (``training.data.readers.read_slices``).
+Where the export cache (``--cache-dir``, default the checkpoint's own) holds an accepted int8
+export of the checkpoint (``amaqc quantize``), the served detector is also timed with it, beside
+float32, in the same rounds.
 
-    .venv/bin/python bench/inference.py [--rounds 7] [--device cpu|cuda]
+    .venv/bin/python bench/inference.py [--rounds 7] [--device cpu|cuda] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import torchvision
 
 from app.sample_series import write_mr_series
 from model import Predictor
-from model.backends import OnnxScorer, onnxruntime_available
+from model.backends import BackendUnavailable, OnnxScorer, onnxruntime_available
 from model.export import INPUT_NAME, OPSET, OUTPUT_NAME
 from model.iqm import compute_iqms
 from model.partition import partition
@@ -108,11 +111,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per configuration")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--checkpoint", type=Path, default=SERVED)
+    parser.add_argument("--cache-dir", type=Path, help="export cache with an int8 export")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
 
-    served = Predictor(args.checkpoint, device=device, detector="cnn")
+    served = Predictor(args.checkpoint, device=device, detector="cnn", cache_dir=args.cache_dir)
+    try:
+        int8: Predictor | None = Predictor(
+            args.checkpoint,
+            device=device,
+            detector="cnn",
+            precision="int8",
+            cache_dir=args.cache_dir,
+        )
+    except BackendUnavailable as exc:
+        print(f"int8 not timed: {exc}")
+        int8 = None
     fused = Predictor(args.checkpoint, device=device)  # the fused detector, when it ships one
     served_torch = Predictor(args.checkpoint, device=device, detector="cnn", backend="torch")
     norm = served.norm
@@ -140,6 +155,8 @@ def main() -> None:
         f"served ({served.backend})": served.predict,
         "served (torch)": served_torch.predict,
     }
+    if int8 is not None:
+        runners[f"served ({int8.backend})"] = int8.predict
     if fused.detector == "fused":
         runners[f"served fused + IQM panel ({fused.backend})"] = fused.predict
     if plain_ort is not None:
@@ -165,6 +182,9 @@ def main() -> None:
     networks: dict[str, Callable[[], object]] = {
         f"served network ({served.backend})": lambda: served.patch_probabilities(patches),
     }
+    if int8 is not None:
+        int8_net = int8.patch_probabilities
+        networks[f"served network ({int8.backend})"] = lambda: int8_net(patches)
     if plain_ort is not None:
         networks["resnet18 (onnxruntime)"] = lambda: plain_ort(ready)
     networks["resnet18 (torch)"] = lambda: plain_torch(
@@ -225,6 +245,15 @@ def main() -> None:
     net_ratio = f"{served_net / ort_net:.2f}" if ort_net else "n/a"
     print("| " + " | ".join(f"{v:.1f}" for v in net_rates.values()) + f" | {net_ratio} |")
     print()
+    if int8 is not None:
+        name8 = f"served ({int8.backend})"
+        print(
+            "int8 / float32 served detector: "
+            + ", ".join(f"{row[name8] / row[served_name]:.2f} at {bs}" for bs, row in rates.items())
+            + " slices per call; networks alone "
+            + f"{net_rates[f'served network ({int8.backend})'] / served_net:.2f}"
+        )
+        print()
     print(
         f"per slice, single process: DICOM decode {decode:.1f} ms, normalisation {normalise:.1f} "
         f"ms, IQM panel {iqm:.1f} ms; served network path {1000 / rates[24][served_name]:.1f} ms "
