@@ -150,23 +150,27 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-# np.percentile and np.median partition an array around the order statistics they need and, for
-# their NaN check, its maximum as well: on slices of a few thousand grey levels (12-bit DICOM)
-# that costs several times the partition itself. The panel's arrays are finite, so these two
-# partition around the order statistics only and interpolate with numpy's own arithmetic.
+# np.percentile and np.median partition an array around each order statistic they need and, for
+# their NaN check, around its maximum too: on slices of a few thousand grey levels (12-bit DICOM)
+# every further partition costs several times the first. The panel's arrays are finite, so these
+# two partition once, take the next order statistic as the minimum above it, and interpolate
+# with numpy's own arithmetic.
+
+
+def _order_pair(values: np.ndarray, k: int) -> tuple[float, float]:
+    """The k-th and (k+1)-th smallest of ``values`` (the k-th twice for the last)."""
+    part = np.partition(values, k)
+    return float(part[k]), float(part[k + 1 :].min()) if k + 1 < part.size else float(part[k])
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation) of a finite 1-D array, bit for bit;
     0 for an empty array."""
-    n = values.size
-    if n == 0:
+    if values.size == 0:
         return 0.0
-    index = (n - 1) * (q / 100)
+    index = (values.size - 1) * (q / 100)
     lo = math.floor(index)
-    hi = min(lo + 1, n - 1)
-    part = np.partition(values, (lo, hi))
-    a, b = float(part[lo]), float(part[hi])
+    a, b = _order_pair(values, lo)
     t = index - lo
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # as numpy's _lerp
 
@@ -176,8 +180,8 @@ def _median(values: np.ndarray) -> float:
     half = values.size // 2
     if values.size % 2:
         return float(np.partition(values, half)[half])
-    part = np.partition(values, (half - 1, half))
-    return (float(part[half - 1]) + float(part[half])) / 2
+    a, b = _order_pair(values, half - 1)
+    return (a + b) / 2
 
 
 def _otsu(values: np.ndarray, bins: int = 128) -> float:
