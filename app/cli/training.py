@@ -331,7 +331,9 @@ def calibrate(
     clean images, and writes a copy of the checkpoint with it; the metadata records the data,
     counts and metrics it was chosen on. With --protocol and / or --scanner it picks, by the
     same rule, the threshold of those series from their reviews and the active model version's
-    probabilities, and stores it in the service's database (the worker applies it).
+    probabilities, and stores it in the service's database (the worker applies it). Where the
+    reviews hold clean slices only (>= 40 from >= 2 series), it stores the lowest threshold
+    that flags at most --max-false-alarm-rate of them.
     """
     if protocol is not None or scanner is not None:
         _calibrate_stored(protocol, scanner, max_false_alarm_rate, data_dir)
@@ -385,11 +387,16 @@ def _calibrate_stored(
     except ValueError as exc:
         raise fail(str(exc)) from None
     d, c = done.details, done.details["confusion"]
+    there = (
+        f"F1 {d['metrics']['f1']:.3f}, false alarms"
+        if d["artifact"]
+        else "(clean only) false alarms"
+    )
     console.print(
         f"{d['clean']} clean + {d['artifact']} artifact reviewed slices of {d['series']} "
         f"series: threshold {d['model_threshold']:.3f} ({d['model_version']}) -> "
-        f"{done.value:.3f}; there F1 {d['metrics']['f1']:.3f}, false alarms "
-        f"{c['fp']}/{c['fp'] + c['tn']}; stored as threshold {done.threshold_id}"
+        f"{done.value:.3f}; there {there} {c['fp']}/{c['fp'] + c['tn']}; rule: {d['rule']}; "
+        f"stored as threshold {done.threshold_id}"
     )
 
 

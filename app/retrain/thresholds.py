@@ -8,6 +8,14 @@ by the rule training and ``amaqc calibrate --data`` use
 (:func:`training.evaluate.metrics.best_threshold`: F1-optimal among the thresholds that flag at
 most ``max_false_alarm_rate`` of the clean slices). It is stored as a threshold row of origin
 ``calibrate``, with the counts and metrics it was chosen on and the model version it holds for.
+
+A site rarely has artifact reviews of a new protocol, but soon has clean ones: with clean
+reviews only (at least :data:`MIN_CLEAN_ONLY` slices from :data:`MIN_CLEAN_ONLY_SERIES` series),
+the threshold is the lowest that flags at most ``max_false_alarm_rate`` of them
+(:func:`training.evaluate.metrics.clean_only_threshold`): the bound is kept, and every artifact
+scoring above this protocol's clean slices is flagged. The shipped threshold has to guard the
+noisiest protocol it was validated on; this one fits the site's own (docs/model-card.md
+measures what it gives).
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ from app.db.session import session_scope
 
 #: the false-alarm bound when the model version's checkpoint records none (as ``calibrate``)
 DEFAULT_MAX_FALSE_ALARM_RATE = 0.1
+#: clean-only calibration needs this many reviewed clean slices ...
+MIN_CLEAN_ONLY = 40
+#: ... from at least this many series (slices of one patient are not independent)
+MIN_CLEAN_ONLY_SERIES = 2
 
 
 @dataclass(frozen=True)
@@ -56,9 +68,11 @@ def calibrate_threshold(
     set_by: str = "amaqc calibrate",
 ) -> Calibrated:
     """Choose and store the threshold of (``scanner``, ``protocol``) from the reviewed slices
-    of their series. Raises ValueError (naming what is missing) when neither is given, there
-    is no active version, or the reviews lack a clean or an artifact slice scored by it."""
-    from training.evaluate.metrics import best_threshold, binary_metrics
+    of their series: F1-optimal under the false-alarm bound when the reviews hold both labels,
+    the clean-only rule when they hold clean slices only (enough of them). Raises ValueError
+    (naming what is missing) when neither is given, there is no active version, or the reviews
+    lack what either rule needs."""
+    from training.evaluate.metrics import best_threshold, binary_metrics, clean_only_threshold
 
     want_scanner, want_protocol = thresholds.normalise(scanner), thresholds.normalise(protocol)
     if not want_scanner and not want_protocol:
@@ -91,21 +105,35 @@ def calibrate_threshold(
             for what, name in (("scanner", want_scanner), ("protocol", want_protocol))
             if name
         )
-        if not clean or not artifact:
+        series = len({i.series.id for i in items if i.instance.id in scored})
+        clean_series = len({i.series.id for i in items if i.instance.id in scored and i.label == 0})
+        clean_only = not artifact and (
+            clean >= MIN_CLEAN_ONLY and clean_series >= MIN_CLEAN_ONLY_SERIES and bound < 1.0
+        )
+        if not clean or not (artifact or clean_only):
             raise ValueError(
                 f"the reviewed series of {scope} have {clean} clean and {artifact} artifact "
-                f"slices scored by the active version {version.name}; calibration needs both "
-                f"({len(items) - len(pairs)} reviewed slice(s) were not scored by it)"
+                f"slices scored by the active version {version.name}; calibration needs both, "
+                f"or with clean slices only at least {MIN_CLEAN_ONLY} of them from "
+                f"{MIN_CLEAN_ONLY_SERIES} series ({clean_series} series) and a false-alarm "
+                f"bound below 1 ({len(items) - len(pairs)} reviewed slice(s) were not scored "
+                "by it)"
             )
         # (just above the highest clean score may exceed 1 when that score is 1.0)
-        value = min(best_threshold(labels, probs, bound), 1.0)
+        if clean_only:
+            value = min(clean_only_threshold(probs, bound), 1.0)
+            rule = f"clean-only: the lowest threshold flagging <= {bound:.0%} of the clean slices"
+        else:
+            value = min(best_threshold(labels, probs, bound), 1.0)
+            rule = f"F1-optimal among thresholds flagging <= {bound:.0%} of the clean slices"
         metrics = binary_metrics(labels, probs, value)
         details: dict[str, Any] = {
             "model_version": version.name,
             "model_threshold": version.threshold,
+            "rule": rule,
             "clean": clean,
             "artifact": artifact,
-            "series": len({i.series.id for i in items if i.instance.id in scored}),
+            "series": series,
             "unscored": len(items) - len(pairs),
             "max_false_alarm_rate": bound,
             "metrics": {k: v for k, v in metrics.items() if k != "confusion"},

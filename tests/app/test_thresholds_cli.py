@@ -123,3 +123,44 @@ def test_calibrate_protocol_without_both_labels_says_what_is_missing(
 def test_calibrate_without_data_or_protocol_says_what_to_give(amaqc: CliRunner) -> None:
     done = amaqc.invoke(cli, ["calibrate"])
     assert done.exit_code == 2 and "--protocol" in done.output
+
+
+def test_calibrate_protocol_from_clean_reviews_only_keeps_the_false_alarm_bound(
+    amaqc: CliRunner,
+    client: TestClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.retrain import thresholds as rule
+
+    monkeypatch.setattr(rule, "MIN_CLEAN_ONLY", 10)  # 40 in service: fewer uploads here
+    reader = auth(new_key(settings, "admin", "Ann"))
+    t1 = _reviewed(client, settings, "T1_MPRAGE", range(40, 50), reader)
+    for series_id in t1:
+        _review(client, reader, series_id, artifact=False)
+    done = amaqc.invoke(
+        cli, ["calibrate", "--protocol", "t1 mprage", "--max-false-alarm-rate", "0.1"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "10 clean + 0 artifact" in done.output and "clean-only" in done.output
+    ranked = sorted(t1.values(), reverse=True)
+    assert ranked[0] > ranked[1], "the tiny model gave ties: pick seeds"
+    with session_scope(settings.database_url) as session:
+        (row,) = thresholds.list_thresholds(session)
+        # 10 % of 10 clean slices: one may be flagged, the second highest may not
+        assert ranked[1] < row.value <= ranked[0]
+        assert row.details["confusion"] == {"tn": 9, "fp": 1, "fn": 0, "tp": 0}
+        assert row.details["rule"].startswith("clean-only")
+
+
+def test_calibrate_protocol_from_too_few_clean_reviews_says_how_many_it_needs(
+    amaqc: CliRunner, client: TestClient, settings: Settings
+) -> None:
+    reader = auth(new_key(settings, "admin", "Ann"))
+    for series_id in _reviewed(client, settings, "T1_MPRAGE", range(60, 63), reader):
+        _review(client, reader, series_id, artifact=False)
+    done = amaqc.invoke(cli, ["calibrate", "--protocol", "t1 mprage"])
+    assert done.exit_code == 2
+    assert "3 clean and 0 artifact" in done.output and "at least 40" in done.output
+    with session_scope(settings.database_url) as session:
+        assert thresholds.list_thresholds(session) == []

@@ -5,7 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.evaluate.metrics import best_threshold, binary_metrics, plot_confusion, plot_roc
+from training.evaluate.metrics import (
+    best_threshold,
+    binary_metrics,
+    clean_only_threshold,
+    plot_confusion,
+    plot_roc,
+)
 
 
 def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
@@ -90,3 +96,22 @@ def test_paired_auc_difference_sees_a_better_model_and_is_seeded() -> None:
         paired_auc_difference(np.zeros(4), weak[:4], strong[:4])
     with pytest.raises(ValueError, match="one length"):
         paired_auc_difference(y, weak[:10], strong)
+
+
+def test_clean_only_threshold_flags_at_most_the_bound_of_the_clean_scores() -> None:
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(0, 1, 200)
+    for bound in (0.0, 0.05, 0.1, 0.5):
+        t = clean_only_threshold(clean, bound)
+        flagged = int((clean >= t).sum())
+        assert flagged <= bound * clean.size + 1e-9
+        # the lowest such threshold: one notch lower flags one more
+        assert int((clean >= np.nextafter(t, -np.inf) - 1e-12).sum()) > flagged or t <= 0
+    assert clean_only_threshold([0.2, 0.9, 0.4], 0.0) > 0.9
+
+
+def test_clean_only_threshold_refuses_no_scores_and_a_bound_of_one() -> None:
+    with pytest.raises(ValueError, match="no clean scores"):
+        clean_only_threshold([], 0.05)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        clean_only_threshold([0.3], 1.0)

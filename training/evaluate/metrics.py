@@ -46,6 +46,24 @@ def binary_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float) -> dict
     }
 
 
+def clean_only_threshold(clean_probs: ArrayLike, max_false_alarm_rate: float) -> float:
+    """The lowest threshold that flags at most ``max_false_alarm_rate`` of ``clean_probs`` (the
+    scores of slices known to be clean): with no artifact examples, the threshold that keeps
+    every artifact it can while honouring the false-alarm bound. Above the highest score when
+    the bound allows no false alarm on this many slices (``floor(bound * n) == 0``).
+
+    Raises:
+        ValueError: no scores, or a bound outside [0, 1).
+    """
+    p = np.sort(np.asarray(clean_probs, dtype=float).ravel())[::-1]
+    if p.size == 0:
+        raise ValueError("no clean scores to set a threshold on")
+    if not 0.0 <= max_false_alarm_rate < 1.0:
+        raise ValueError(f"max_false_alarm_rate must be in [0, 1), got {max_false_alarm_rate}")
+    allowed = int(np.floor(max_false_alarm_rate * p.size + 1e-9))
+    return float(np.nextafter(p[allowed], np.inf))
+
+
 def best_threshold(
     y_true: ArrayLike, prob: ArrayLike, max_false_alarm_rate: float | None = None
 ) -> float:

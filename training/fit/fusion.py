@@ -30,6 +30,7 @@ from model.iqm import compute_iqms
 
 from ..data.samples import Sample
 from ..evaluate.calibrate import stored_dtype
+from ..evaluate.metrics import clean_only_threshold
 from ..simulate.cross_sim import aligned_nrmse
 from ..simulate.evalset import simulated_pairs
 
@@ -175,13 +176,10 @@ def pooled_threshold(
     if len(np.unique(y)) < 2:
         raise ValueError("the threshold rule needs clean and artifact slices")
     floor, binding = 0.0, ""
-    for s in sorted(set(src[y == 0].tolist())):
-        clean = np.sort(p[(y == 0) & (src == s)])[::-1]
-        allowed = int(np.floor(max_false_alarm_rate * clean.size + 1e-9))
-        if allowed < clean.size:
-            t = float(np.nextafter(clean[allowed], np.inf))
-            if t > floor:
-                floor, binding = t, s
+    for s in sorted(set(src[y == 0].tolist())) if max_false_alarm_rate < 1.0 else ():
+        t = clean_only_threshold(p[(y == 0) & (src == s)], max_false_alarm_rate)
+        if t > floor:
+            floor, binding = t, s
     candidates = np.unique(np.append(p[p >= floor], floor))
     best_t, best_f1 = float(candidates[-1]), -1.0
     for t in candidates[::-1]:
