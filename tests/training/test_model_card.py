@@ -7,12 +7,13 @@ import pytest
 
 from model import read_metadata
 from tests.utils.datasets import tiny_dataset
-from training.data.samples import load_split
+from training.data.samples import Sample, load_split
 from training.experiments.model_card import (
     END,
     START,
     compare_with,
     publish,
+    site_calibrated,
     write_between_markers,
 )
 from training.fit.train import TrainConfig, train
@@ -99,3 +100,33 @@ def test_a_checkpoint_compared_with_itself_differs_by_zero(trained: tuple[Path, 
     assert d["ci_low"] == d["ci_high"] == 0.0
     worse = compare_with(samples, probs, probs[::-1])["all"]
     assert worse["difference"] == pytest.approx(worse["new"] - worse["old"]) != 0.0
+
+
+def _samples(sources: list[str], labels: list[int]) -> list[Sample]:
+    pixels = np.zeros((4, 4), dtype=np.float32)
+    return [
+        Sample(pixels, y, src, f"{i}.png", {"source": src, "severity": "severe" if y else ""})
+        for i, (src, y) in enumerate(zip(sources, labels, strict=True))
+    ]
+
+
+def test_site_calibrated_gives_each_source_its_own_clean_only_threshold() -> None:
+    # source "noisy" scores its clean slices high; a shared cut would flag them or miss "quiet"'s
+    calib = _samples(["noisy"] * 20 + ["quiet"] * 20, [0] * 40)
+    calib_probs = np.concatenate([np.linspace(0.5, 0.7, 20), np.linspace(0.0, 0.2, 20)])
+    test = _samples(["noisy", "noisy", "quiet", "quiet"], [0, 1, 0, 1])
+    probs = np.array([0.6, 0.9, 0.1, 0.4])  # quiet's artifact lies below noisy's clean scores
+    (row,) = site_calibrated(
+        calib, calib_probs, {"test": (test, probs)}, max_false_alarm_rate=0.05
+    ).values()
+    # 5 % of 20: the highest clean slice of each source may be flagged, the second may not
+    assert np.sort(calib_probs[:20])[-2] < row["thresholds"]["noisy"] < calib_probs[:20].max()
+    assert np.sort(calib_probs[20:])[-2] < row["thresholds"]["quiet"] < calib_probs[20:].max()
+    assert row["confusion"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2} and row["f1"] == 1.0
+
+
+def test_site_calibrated_skips_sources_it_has_no_clean_slices_of() -> None:
+    calib = _samples(["a"] * 10, [0] * 10)
+    test = _samples(["a", "a", "b"], [0, 1, 1])
+    out = site_calibrated(calib, np.linspace(0, 0.5, 10), {"t": (test, np.array([0.1, 0.9, 0.9]))})
+    assert out["t"]["n"] == 2 and out["t"]["skipped"] == 1 and set(out["t"]["thresholds"]) == {"a"}

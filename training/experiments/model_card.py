@@ -16,11 +16,15 @@ import torch
 from model import Predictor, load_checkpoint, save_checkpoint
 
 from ..data.samples import Sample, load_split
-from ..evaluate.metrics import paired_auc_difference, plot_roc
+from ..evaluate.metrics import binary_metrics, clean_only_threshold, paired_auc_difference, plot_roc
 from ..evaluate.scoring import predict_samples, summarise, target_mask
 from ..fit.train import LR_FLOOR
 
 SPLITS = ("val", "test", "transfer", "xsim", "msim")  # xsim, msim where the dataset has them
+#: the pooled validation split whose clean slices stand in for a site's own clean reviews
+CALIB = "calib"
+#: the false-alarm bound of the site-calibrated thresholds (as the shipped threshold's rule)
+SITE_FALSE_ALARM_RATE = 0.05
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
@@ -48,6 +52,7 @@ def publish(
     predictor = Predictor((model, meta), device="cpu")
     before = Predictor(previous, device="cpu") if previous is not None else None
     results: dict[str, Any] = {}
+    scored: dict[str, tuple[list[Sample], np.ndarray]] = {}
     curves = {}
     for split in SPLITS:
         if split in ("xsim", "msim") and not (Path(data) / split).is_dir():
@@ -60,6 +65,12 @@ def publish(
             results[split]["vs_previous"] = compare_with(
                 samples, predict_samples(before, samples), probs
             )
+        scored[split] = (samples, probs)
+    if (Path(data) / CALIB).is_dir():
+        calib = load_split(data, CALIB)
+        site = site_calibrated(calib, predict_samples(predictor, calib), scored)
+        for split, row in site.items():
+            results[split]["site_calibrated"] = row
     img_dir.mkdir(parents=True, exist_ok=True)
     plot_roc(curves, img_dir / "model-roc.png")
     curves_png = checkpoint.with_suffix(".curves.png")
@@ -81,6 +92,48 @@ def publish(
     )
     write_between_markers(card, measured)
     return results
+
+
+def site_calibrated(
+    calib: Sequence[Sample],
+    calib_probs: np.ndarray,
+    scored: dict[str, tuple[list[Sample], np.ndarray]],
+    *,
+    max_false_alarm_rate: float = SITE_FALSE_ALARM_RATE,
+) -> dict[str, dict[str, Any]]:
+    """What a site gets from ``amaqc calibrate --protocol`` on clean reviews alone: each source's
+    own threshold, the lowest flagging at most ``max_false_alarm_rate`` of that source's clean
+    slices in ``calib`` (:func:`clean_only_threshold`), applied to the same source's slices of
+    every split in ``scored`` (``split -> (samples, probs)``); metrics on clean + moderate /
+    severe artifacts. A source with no clean slice in ``calib`` keeps no row (skipped slices
+    are counted). calib shares subjects (not images) with the splits: an optimistic stand-in
+    for a site's own patients."""
+    sources = np.array([s.info.get("source", s.group) for s in calib])
+    clean = np.array([s.label == 0 for s in calib])
+    cut = {
+        str(src): clean_only_threshold(calib_probs[clean & (sources == src)], max_false_alarm_rate)
+        for src in sorted(set(sources[clean].tolist()))
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for split, (samples, probs) in scored.items():
+        target = target_mask(samples)
+        src = np.array([s.info.get("source", s.group) for s in samples])
+        keep = np.isin(src, list(cut)) & (target if target is not None else True)
+        labels = np.array([s.label for s in samples])[keep]
+        if keep.sum() == 0 or len(np.unique(labels)) < 2:
+            continue
+        # flagged iff p >= the source's own threshold: compare p - t with 0
+        shifted = probs[keep] - np.array([cut[str(x)] for x in src[keep]])
+        m = binary_metrics(labels, shifted, 0.0)
+        m.pop("threshold")
+        m["roc_auc"] = None  # per-source cuts: the pooled ranking's AUC is not this rule's
+        out[split] = {
+            **m,
+            "thresholds": {k: v for k, v in cut.items() if k in set(src[keep].tolist())},
+            "skipped": int((~keep & (target if target is not None else True)).sum()),
+            "max_false_alarm_rate": max_false_alarm_rate,
+        }
+    return out
 
 
 def compare_with(samples: Sequence[Sample], old: np.ndarray, new: np.ndarray) -> dict[str, Any]:
@@ -229,6 +282,32 @@ def render_card(
                         f"| {split} | {group} | {row['n_artifact']} | "
                         f"{_pct(row['recall'])} | {_pct(row.get('roc_auc'))} |"
                     )
+    site = [(split, r["site_calibrated"]) for split, r in results.items() if "site_calibrated" in r]
+    if site:
+        lines += [
+            "",
+            "### With a site's own threshold per protocol (clean reviews only)",
+            "",
+            "The shipped threshold has to hold for the noisiest source it was validated on. A "
+            "site that runs `amaqc calibrate --protocol P` on clean reviewed series alone gets a "
+            "threshold of its own: the lowest flagging at most "
+            f"{100 * site[0][1]['max_false_alarm_rate']:.0f} % of them. Stand-in here: each "
+            "source's clean slices of `calib` (the same subjects, other images: optimistic), "
+            "applied to that source's slices; clean + moderate / severe artifacts.",
+            "",
+            "| split | slices | F1 % shipped threshold | F1 % own threshold | recall % | "
+            "false alarms % | thresholds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for split, row in site:
+            shipped = results[split].get("moderate_and_severe") or results[split]["metrics"]
+            c = row["confusion"]
+            fa = c["fp"] / max(1, c["fp"] + c["tn"])
+            cuts = ", ".join(f"{k} {v:.3f}" for k, v in row["thresholds"].items())
+            lines.append(
+                f"| {split} | {row['n']} | {_pct(shipped['f1'])} | {_pct(row['f1'])} | "
+                f"{_pct(row['recall'])} | {_pct(fa)} | {cuts} |"
+            )
     compared = [(split, r["vs_previous"]) for split, r in results.items() if "vs_previous" in r]
     if compared:
         lines += [
