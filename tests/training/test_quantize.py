@@ -4,6 +4,7 @@ serves as int8 afterwards, and a rejection leaves nothing that could serve."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from model import CheckpointMeta, Predictor, build_model, save_checkpoint
 from model.backends import file_digest, onnxruntime_available
 from model.int8 import int8_paths, read_record
 from tests.utils.images import phantom, write_png16
-from training.experiments.quantize import run_quantisation
+from training.experiments.quantize import run_quantisation, split_aucs
 
 pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
 
@@ -115,3 +116,22 @@ def test_cli_without_held_out_splits_is_a_one_line_error(
     assert result.exit_code == 2
     assert "none of the held-out splits" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_refuses_int8_that_moves_an_auc_and_exits_1(
+    dataset: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, ckpt = dataset
+
+    def worse(split: str, samples: Any, float32: np.ndarray, int8: np.ndarray) -> Any:
+        # int8 probabilities that rank every slice the other way round: AUC -> 1 - AUC, a
+        # change of |1 - 2 AUC| (here 1: the untrained network ranks the noise images last)
+        return split_aucs(split, samples, float32, 1.0 - int8)
+
+    monkeypatch.setattr("training.experiments.quantize.split_aucs", worse)
+    args = ["quantize", "--data", str(data), "--checkpoint", str(ckpt), "--cache-dir"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path), "--calibration", "16"])
+    assert result.exit_code == 1, result.output
+    assert "int8 rejected" in result.output
+    model_path, record_path = int8_paths(tmp_path, file_digest(ckpt))
+    assert record_path.is_file() and not model_path.exists()
