@@ -241,15 +241,14 @@ def make_scorer(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "float32":
-        int8 = _int8_or_none(
-            network, patch_size, device, backend, batch_size, checkpoint, cache_dir
-        )
-        if int8 is not None:
-            return int8
-        if precision == "int8":
-            raise BackendUnavailable(
-                "no accepted int8 export for this checkpoint (run `amaqc quantize` on it)"
+        try:
+            return _int8_scorer(
+                network, patch_size, device, backend, batch_size, checkpoint, cache_dir
             )
+        except BackendUnavailable as exc:
+            if precision == "int8":
+                raise
+            logger.info("int8 not used (%s); running the network in float32", exc)
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
         return TorchScorer(network, device, batch_size or 64)
     if device.type != "cpu":
@@ -312,7 +311,7 @@ def _onnx_scorer(
     return scorer
 
 
-def _int8_or_none(
+def _int8_scorer(
     network: nn.Module,
     patch_size: int,
     device: torch.device,
@@ -320,42 +319,40 @@ def _int8_or_none(
     batch_size: int | None,
     checkpoint: str | Path | None,
     cache_dir: str | Path | None,
-) -> OnnxScorer | None:
-    """The accepted int8 export of ``checkpoint`` on ONNX Runtime, or None (logged) where there
-    is none or it cannot run here."""
+) -> OnnxScorer:
+    """The accepted int8 export of ``checkpoint`` on ONNX Runtime; raises
+    :class:`BackendUnavailable` saying why where there is none or it cannot run here."""
     from .int8 import accepted_int8
     from .resnet import AMAResNet
 
-    why = None
     if backend == "torch" or device.type != "cpu" or checkpoint is None:
-        why = "int8 runs on ONNX Runtime on the CPU, from a checkpoint file"
-    elif not isinstance(network, AMAResNet):
-        why = f"no ONNX export for {type(network).__name__}"
-    elif not onnxruntime_available():
-        why = "onnxruntime is not installed"
-    if why is not None or checkpoint is None or not isinstance(network, AMAResNet):
-        logger.info("int8 not used: %s", why)
-        return None
-    found = accepted_int8(cache_folder(checkpoint, cache_dir), file_digest(checkpoint))
+        raise BackendUnavailable("int8 runs on ONNX Runtime on the CPU, from a checkpoint file")
+    if not isinstance(network, AMAResNet):
+        raise BackendUnavailable(f"no ONNX export for {type(network).__name__}")
+    if not onnxruntime_available():
+        raise BackendUnavailable("onnxruntime is not installed")
+    folder, digest = cache_folder(checkpoint, cache_dir), file_digest(checkpoint)
+    found = accepted_int8(folder, digest)
     if found is None:
-        return None
+        raise BackendUnavailable(
+            f"no accepted int8 export of checkpoint {digest[:12]} in {folder} "
+            "(run `amaqc quantize` on it)"
+        )
     path, record = found
     try:
         scorer = OnnxScorer(path, batch_size=batch_size or ONNX_BATCH, precision="int8")
         probes = probe_patches(input_channels(network), patch_size)
         scorer.max_difference = compare_with_torch(scorer, network, probes)
     except Exception as exc:  # onnxruntime's own errors: a file it cannot run
-        logger.warning("int8 export %s unusable (%s); serving float32", path, exc)
-        return None
+        logger.warning("int8 export %s unusable: %s", path, exc)
+        raise BackendUnavailable(f"int8 export {path.name} unusable ({exc})") from None
     if scorer.max_difference > MAX_INT8_PROBABILITY_DIFFERENCE:
-        logger.warning(
-            "int8 export %s differs from torch by %.3f in probability (allowed %.2f); "
-            "serving float32",
-            path,
-            scorer.max_difference,
-            MAX_INT8_PROBABILITY_DIFFERENCE,
+        message = (
+            f"int8 export {path.name} differs from torch by {scorer.max_difference:.3f} in "
+            f"probability (allowed {MAX_INT8_PROBABILITY_DIFFERENCE})"
         )
-        return None
+        logger.warning(message)
+        raise BackendUnavailable(message)
     logger.info(
         "serving the int8 export %s (largest held-out ROC-AUC change %.4f)",
         path.name,

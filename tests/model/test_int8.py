@@ -193,8 +193,14 @@ def test_without_onnxruntime_precision_auto_falls_back_to_torch(
     predictor = Predictor(ckpt, device="cpu", precision="auto", cache_dir=cache)
     assert (predictor.backend, predictor.precision) == ("torch", "float32")
     assert 0.0 <= predictor.predict(_slices(1))[0].probability <= 1.0
-    with pytest.raises(BackendUnavailable):
+    with pytest.raises(BackendUnavailable, match="onnxruntime is not installed"):
         Predictor(ckpt, device="cpu", precision="int8", cache_dir=cache)
+
+
+def test_int8_on_torch_says_where_int8_runs(tmp_path: Path, quantised: tuple[Path, Path]) -> None:
+    ckpt, cache = _cache(tmp_path, quantised)
+    with pytest.raises(BackendUnavailable, match="int8 runs on ONNX Runtime on the CPU"):
+        Predictor(ckpt, device="cpu", backend="torch", precision="int8", cache_dir=cache)
 
 
 def test_an_unknown_precision_is_refused() -> None:
