@@ -133,23 +133,21 @@ def add_series(session: Session, series: Series) -> Series:
     return series
 
 
-def existing_instance(
-    session: Session, series: Series, sha256: str, frame: int, sop_uid: str | None
-) -> Instance | None:
-    """The instance already stored for this file + frame: same bytes in ``series``, or the
-    same SOPInstanceUID in a series of the same uploader (never in another key's)."""
-    same_bytes = and_(
-        Instance.series_id == series.id, Instance.sha256 == sha256, Instance.frame_index == frame
-    )
-    same_uid = and_(
-        Instance.sop_instance_uid == sop_uid,
-        Instance.frame_index == frame,
-        Instance.series_id.in_(
-            select(Series.id).where(Series.uploader_key_id == series.uploader_key_id)
-        ),
-    )
-    cond = same_bytes if sop_uid is None else or_(same_bytes, same_uid)
-    return session.scalar(select(Instance).where(cond).limit(1))
+def stored_instances(
+    session: Session, series: Series, files: Sequence[tuple[str, str | None]]
+) -> list[Instance]:
+    """The instances already stored that files of (SHA-256, SOPInstanceUID) may repeat, oldest
+    first: those with the same bytes in ``series`` and those with the same SOPInstanceUID in a
+    series of the same uploader (never in another key's). The caller matches frame indexes."""
+    shas = sorted({sha for sha, _ in files})
+    uids = sorted({uid for _, uid in files if uid is not None})
+    cond = and_(Instance.series_id == series.id, Instance.sha256.in_(shas))
+    if uids:
+        uploaders = select(Series.id).where(Series.uploader_key_id == series.uploader_key_id)
+        cond = or_(
+            cond, and_(Instance.sop_instance_uid.in_(uids), Instance.series_id.in_(uploaders))
+        )
+    return list(session.scalars(select(Instance).where(cond).order_by(Instance.id)))
 
 
 def series_of_sop_uid(session: Session, sop_uid: str, uploader_key_id: int) -> Series | None:
@@ -162,10 +160,10 @@ def series_of_sop_uid(session: Session, sop_uid: str, uploader_key_id: int) -> S
     )
 
 
-def add_instance(session: Session, instance: Instance) -> Instance:
-    session.add(instance)
+def add_instances(session: Session, instances: Sequence[Instance]) -> None:
+    """Insert an upload's new instances in one flush (one multi-row INSERT on PostgreSQL)."""
+    session.add_all(instances)
     session.flush()
-    return instance
 
 
 def mark_queued(session: Session, series: Series, *, complete: bool | None = None) -> None:

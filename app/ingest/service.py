@@ -80,35 +80,51 @@ def store_files(
     series: Series,
 ) -> tuple[int, list[int]]:
     """Store originals and add one Instance per new slice; returns how many were new and the
-    instance id of each file and frame in upload order (the one already stored for a re-sent
-    instance)."""
-    new, ids = 0, []
+    instance id of each file and frame in upload order.
+
+    A re-sent instance (the same bytes in ``series``, or the same SOPInstanceUID in a series of
+    the same uploader, also earlier in this upload) gets the instance already there. One query
+    finds the stored ones and one flush adds the new ones, whatever the number of files.
+    """
+    by_bytes: dict[tuple[str, int], Instance] = {}
+    by_uid: dict[tuple[str, int], Instance] = {}
+
+    def remember(instance: Instance) -> None:
+        if instance.series_id == series.id:
+            by_bytes.setdefault((instance.sha256, instance.frame_index), instance)
+        if instance.sop_instance_uid is not None:
+            by_uid.setdefault((instance.sop_instance_uid, instance.frame_index), instance)
+
+    for stored in repo.stored_instances(
+        session, series, [(f.sha256, f.sop_instance_uid) for f in files]
+    ):
+        remember(stored)
+    new: list[Instance] = []
+    found: list[Instance] = []
     for decoded in files:
         rel: str | None = None
+        uid = decoded.sop_instance_uid
         for frame, (rows, cols) in enumerate(decoded.shapes):
-            found = repo.existing_instance(
-                session, series, decoded.sha256, frame, decoded.sop_instance_uid
-            )
-            if found is not None:  # a re-sent instance: same SOPInstanceUID or same bytes
-                ids.append(found.id)
-                continue
-            rel = rel or storage.put(storage_root, decoded.path, decoded.sha256, decoded.ext)
-            instance = repo.add_instance(
-                session,
-                Instance(
+            instance = by_bytes.get((decoded.sha256, frame))
+            if instance is None and uid is not None:
+                instance = by_uid.get((uid, frame))
+            if instance is None:
+                rel = rel or storage.put(storage_root, decoded.path, decoded.sha256, decoded.ext)
+                instance = Instance(
                     series_id=series.id,
-                    sop_instance_uid=decoded.sop_instance_uid,
+                    sop_instance_uid=uid,
                     sha256=decoded.sha256,
                     storage_path=rel,
                     instance_number=decoded.instance_number,
                     frame_index=frame,
                     rows=rows,
                     cols=cols,
-                ),
-            )
-            ids.append(instance.id)
-            new += 1
-    return new, ids
+                )
+                new.append(instance)
+                remember(instance)
+            found.append(instance)
+    repo.add_instances(session, new)
+    return len(new), [instance.id for instance in found]
 
 
 def ingest(

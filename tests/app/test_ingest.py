@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.config import Settings
 from app.db.models import Instance, Series
-from app.db.session import session_scope
+from app.db.session import get_engine, session_scope
+from tests.app.conftest import auth, backend_settings, new_key
 from tests.utils.dicomweb import sr_dataset, to_bytes
 from tests.utils.service import dicom_bytes, png_bytes, series_files, zip_bytes
 
@@ -50,6 +53,55 @@ def test_resent_instances_are_not_duplicated(
     again = client.post("/api/v1/series", files=files, headers=scanner).json()
     assert again["series_id"] == first["series_id"] and again["new_instances"] == 0
     assert _count(settings, Instance) == 2
+
+
+def test_a_sop_instance_uid_twice_in_one_upload_is_stored_once(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    uid, sop = "1.2.3.11", "1.2.3.11.1"
+    first, other_bytes = (dicom_bytes(series_uid=uid, instance=n, sop_uid=sop) for n in (1, 2))
+    files = [
+        ("files", (f"{i}.dcm", data, "application/dicom"))
+        for i, data in enumerate((first, other_bytes))
+    ]
+    files += series_files(1, series_uid=uid)  # and one new instance
+    r = client.post("/api/v1/series", files=files, headers=scanner)
+    assert r.status_code == 202 and r.json()["new_instances"] == 2
+    with session_scope(settings.database_url) as session:
+        assert (
+            session.scalar(select(Instance.instance_number).where(Instance.sop_instance_uid == sop))
+            == 1
+        )
+
+
+def test_an_upload_reaches_postgresql_in_one_insert_of_instances(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    from app.api.main import app
+    from app.config import get_settings
+
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
+        app.dependency_overrides[get_settings] = lambda: settings
+        try:
+            with TestClient(app) as client:
+                headers = auth(new_key(settings, "scanner"))
+                engine = get_engine(settings.database_url)
+                event.listen(engine, "before_cursor_execute", note)
+                try:
+                    r = client.post("/api/v1/series", files=series_files(4), headers=headers)
+                finally:
+                    event.remove(engine, "before_cursor_execute", note)
+        finally:
+            app.dependency_overrides.clear()
+    assert r.status_code == 202 and r.json()["new_instances"] == 4
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO INSTANCE ")]
+    lookups = [s for s in statements if s.lstrip().upper().startswith("SELECT INSTANCE.")]
+    assert len(inserts) == 1 and len(lookups) == 1  # not one of each per file
 
 
 def test_png_series_and_zip_of_pngs_are_accepted(
