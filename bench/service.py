@@ -13,8 +13,10 @@ median of all rounds is used). For each backend the service is started the way u
 Load phase: ``--clients`` threads post ``--series`` series with httpx (``POST /api/v1/series``,
 or STOW-RS with ``--via stow``); end-to-end slices/s = slices / (first upload start -> last
 verdict committed, the worker's ``finished_at``). Idle phase: ``--idle`` series one at a time on
-an empty queue; latency = end of the upload -> verdict committed. Targets: e2e / Predictor
-slices/s >= 0.7; idle p95 <= compute time of 24 slices + 1 s.
+an empty queue; latency = end of the upload -> verdict committed. Targets (issue 18): e2e /
+Predictor slices/s >= 0.9; idle p95 <= compute time of 24 slices + 0.5 s. Both times come from
+the worker's ``finished_at``, so the bench looks at the database only every ``POLL_S`` (its
+looks would take CPU from the worker it measures, not make the numbers more exact).
 
 Checkpoint: ``model/weights/amaqc-default.safetensors`` when it exists, else an untrained
 AMAResNet-18 of the served architecture (same compute). Loopback only, every loop bounded; the
@@ -57,6 +59,8 @@ SLICES, SIZE = 24, 256
 SERVED = ROOT / "model" / "weights" / "amaqc-default.safetensors"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 VERDICT_TIMEOUT_S = 300.0
+POLL_S = 0.25  # between two looks for verdicts (the times measured are the worker's own)
+RATIO_TARGET, LATENCY_MARGIN_S = 0.9, 0.5  # issue 18
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,8 @@ def post_series(client: httpx.Client, service: Service, files: list[bytes], via:
 
 
 def verdict_times(database_url: str, ids: list[int]) -> dict[int, float]:
-    """Epoch seconds at which each series' verdict was committed (polls the database)."""
+    """Epoch seconds at which each series' verdict was committed (polls the database every
+    ``POLL_S``)."""
     from sqlalchemy import select
 
     from app.db.models import Series
@@ -280,7 +285,7 @@ def verdict_times(database_url: str, ids: list[int]) -> dict[int, float]:
         done = {i: f.timestamp() for i, status, f in rows if status == "done" and f is not None}
         if len(done) == len(ids):
             return done
-        time.sleep(0.05)
+        time.sleep(POLL_S)
     raise RuntimeError(f"no verdict for some of {len(ids)} series within {VERDICT_TIMEOUT_S} s")
 
 
@@ -379,17 +384,20 @@ def main() -> None:
         "each backend\n"
     )
     print(
-        "| backend | e2e slices/s | Predictor slices/s | ratio (>= 0.7) "
-        "| idle p50 s | idle p95 s | p95 target s (compute + 1) |"
+        f"| backend | e2e slices/s | Predictor slices/s | ratio (>= {RATIO_TARGET}) "
+        f"| idle p50 s | idle p95 s | p95 - compute s (<= {LATENCY_MARGIN_S}) |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, rate, latencies in rows:
         p95 = percentile(latencies, 95)
         print(
             f"| {name} | {rate:.1f} | {raw_rate:.1f} | {rate / raw_rate:.2f} "
-            f"| {percentile(latencies, 50):.2f} | {p95:.2f} | {compute + 1:.2f} |"
+            f"| {percentile(latencies, 50):.2f} | {p95:.2f} | {p95 - compute:.2f} |"
         )
-    ok = all(r / raw_rate >= 0.7 and percentile(lat, 95) <= compute + 1 for _, r, lat in rows)
+    ok = all(
+        r / raw_rate >= RATIO_TARGET and percentile(lat, 95) - compute <= LATENCY_MARGIN_S
+        for _, r, lat in rows
+    )
     print(f"\n{len(rows)} backend(s); targets {'met' if ok else 'NOT met'}")
 
 
