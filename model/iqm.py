@@ -50,6 +50,8 @@ from typing import Final
 import numpy as np
 from scipy import fft, ndimage
 
+from .iqm_kernels import erode, fill_holes, gradient_magnitude, histogram, median, percentile
+
 __all__ = [
     "IQM_INFO",
     "IQM_NAMES",
@@ -150,43 +152,9 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-# np.percentile and np.median partition an array around each order statistic they need and, for
-# their NaN check, around its maximum too: on slices of a few thousand grey levels (12-bit DICOM)
-# every further partition costs several times the first. The panel's arrays are finite, so these
-# two partition once, take the next order statistic as the minimum above it, and interpolate
-# with numpy's own arithmetic.
-
-
-def _order_pair(values: np.ndarray, k: int) -> tuple[float, float]:
-    """The k-th and (k+1)-th smallest of ``values`` (the k-th twice for the last)."""
-    part = np.partition(values, k)
-    return float(part[k]), float(part[k + 1 :].min()) if k + 1 < part.size else float(part[k])
-
-
-def _percentile(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear interpolation) of a finite 1-D array, bit for bit;
-    0 for an empty array."""
-    if values.size == 0:
-        return 0.0
-    index = (values.size - 1) * (q / 100)
-    lo = math.floor(index)
-    a, b = _order_pair(values, lo)
-    t = index - lo
-    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # as numpy's _lerp
-
-
-def _median(values: np.ndarray) -> float:
-    """``np.median(values)`` of a finite, non-empty 1-D array, bit for bit."""
-    half = values.size // 2
-    if values.size % 2:
-        return float(np.partition(values, half)[half])
-    a, b = _order_pair(values, half - 1)
-    return (a + b) / 2
-
-
 def _otsu(values: np.ndarray, bins: int = 128) -> float:
     """Otsu's threshold (Otsu 1979) of a 1-D sample: maximises the between-class variance."""
-    hist, edges = _histogram(values, bins)
+    hist, edges = histogram(values, bins)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
@@ -195,30 +163,6 @@ def _otsu(values: np.ndarray, bins: int = 128) -> float:
     mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
     between = w0 * w1 * (mu0 - mu1) ** 2
     return float(centres[int(np.argmax(between))])
-
-
-def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.histogram(values, bins)`` of finite values: the same counts and edges by numpy's
-    own arithmetic, whose exact edge tests (a value within rounding of a bin edge) run on the
-    values near an edge only instead of on all of them."""
-    lo, hi = float(values.min()), float(values.max())
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    if hi - lo < 1e-6 * max(abs(lo), abs(hi)):  # too narrow for the 1e-6-bin margin below
-        counts, edges = np.histogram(values, bins=bins)
-        return counts, edges
-    edges = np.linspace(lo, hi, bins + 1)
-    f = (values - lo) / (hi - lo) * bins
-    index = f.astype(np.intp)
-    index[index == bins] = bins - 1
-    frac = f - index
-    near = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
-    if near.size:  # numpy's corrections, where rounding could have put a value one bin off
-        v, i = values[near], index[near]
-        i -= v < edges[i]
-        i += (v >= edges[i + 1]) & (i != bins - 1)
-        index[near] = i
-    return np.bincount(index, minlength=bins), edges
 
 
 def prepare(image: np.ndarray) -> Prepared:
@@ -240,10 +184,10 @@ def prepare(image: np.ndarray) -> Prepared:
     nonzero = x[x > 0]
     if nonzero.size == 0:
         raise ValueError("slice has no non-zero pixel")
-    x /= max(float(_percentile(nonzero, 99)), _EPS)
+    x /= max(float(percentile(nonzero, 99)), _EPS)
     smooth = ndimage.gaussian_filter(x, 1.5)
     threshold = max(_otsu(smooth.ravel()), 0.05)
-    head = _fill_holes(smooth > threshold)
+    head = fill_holes(smooth > threshold)
     labels, n = ndimage.label(head, output=np.intp)
     if n > 1:  # keep components of at least 1 % of the largest (drops specks of noise)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
@@ -257,33 +201,8 @@ def prepare(image: np.ndarray) -> Prepared:
     # in one pass instead of ``margin``
     distance = ndimage.distance_transform_cdt(~head, metric="taxicab")
     air = distance > margin
-    level = _median(x[head]) if head.any() else 1.0
+    level = median(x[head]) if head.any() else 1.0
     return Prepared(x, smooth, head, air, max(level, _EPS), distance)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with every background region that does not touch the image's border filled
-    (4-connected, as ``ndimage.binary_fill_holes``; one labelling instead of a dilation run to
-    convergence)."""
-    labels, n = ndimage.label(~mask, output=np.intp)
-    hole = np.ones(n + 1, dtype=bool)
-    hole[labels[0]] = hole[labels[-1]] = hole[labels[:, 0]] = hole[labels[:, -1]] = False
-    hole[0] = True  # label 0 is the mask itself
-    return hole[labels]
-
-
-def _erode(mask: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndimage.binary_erosion(mask, iterations=iterations)`` (4-neighbour cross, outside the
-    image counts as background) by array shifts."""
-    x = np.pad(mask, iterations)
-    for _ in range(iterations):
-        y = x.copy()
-        y[1:] &= x[:-1]
-        y[:-1] &= x[1:]
-        y[:, 1:] &= x[:, :-1]
-        y[:, :-1] &= x[:, 1:]
-        x = y
-    return x[iterations:-iterations, iterations:-iterations]
 
 
 # --- noise and contrast ------------------------------------------------------------------
@@ -342,7 +261,7 @@ def bg_level(p: Prepared) -> float:
     better; 0 when there is no air."""
     if p.air_smooth.size < 16:
         return 0.0
-    return float(_percentile(p.air_smooth, 99) / p.level)
+    return float(percentile(p.air_smooth, 99) / p.level)
 
 
 def bg_structure(p: Prepared) -> float:
@@ -361,8 +280,8 @@ def qi1(p: Prepared) -> float:
     if p.air_smooth.size < 16:
         return 0.0
     air = p.air_smooth
-    med = _median(air)
-    sigma = 1.4826 * _median(np.abs(air - med))
+    med = median(air)
+    sigma = 1.4826 * median(np.abs(air - med))
     floor = max(med + 5 * sigma, 0.02 * p.level)
     return float((air > floor).mean())
 
@@ -396,7 +315,7 @@ def ghost_lines(p: Prepared) -> tuple[float, float]:
     if corner.sum() >= 16:
         base = float(p.smooth[corner].mean())
     elif p.air_smooth.size >= 16:
-        base = _percentile(p.air_smooth, 25)
+        base = percentile(p.air_smooth, 25)
     else:
         return 0.0, 0.0
 
@@ -607,9 +526,9 @@ def kline_tables(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
         energy = np.log(power.mean(axis=1 - axis) + 1e-30)
         jump_bands, spread_bands = _kline_bands(energy.size)
         second = np.abs(energy[2:] - 2 * energy[1:-1] + energy[:-2])
-        jumps.append([_percentile(second[band], 50) for band in jump_bands])
+        jumps.append([percentile(second[band], 50) for band in jump_bands])
         off = np.abs(energy - ndimage.uniform_filter1d(energy, 5, mode="wrap"))
-        spreads.append([_percentile(off[band], 90) for band in spread_bands])
+        spreads.append([percentile(off[band], 90) for band in spread_bands])
     return np.asarray(jumps), np.asarray(spreads)
 
 
@@ -628,23 +547,12 @@ def sharpness(p: Prepared) -> float:
     """90th percentile of the gradient magnitude over the head's edge band / foreground median
     (after a Tenengrad-style focus measure). Motion blur lowers it; so does a lower acquired
     resolution, which the fused model learns not to flag. Higher is better."""
-    band = (p.head_distance <= 2) & ~_erode(p.head, 2)  # 2 dilations, minus 2 erosions
+    band = (p.head_distance <= 2) & ~erode(p.head, 2)  # 2 dilations, minus 2 erosions
     inside = band if np.count_nonzero(band) >= 16 else p.head
     if not inside.any():
         return 0.0
-    grad = _gradient_magnitude(ndimage.gaussian_filter(p.image, 0.7), *np.nonzero(inside))
-    return float(_percentile(grad, 90) / p.level)
-
-
-def _gradient_magnitude(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``np.hypot(*np.gradient(image))[rows, cols]`` (central differences, one-sided on the
-    image's border, the same arithmetic) at those pixels only."""
-    h, w = image.shape
-    up, down = np.maximum(rows - 1, 0), np.minimum(rows + 1, h - 1)
-    left, right = np.maximum(cols - 1, 0), np.minimum(cols + 1, w - 1)
-    gy = (image[down, cols] - image[up, cols]) / (down - up)
-    gx = (image[rows, right] - image[rows, left]) / (right - left)
-    return np.hypot(gy, gx)
+    grad = gradient_magnitude(ndimage.gaussian_filter(p.image, 0.7), *np.nonzero(inside))
+    return float(percentile(grad, 90) / p.level)
 
 
 # --- the panel ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The IQM panel's values are pinned: the served fusion model was fitted on them, so a faster
 ``model/iqm.py`` must give the same numbers (``tests/utils/iqm_reference.py`` says how the
-reference was made and when to regenerate it). Its shortcuts for scipy's morphology and numpy's
-histogram are checked against those directly."""
+reference was made and when to regenerate it). Its exact stand-ins for numpy / scipy routines
+(:mod:`model.iqm_kernels`) are checked against those directly."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.iqm import (
-    IQM_NAMES,
-    PANEL_VERSION,
-    _erode,
-    _fill_holes,
-    _histogram,
-    _median,
-    _percentile,
-    compute_iqms,
-)
+from model.iqm import IQM_NAMES, PANEL_VERSION, compute_iqms
+from model.iqm_kernels import erode, fill_holes, gradient_magnitude, histogram, median, percentile
 from tests.utils.iqm_reference import REFERENCE, fingerprint, reference_slices
 
 #: the tolerance issue 18 allows a rewrite (values ~0 compare absolutely)
@@ -64,8 +56,8 @@ def _masks(count: int, seed: int = 0) -> list[np.ndarray]:
 
 def test_the_fast_morphology_is_scipys() -> None:
     for mask in _masks(60):
-        assert np.array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
-        assert np.array_equal(_erode(mask, 2), ndimage.binary_erosion(mask, iterations=2))
+        assert np.array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+        assert np.array_equal(erode(mask, 2), ndimage.binary_erosion(mask, iterations=2))
         if mask.all():
             continue
         distance = ndimage.distance_transform_cdt(~mask, metric="taxicab")
@@ -78,7 +70,7 @@ def test_the_fast_histogram_is_numpys_on_and_off_bin_edges() -> None:
     edges = np.linspace(0.1, 2.3, 129)
     on_edges = np.r_[edges, np.nextafter(edges, 0), np.nextafter(edges, 9)]
     for values in (rng.random(5000) * 3 - 1, np.full(9, 3.0), on_edges, 1e6 + rng.random(99)):
-        counts, bin_edges = _histogram(values, 128)
+        counts, bin_edges = histogram(values, 128)
         expected = np.histogram(values, bins=128)
         assert np.array_equal(counts, expected[0])
         assert np.array_equal(bin_edges, expected[1])
@@ -91,7 +83,14 @@ def test_the_percentiles_are_numpys_bit_for_bit() -> None:
         for size in (1, 2, 3, 10, 999, 4096)  # many ties
     ] + [rng.standard_normal(size) for size in (1, 2, 5, 1000, 30001)]
     for values in samples:
-        assert _median(values) == np.median(values)
+        assert median(values) == np.median(values)
         for q in (0, 25, 50, 90, 99, 100):
-            assert _percentile(values, q) == np.percentile(values, q)
-    assert _percentile(np.array([]), 50) == 0.0
+            assert percentile(values, q) == np.percentile(values, q)
+    assert percentile(np.array([]), 50) == 0.0
+
+
+def test_the_gradient_at_some_pixels_is_numpys() -> None:
+    image = np.random.default_rng(3).random((17, 23))
+    rows, cols = np.nonzero(np.random.default_rng(4).random(image.shape) > 0.5)
+    expected = np.hypot(*np.gradient(image))[rows, cols]
+    assert np.array_equal(gradient_magnitude(image, rows, cols), expected)
