@@ -7,27 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from pydantic import ValidationError
 
 from app.config import Settings
 from app.db.models import ModelVersion
 from app.worker.inference import BadSeriesData, predictor_for
-from model import CheckpointMeta, build_model, save_checkpoint
+from tests.utils.service import tiny_amaresnet
 
 
 def _version(tmp_path: Path) -> ModelVersion:
-    torch.manual_seed(0)
-    meta = CheckpointMeta(
-        arch="amaresnet18",
-        arch_config={"pyramid_width": 8},
-        patch_size=32,
-        patch_stride=32,
-        normalization={"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 64},
-    )
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", build_model("amaresnet18", pyramid_width=8), meta
-    )
+    path = tiny_amaresnet(tmp_path / "m.safetensors", size=64)
     return ModelVersion(
         id=1, name="v1", checkpoint_path=str(path), sha256="x", arch="amaresnet18", threshold=0.5
     )

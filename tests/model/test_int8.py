@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from model import CheckpointMeta, Predictor, build_model, save_checkpoint
+from model import CheckpointMeta, Predictor, build_model
 from model.backends import (
     BackendUnavailable,
     export_path,
@@ -34,6 +33,7 @@ from model.int8 import (
 )
 from model.resnet import AMAResNet
 from tests.utils.images import make_phantom, phantom
+from tests.utils.service import tiny_amaresnet
 
 pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
 
@@ -52,8 +52,7 @@ META = CheckpointMeta(
 
 
 def _checkpoint(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    return save_checkpoint(path, build_model("amaresnet18", pyramid_width=8), META)
+    return tiny_amaresnet(path, seed=seed)
 
 
 def _slices(count: int = 4) -> list[np.ndarray]:

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from app.cli import app
-from model import CheckpointMeta, Predictor, build_model, save_checkpoint
+from model import Predictor
 from model.backends import file_digest, onnxruntime_available
 from model.int8 import int8_paths, read_record
 from tests.utils.images import phantom, write_png16
+from tests.utils.service import tiny_amaresnet
 from training.experiments.quantize import run_quantisation, split_aucs
 
 pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
@@ -38,16 +38,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         noise = np.random.default_rng(i).random((96, 96))
         write_png16(data / "test" / "artifact" / f"a{i}.png", noise)
     (data / "manifest.csv").write_text("path,label\n")  # what the CLI looks for
-    torch.manual_seed(0)
-    meta = CheckpointMeta(
-        arch="amaresnet18",
-        arch_config={"pyramid_width": 8},
-        patch_size=32,
-        patch_stride=32,
-        normalization={"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 96},
-    )
-    net = build_model("amaresnet18", pyramid_width=8)
-    return data, save_checkpoint(root / "model.safetensors", net, meta)
+    return data, tiny_amaresnet(root / "model.safetensors")
 
 
 def test_an_accepted_quantisation_serves_int8_close_to_float32(

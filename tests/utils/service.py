@@ -31,6 +31,27 @@ def tiny_checkpoint(path: Path) -> Path:
     return model.save_checkpoint(path, model.build_model("resnet18"), meta)
 
 
+def tiny_amaresnet(
+    path: Path, *, size: int = 96, patch: int = 32, seed: int = 0, threshold: float = 0.5
+) -> Path:
+    """A small untrained AMAResNet-18 checkpoint (narrow pyramid, ``patch``-px patches on
+    ``size``-px slices; weights from ``seed``): what the export and int8 tests quantise."""
+    import torch
+
+    import model
+
+    torch.manual_seed(seed)
+    meta = model.CheckpointMeta(
+        arch="amaresnet18",
+        arch_config={"pyramid_width": 8},
+        patch_size=patch,
+        patch_stride=patch,
+        normalization={**TINY_NORMALIZATION, "size": size},
+        threshold=threshold,
+    )
+    return model.save_checkpoint(path, model.build_model("amaresnet18", pyramid_width=8), meta)
+
+
 def dicom_bytes(
     image: np.ndarray | None = None,
     *,
