@@ -159,6 +159,11 @@ def main() -> None:
         runners[f"served ({int8.backend})"] = int8.predict
     if fused.detector == "fused":
         runners[f"served fused + IQM panel ({fused.backend})"] = fused.predict
+        if int8 is not None:  # the whole verdict as a worker with the int8 export serves it
+            fused8 = Predictor(
+                args.checkpoint, device=device, precision="int8", cache_dir=args.cache_dir
+            )
+            runners[f"served fused + IQM panel ({fused8.backend})"] = fused8.predict
     if plain_ort is not None:
         runners["resnet18 (onnxruntime)"] = run_plain_ort
     runners["resnet18 (torch)"] = run_plain_torch
