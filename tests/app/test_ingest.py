@@ -3,10 +3,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.db.models import Instance, Series
@@ -14,6 +13,7 @@ from app.db.session import get_engine, session_scope
 from tests.app.conftest import auth, backend_settings, new_key
 from tests.utils.dicomweb import sr_dataset, to_bytes
 from tests.utils.service import dicom_bytes, png_bytes, series_files, zip_bytes
+from tests.utils.sql import count_starting, statements_sent
 
 
 def _count(settings: Settings, model: type) -> int:
@@ -80,28 +80,19 @@ def test_an_upload_reaches_postgresql_in_one_insert_of_instances(
     from app.api.main import app
     from app.config import get_settings
 
-    statements: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
         app.dependency_overrides[get_settings] = lambda: settings
         try:
             with TestClient(app) as client:
                 headers = auth(new_key(settings, "scanner"))
-                engine = get_engine(settings.database_url)
-                event.listen(engine, "before_cursor_execute", note)
-                try:
+                with statements_sent(get_engine(settings.database_url)) as statements:
                     r = client.post("/api/v1/series", files=series_files(4), headers=headers)
-                finally:
-                    event.remove(engine, "before_cursor_execute", note)
         finally:
             app.dependency_overrides.clear()
     assert r.status_code == 202 and r.json()["new_instances"] == 4
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO INSTANCE ")]
-    lookups = [s for s in statements if s.lstrip().upper().startswith("SELECT INSTANCE.")]
-    assert len(inserts) == 1 and len(lookups) == 1  # not one of each per file
+    # not one of each per file
+    assert count_starting(statements, "INSERT INTO instance ") == 1
+    assert count_starting(statements, "SELECT instance.") == 1
 
 
 def test_png_series_and_zip_of_pngs_are_accepted(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from app.config import SeriesRule, Settings
 from app.db.models import InstanceVerdict, Series, SeriesVerdict
@@ -16,6 +15,7 @@ from app.db.session import get_engine, session_scope
 from app.worker.inference import analyse, series_verdict_values
 from tests.app.conftest import auth, backend_settings, new_key
 from tests.utils.service import series_files
+from tests.utils.sql import count_starting, statements_sent
 
 
 def _upload(client: TestClient, headers: dict[str, str], n: int = 2) -> int:
@@ -90,11 +90,6 @@ def test_a_series_slice_verdicts_reach_postgresql_in_one_insert(
     from app.api.main import app
     from app.config import get_settings
 
-    statements: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
         app.dependency_overrides[get_settings] = lambda: settings
         try:
@@ -102,18 +97,10 @@ def test_a_series_slice_verdicts_reach_postgresql_in_one_insert(
                 series_id = _upload(client, auth(new_key(settings, "scanner")), n=4)
         finally:
             app.dependency_overrides.clear()
-        engine = get_engine(settings.database_url)
-        event.listen(engine, "before_cursor_execute", note)
-        try:
+        with statements_sent(get_engine(settings.database_url)) as statements:
             assert analyse(settings, series_id) == "done"
-        finally:
-            event.remove(engine, "before_cursor_execute", note)
-    assert _count_inserts(statements, "instance_verdict") == 1  # not one per slice
-    assert _count_inserts(statements, "series_verdict") == 1
-
-
-def _count_inserts(statements: list[str], table: str) -> int:
-    return sum(s.lstrip().upper().startswith(f"INSERT INTO {table.upper()} ") for s in statements)
+    assert count_starting(statements, "INSERT INTO instance_verdict ") == 1  # not one per slice
+    assert count_starting(statements, "INSERT INTO series_verdict ") == 1
 
 
 def test_heatmap_is_a_png_once_scored(
