@@ -101,6 +101,11 @@ class InstancePublic(BaseModel):
         default=None,
         description="The image-quality metrics of the slice (model.iqm), name -> value",
     )
+    inference: str | None = Field(
+        default=None,
+        description="What ran the network for this verdict: backend (precision where not "
+        "float32) and device, e.g. 'onnxruntime-int8 (cpu)' (null for older verdicts)",
+    )
     quality_notes: list[str] = Field(
         default_factory=list, description="One plain-language line per image-quality metric"
     )
@@ -175,6 +180,7 @@ def instance_public(
         label=label_name(verdict.label) if verdict else None,
         cnn_probability=verdict.cnn_probability if verdict else None,
         iqms=verdict.iqms if verdict else None,
+        inference=verdict.inference if verdict else None,
         quality_notes=explain(verdict.iqms) if verdict and verdict.iqms else [],
         image_url=request.url_for("instance_image", instance_id=instance.id).path,
         heatmap_url=request.url_for("instance_heatmap", instance_id=instance.id).path,

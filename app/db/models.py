@@ -279,6 +279,9 @@ class InstanceVerdict(Base):
     iqms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: where ``threshold`` came from (as :attr:`SeriesVerdict.threshold_source`)
     threshold_source: Mapped[str | None] = mapped_column(String(20))
+    #: what ran the network, e.g. ``onnxruntime-int8 (cpu)`` or ``torch (cuda)``: int8 and
+    #: float32 give slightly different ``cnn_probability`` / ``patch_map`` (null before 0012)
+    inference: Mapped[str | None] = mapped_column(String(40))
 
 
 class SeriesVerdict(Base):

@@ -68,6 +68,13 @@ def predictor_for(
     return cache["predictor"]
 
 
+def ran_on(predictor: Any) -> str:
+    """What ran a :class:`model.Predictor`'s network, as a verdict records it: its backend (with
+    the precision in the name where not float32) and the device, e.g. ``onnxruntime-int8
+    (cpu)``."""
+    return f"{predictor.backend} ({predictor.device.type})"[:40]
+
+
 def load_pixels(settings: Settings, instances: Sequence[Instance]) -> list[np.ndarray]:
     """(H, W) float32 pixels of each instance, read back from the store."""
     from training.data import UnreadableImage, read_slices
@@ -154,7 +161,9 @@ def analyse(
         predictions = predictor.predict(pixels)
         elapsed = time.perf_counter() - start
         logger.info("series %s: %d slices in %.3f s", series_id, len(todo), elapsed)
-        _write_instance_verdicts(settings, version, todo, predictions, applied=applied)
+        _write_instance_verdicts(
+            settings, version, todo, predictions, applied=applied, inference=ran_on(predictor)
+        )
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
         if series is None or not series.complete:
@@ -215,7 +224,9 @@ def _shadow(settings: Settings, series_id: int) -> str:
     if todo:
         predictor = predictor_for(version, _shadow_loaded, settings=settings)
         predictions = predictor.predict(load_pixels(settings, todo))
-        _write_instance_verdicts(settings, version, todo, predictions, shadow=True)
+        _write_instance_verdicts(
+            settings, version, todo, predictions, shadow=True, inference=ran_on(predictor)
+        )
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
         if series is None or not series.complete:
@@ -242,8 +253,10 @@ def _write_instance_verdicts(
     *,
     shadow: bool = False,
     applied: thresholds.Applied | None = None,
+    inference: str | None = None,
 ) -> None:
-    """Write the slice verdicts; ``applied``: the series' threshold (default: the version's)."""
+    """Write the slice verdicts; ``applied``: the series' threshold (default: the version's);
+    ``inference``: what ran the network (:func:`ran_on`)."""
     threshold = applied.value if applied is not None else version.threshold
     with session_scope(settings.database_url) as session:
         existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
@@ -257,6 +270,7 @@ def _write_instance_verdicts(
                     label=int(pred.probability >= threshold),
                     threshold=threshold,
                     threshold_source=applied.source if applied is not None else None,
+                    inference=inference,
                     patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
                     cnn_probability=pred.cnn_probability,
                     iqms=(

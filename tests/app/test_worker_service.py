@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.config import SeriesRule, Settings
+from app.db import repo
 from app.db.models import InstanceVerdict, Series, SeriesVerdict
 from app.db.session import get_engine, session_scope
 from app.worker.inference import analyse, series_verdict_values
@@ -135,3 +136,19 @@ def test_no_patient_identifier_is_logged(
     analyse(settings, series_id)
     assert caplog.records, "expected some log records"
     assert "Doe^Jane" not in caplog.text and "PID-SECRET-42" not in caplog.text
+
+
+def test_each_slice_verdict_says_what_ran_the_network(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    from app.worker.inference import predictor_for, ran_on
+
+    series_id = _upload(client, scanner, n=2)
+    assert analyse(settings, series_id) == "done"
+    with session_scope(settings.database_url) as session:
+        version = repo.active_model_version(session)
+        assert version is not None
+        expected = ran_on(predictor_for(version, settings=settings))
+    assert expected in ("onnxruntime (cpu)", "torch (cpu)", "torch (cuda)")
+    body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
+    assert [i["inference"] for i in body["instances"]] == [expected, expected]
