@@ -255,9 +255,15 @@ def export_onnx(network: AMAResNet, patch_size: int, path: str | Path | None = N
         )
     data = buffer.getvalue()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{id(data)}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_atomic(path, data)
     return data
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and a rename, so a reader
+    of the export cache sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{id(data)}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .backends import file_digest
-from .export import EXPORT_VERSION, INPUT_NAME
+from .export import EXPORT_VERSION, INPUT_NAME, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -128,18 +128,13 @@ def write_int8(folder: str | Path, record: Int8Record, onnx_file: Path | None) -
     """Store ``record`` (and, when accepted, ``onnx_file``) in the cache ``folder``; returns the
     record's path. A rejected record keeps no int8 file: any earlier one is removed."""
     model_path, record_path = int8_paths(folder, record.checkpoint_sha256)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
     if record.accepted:
         if onnx_file is None:
             raise ValueError("an accepted record needs its int8 ONNX file")
-        tmp = model_path.with_name(f".{model_path.name}.tmp")
-        tmp.write_bytes(Path(onnx_file).read_bytes())
-        tmp.replace(model_path)
+        write_atomic(model_path, Path(onnx_file).read_bytes())
     else:
         model_path.unlink(missing_ok=True)
-    tmp = record_path.with_name(f".{record_path.name}.tmp")
-    tmp.write_text(record.to_json())
-    tmp.replace(record_path)
+    write_atomic(record_path, record.to_json().encode())
     return record_path
 
 
