@@ -8,6 +8,7 @@ and ``app/cli/__init__.py`` imports the groups, and no import runs in a circle.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -54,6 +55,23 @@ def progress_bar() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def progress_tasks(bar: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    """The ``progress(description, total) -> advance(n)`` callback long library calls take
+    (``run_fusion_experiment``, ``run_quantisation``): each call adds a task to ``bar``."""
+
+    def progress(description: str, total: int) -> Callable[[int], None]:
+        task = bar.add_task(description, total=total, info="")
+        return lambda n: bar.advance(task, n)
+
+    return progress
+
+
+def require_dataset(data: Path) -> None:
+    """Refuse (exit 2) a ``--data`` folder that ``amaqc data build`` did not make."""
+    if not (data / "manifest.csv").is_file():
+        raise fail(f"{data}: not a dataset folder (no manifest.csv); run `amaqc data build {data}`")
 
 
 def default_checkpoint() -> Path:

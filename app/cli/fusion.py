@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from .common import console, default_checkpoint, fail, progress_bar
+from .common import (
+    console,
+    default_checkpoint,
+    fail,
+    progress_bar,
+    progress_tasks,
+    require_dataset,
+)
 
 app = typer.Typer()
 
@@ -49,14 +55,9 @@ def train_fusion(
     from training.experiments import EVAL_SPLITS, run_fusion_experiment
 
     ckpt = checkpoint or default_checkpoint()
-    if not (data / "manifest.csv").is_file():
-        raise fail(f"{data}: not a dataset folder (no manifest.csv); run `amaqc data build {data}`")
+    require_dataset(data)
     with progress_bar() as bar:
-
-        def progress(description: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(description, total=total, info="")
-            return lambda n: bar.advance(task, n)
-
+        progress = progress_tasks(bar)
         try:
             summary = run_fusion_experiment(
                 data,
