@@ -62,6 +62,12 @@ def breakdown(
     return out
 
 
+def source_names(samples: Sequence[Sample]) -> np.ndarray:
+    """Each sample's source (``info["source"]``, else its group): what false alarms are bounded
+    per, and what a site's own threshold is learned for."""
+    return np.array([s.info.get("source", s.group) for s in samples])
+
+
 def target_mask(samples: Sequence[Sample]) -> np.ndarray | None:
     """Clean slices plus artifacts of a TARGET_SEVERITIES severity; None when the data carries
     no severities."""

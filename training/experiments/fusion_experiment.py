@@ -25,7 +25,7 @@ from model.iqm import PANEL_VERSION
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
-from ..evaluate.scoring import summarise
+from ..evaluate.scoring import source_names, summarise
 from ..fit.fusion import (
     MAX_FALSE_ALARM_RATE,
     VISIBLE_FLOOR,
@@ -60,7 +60,7 @@ class _Set:
         self.samples = list(samples)
         self.rows = rows
         self.labels = np.array([s.label for s in samples], dtype=int)
-        self.sources = np.array([s.info.get("source", s.group) for s in samples])
+        self.sources = source_names(samples)
         self.kinds = np.array([s.info.get("kind", "") for s in samples])
 
     def subset(self, keep: np.ndarray) -> _Set:

@@ -17,7 +17,7 @@ from model import Predictor, load_checkpoint, save_checkpoint
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import binary_metrics, clean_only_threshold, paired_auc_difference, plot_roc
-from ..evaluate.scoring import predict_samples, summarise, target_mask
+from ..evaluate.scoring import predict_samples, source_names, summarise, target_mask
 from ..fit.train import LR_FLOOR
 
 SPLITS = ("val", "test", "transfer", "xsim", "msim")  # xsim, msim where the dataset has them
@@ -108,7 +108,7 @@ def site_calibrated(
     severe artifacts. A source with no clean slice in ``calib`` keeps no row (skipped slices
     are counted). calib shares subjects (not images) with the splits: an optimistic stand-in
     for a site's own patients."""
-    sources = np.array([s.info.get("source", s.group) for s in calib])
+    sources = source_names(calib)
     clean = np.array([s.label == 0 for s in calib])
     cut = {
         str(src): clean_only_threshold(calib_probs[clean & (sources == src)], max_false_alarm_rate)
@@ -117,8 +117,9 @@ def site_calibrated(
     out: dict[str, dict[str, Any]] = {}
     for split, (samples, probs) in scored.items():
         target = target_mask(samples)
-        src = np.array([s.info.get("source", s.group) for s in samples])
-        keep = np.isin(src, list(cut)) & (target if target is not None else True)
+        scored_slices = target if target is not None else np.ones(len(samples), dtype=bool)
+        src = source_names(samples)
+        keep = np.isin(src, list(cut)) & scored_slices
         labels = np.array([s.label for s in samples])[keep]
         if keep.sum() == 0 or len(np.unique(labels)) < 2:
             continue
@@ -130,7 +131,7 @@ def site_calibrated(
         out[split] = {
             **m,
             "thresholds": {k: v for k, v in cut.items() if k in set(src[keep].tolist())},
-            "skipped": int((~keep & (target if target is not None else True)).sum()),
+            "skipped": int((~keep & scored_slices).sum()),
             "max_false_alarm_rate": max_false_alarm_rate,
         }
     return out
