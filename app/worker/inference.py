@@ -251,9 +251,9 @@ def _write_instance_verdicts(
     todo: Sequence[Instance],
     predictions: Any,
     *,
+    inference: str,
     shadow: bool = False,
     applied: thresholds.Applied | None = None,
-    inference: str | None = None,
 ) -> None:
     """Write the slice verdicts; ``applied``: the series' threshold (default: the version's);
     ``inference``: what ran the network (:func:`ran_on`)."""
