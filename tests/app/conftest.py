@@ -41,14 +41,24 @@ def settings(tmp_path: Path, checkpoint: Path) -> Settings:
     return s
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+@contextmanager
+def app_client(settings: Settings, base_url: str = "http://testserver") -> Iterator[TestClient]:
+    """A client of the API (its startup and shutdown run) with ``settings`` in place of the
+    environment's; the override is gone afterwards, however the block ends."""
     from app.api.main import app
 
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as test_client:
+    try:
+        with TestClient(app, base_url=base_url) as test_client:
+            yield test_client
+    finally:
+        app.dependency_overrides.clear()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with app_client(settings) as test_client:
         yield test_client
-    app.dependency_overrides.clear()
 
 
 def new_key(settings: Settings, role: str, name: str = "test") -> str:
@@ -166,12 +176,8 @@ def set_threshold(settings: Settings, threshold: float) -> None:
 @pytest.fixture
 def web(settings: Settings) -> Iterator[TestClient]:
     """An API client on https://testserver, so the Secure session cookie is kept and sent."""
-    from app.api.main import app
-
-    app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app, base_url="https://testserver") as test_client:
+    with app_client(settings, base_url="https://testserver") as test_client:
         yield test_client
-    app.dependency_overrides.clear()
 
 
 def sign_in(client: TestClient, key: str) -> str:

@@ -22,16 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.db.models import Instance, InstanceVerdict, Series, SeriesVerdict
 from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
 from app.supervise import die_with_parent
-from tests.app.conftest import auth, make_settings, new_key
+from tests.app.conftest import app_client, auth, make_settings, new_key
 from tests.utils.images import phantom
 from tests.utils.ports import free_port
 from tests.utils.service import dicom_bytes, start_worker, stop_process
@@ -180,11 +179,8 @@ def test_postgresql_stopped_mid_series_and_started_again_loses_nothing(
         register_checkpoint(session, checkpoint)
     scanner = auth(new_key(settings, "scanner", "mr1"))
     worker = start_worker(settings)
-    from app.api.main import app
-
-    app.dependency_overrides[get_settings] = lambda: settings
     try:
-        with TestClient(app) as client:
+        with app_client(settings) as client:
             ids = []
             for n in range(3):
                 r = client.post("/api/v1/series", files=_files(f"2.25.5030{n}"), headers=scanner)
@@ -206,7 +202,6 @@ def test_postgresql_stopped_mid_series_and_started_again_loses_nothing(
             )
             drained = time.monotonic() - back
     finally:
-        app.dependency_overrides.clear()
         stop_process(worker)
     statuses = _statuses(settings)
     instances, one_verdict, extra, series_verdicts = _counts(settings)

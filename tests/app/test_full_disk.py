@@ -19,12 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.db.models import Instance, Series
 from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
-from tests.app.conftest import auth, make_settings, new_key
+from tests.app.conftest import app_client, auth, make_settings, new_key
 from tests.utils.dicomweb import stow_body, stow_headers
 from tests.utils.service import dicom_bytes
 
@@ -99,14 +99,8 @@ def small_disk(tmp_path: Path, checkpoint: Path) -> Iterator[tuple[TestClient, S
         upgrade(settings.database_url)
         with session_scope(settings.database_url) as session:
             register_checkpoint(session, checkpoint)
-        from app.api.main import app
-
-        app.dependency_overrides[get_settings] = lambda: settings
-        try:
-            with TestClient(app) as client:
-                yield client, settings, mount / "filler"
-        finally:
-            app.dependency_overrides.clear()
+        with app_client(settings) as client:
+            yield client, settings, mount / "filler"
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 

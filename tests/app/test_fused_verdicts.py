@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db.session import session_scope
@@ -44,19 +43,15 @@ def fused_settings(tmp_path: Path) -> Settings:
 
 
 def test_fused_verdicts_keep_the_cnn_probability_and_the_panel(fused_settings: Settings) -> None:
-    from app.api.main import app
-    from app.config import get_settings
-    from tests.app.conftest import auth, new_key
+    from tests.app.conftest import app_client, auth, new_key
 
     key = auth(new_key(fused_settings, "scanner"))
-    app.dependency_overrides[get_settings] = lambda: fused_settings
-    with TestClient(app) as client:
+    with app_client(fused_settings) as client:
         series_id = client.post("/api/v1/series", files=series_files(2), headers=key).json()[
             "series_id"
         ]
         assert analyse(fused_settings, series_id) == "done"
         body = client.get(f"/api/v1/series/{series_id}", headers=key).json()
-    app.dependency_overrides.clear()
     for inst in body["instances"]:
         assert set(inst["iqms"]) == set(IQM_NAMES)
         assert 0.0 <= inst["cnn_probability"] <= 1.0

@@ -17,15 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.config import get_settings
 from app.db.session import session_scope
 from app.migrate import upgrade
 from app.model_versions import register_checkpoint
-from tests.app.conftest import auth, make_settings, new_key
+from tests.app.conftest import app_client, auth, make_settings, new_key
 from tests.utils.dicomweb import BOUNDARY, stow_body, stow_headers
 from tests.utils.service import dicom_bytes
 
@@ -42,28 +40,22 @@ def stow(
     tmp_path_factory: pytest.TempPathFactory, checkpoint: Path
 ) -> Iterator[Callable[[bytes, str], int]]:
     """``post(body, boundary) -> status`` against the app on a fresh SQLite data dir."""
-    from app.api.main import app
-
     config = make_settings(tmp_path_factory.mktemp("stow") / "data", checkpoint)
     upgrade(config.database_url)
     with session_scope(config.database_url) as session:
         register_checkpoint(session, checkpoint)
     key = auth(new_key(config, "scanner", "pacs"))
-    app.dependency_overrides[get_settings] = lambda: config
-    try:
-        with TestClient(app) as client:
+    with app_client(config) as client:
 
-            def post(body: bytes, boundary: str) -> int:
-                r = client.post(
-                    "/dicomweb/studies", content=body, headers=stow_headers(key, boundary=boundary)
-                )
-                assert r.status_code < 500, (r.status_code, r.text)
-                assert isinstance(r.json(), dict), r.text
-                return r.status_code
+        def post(body: bytes, boundary: str) -> int:
+            r = client.post(
+                "/dicomweb/studies", content=body, headers=stow_headers(key, boundary=boundary)
+            )
+            assert r.status_code < 500, (r.status_code, r.text)
+            assert isinstance(r.json(), dict), r.text
+            return r.status_code
 
-            yield post
-    finally:
-        app.dependency_overrides.clear()
+        yield post
 
 
 @st.composite

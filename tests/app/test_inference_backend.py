@@ -22,12 +22,19 @@ def _version(tmp_path: Path) -> ModelVersion:
     )
 
 
-def test_the_environment_chooses_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().inference_backend == "auto"
-    monkeypatch.setenv("AMAQC_INFERENCE_BACKEND", "torch")
-    assert Settings().inference_backend == "torch"
-    monkeypatch.setenv("AMAQC_INFERENCE_BACKEND", "tensorflow")
-    with pytest.raises(ValidationError, match="inference_backend"):
+@pytest.mark.parametrize(
+    ("setting", "chosen", "unknown"),
+    [("inference_backend", "torch", "tensorflow"), ("inference_precision", "int8", "int4")],
+)
+def test_the_environment_chooses_the_backend_and_precision(
+    monkeypatch: pytest.MonkeyPatch, setting: str, chosen: str, unknown: str
+) -> None:
+    variable = f"AMAQC_{setting.upper()}"
+    assert getattr(Settings(), setting) == "auto"
+    monkeypatch.setenv(variable, chosen)
+    assert getattr(Settings(), setting) == chosen
+    monkeypatch.setenv(variable, unknown)
+    with pytest.raises(ValidationError, match=setting):
         Settings()
 
 
@@ -52,15 +59,6 @@ def test_a_backend_that_cannot_run_fails_the_series_with_the_reason(
         predictor_for(_version(tmp_path), {}, settings=settings)
     auto = Settings(data_dir=tmp_path)
     assert predictor_for(_version(tmp_path), {}, settings=auto).backend == "torch"
-
-
-def test_the_environment_chooses_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().inference_precision == "auto"
-    monkeypatch.setenv("AMAQC_INFERENCE_PRECISION", "int8")
-    assert Settings().inference_precision == "int8"
-    monkeypatch.setenv("AMAQC_INFERENCE_PRECISION", "int4")
-    with pytest.raises(ValidationError, match="inference_precision"):
-        Settings()
 
 
 def test_the_worker_serves_an_accepted_int8_export_and_says_so(tmp_path: Path) -> None:

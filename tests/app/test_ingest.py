@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from app.config import Settings
 from app.db.models import Instance, Series
 from app.db.session import get_engine, session_scope
-from tests.app.conftest import auth, backend_settings, new_key
+from tests.app.conftest import app_client, auth, backend_settings, new_key
 from tests.utils.dicomweb import sr_dataset, to_bytes
 from tests.utils.service import dicom_bytes, png_bytes, series_files, zip_bytes
 from tests.utils.sql import count_starting, statements_sent
@@ -77,18 +77,13 @@ def test_a_sop_instance_uid_twice_in_one_upload_is_stored_once(
 def test_an_upload_reaches_postgresql_in_one_insert_of_instances(
     tmp_path: Path, checkpoint: Path
 ) -> None:
-    from app.api.main import app
-    from app.config import get_settings
-
-    with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
-        app.dependency_overrides[get_settings] = lambda: settings
-        try:
-            with TestClient(app) as client:
-                headers = auth(new_key(settings, "scanner"))
-                with statements_sent(get_engine(settings.database_url)) as statements:
-                    r = client.post("/api/v1/series", files=series_files(4), headers=headers)
-        finally:
-            app.dependency_overrides.clear()
+    with (
+        backend_settings("postgresql", tmp_path / "data", checkpoint) as settings,
+        app_client(settings) as client,
+    ):
+        headers = auth(new_key(settings, "scanner"))
+        with statements_sent(get_engine(settings.database_url)) as statements:
+            r = client.post("/api/v1/series", files=series_files(4), headers=headers)
     assert r.status_code == 202 and r.json()["new_instances"] == 4
     # not one of each per file
     assert count_starting(statements, "INSERT INTO instance ") == 1

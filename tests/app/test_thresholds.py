@@ -8,12 +8,12 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.db import repo, thresholds
 from app.db.models import Series
 from app.db.session import session_scope
 from app.worker.inference import analyse
-from tests.app.conftest import auth, new_key, set_threshold
+from tests.app.conftest import app_client, auth, new_key, set_threshold
 from tests.utils.protocols import header_dicom, upload
 from tests.utils.service import worker_log
 
@@ -54,28 +54,22 @@ def test_the_same_image_gets_the_verdict_its_protocol_threshold_says(
 def test_a_real_worker_applies_each_protocol_threshold(stack: Settings) -> None:
     """The API enqueues, a Celery worker process scores (SQLite + local broker, PostgreSQL +
     Redis): the same image under two protocols, two verdicts."""
-    from app.api.main import app
-
     set_threshold(stack, 0.5)
     put(stack, 0.0, protocol="t1 mprage")
     put(stack, 1.0, protocol="t2 tse")
     headers = auth(new_key(stack, "scanner"))
-    app.dependency_overrides[get_settings] = lambda: stack
-    try:
-        with TestClient(app) as client:
-            ids = [
-                upload(client, headers, header_dicom(f"1.2.3.9.{n}", protocol=protocol))
-                for n, protocol in enumerate(("T1_MPRAGE", "T2_TSE"))
-            ]
-            deadline, verdicts = time.monotonic() + 120, {}
-            while len(verdicts) < 2 and time.monotonic() < deadline:
-                for series_id in ids:
-                    body = client.get(f"/api/v1/series/{series_id}", headers=headers).json()
-                    if body["status"] in ("done", "failed"):
-                        verdicts[series_id] = body["verdict"]
-                time.sleep(0.3)
-    finally:
-        app.dependency_overrides.clear()
+    with app_client(stack) as client:
+        ids = [
+            upload(client, headers, header_dicom(f"1.2.3.9.{n}", protocol=protocol))
+            for n, protocol in enumerate(("T1_MPRAGE", "T2_TSE"))
+        ]
+        deadline, verdicts = time.monotonic() + 120, {}
+        while len(verdicts) < 2 and time.monotonic() < deadline:
+            for series_id in ids:
+                body = client.get(f"/api/v1/series/{series_id}", headers=headers).json()
+                if body["status"] in ("done", "failed"):
+                    verdicts[series_id] = body["verdict"]
+            time.sleep(0.3)
     assert len(verdicts) == 2, worker_log(stack).read_text()[-3000:]
     t1, t2 = (verdicts[i] for i in ids)
     assert (t1["label"], t1["threshold"], t1["threshold_protocol"]) == (

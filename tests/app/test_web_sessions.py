@@ -14,7 +14,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from app.cli import app as cli
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.db import web_sessions
 from app.db.models import ApiKey, WebSession
 from app.db.session import session_scope
@@ -22,7 +22,7 @@ from app.db.types import utcnow
 from app.migrate import upgrade
 from app.security import hash_key
 from app.web import session as web_session
-from tests.app.conftest import make_settings, new_key, pg_database, sign_in
+from tests.app.conftest import app_client, make_settings, new_key, pg_database, sign_in
 
 runner = CliRunner()
 
@@ -212,17 +212,11 @@ def test_the_cookie_is_a_random_token_stored_only_as_its_hash(
 @pytest.fixture
 def pg_web(tmp_path: Path, checkpoint: Path) -> Iterator[tuple[TestClient, Settings]]:
     """The web client on a PostgreSQL database of its own (no broker: nothing is uploaded)."""
-    from app.api.main import app
-
     with pg_database() as url:
         settings = make_settings(tmp_path / "data", checkpoint, database_url=url)
         upgrade(url)
-        app.dependency_overrides[get_settings] = lambda: settings
-        try:
-            with TestClient(app, base_url="https://testserver") as client:
-                yield client, settings
-        finally:
-            app.dependency_overrides.clear()
+        with app_client(settings, base_url="https://testserver") as client:
+            yield client, settings
 
 
 def test_sessions_end_the_same_way_on_postgresql(pg_web: tuple[TestClient, Settings]) -> None:

@@ -14,7 +14,7 @@ from app.db import repo
 from app.db.models import InstanceVerdict, Series, SeriesVerdict
 from app.db.session import get_engine, session_scope
 from app.worker.inference import analyse, series_verdict_values
-from tests.app.conftest import auth, backend_settings, new_key
+from tests.app.conftest import app_client, auth, backend_settings, new_key
 from tests.utils.service import series_files
 from tests.utils.sql import count_starting, statements_sent
 
@@ -88,16 +88,9 @@ def test_a_missing_stored_file_fails_the_series_with_a_reason(
 def test_a_series_slice_verdicts_reach_postgresql_in_one_insert(
     tmp_path: Path, checkpoint: Path
 ) -> None:
-    from app.api.main import app
-    from app.config import get_settings
-
     with backend_settings("postgresql", tmp_path / "data", checkpoint) as settings:
-        app.dependency_overrides[get_settings] = lambda: settings
-        try:
-            with TestClient(app) as client:
-                series_id = _upload(client, auth(new_key(settings, "scanner")), n=4)
-        finally:
-            app.dependency_overrides.clear()
+        with app_client(settings) as client:
+            series_id = _upload(client, auth(new_key(settings, "scanner")), n=4)
         with statements_sent(get_engine(settings.database_url)) as statements:
             assert analyse(settings, series_id) == "done"
     assert count_starting(statements, "INSERT INTO instance_verdict ") == 1  # not one per slice
