@@ -84,6 +84,15 @@ class TrainingJobCreate(BaseModel):
         description="share of patches cropped where the simulated artifact shows most (clean "
         "ones by a phantom artifact); 0: random anatomy crops, as `amaqc train --guided-crops`",
     )
+    patch_floor: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="a simulated artifact's patch is labelled artifact only where the artifact "
+        "changed it visibly (RMS change in the patch / RMS of the clean slice >= this; 0.05 = "
+        "the slice visibility floor); 0: every patch carries its slice's label, as `amaqc train "
+        "--patch-floor`",
+    )
     patch: int | None = Field(default=None, ge=16, description="default: the base version's")
     size: int | None = Field(default=None, ge=16, description="default: the base version's")
     auto_activate: bool = Field(

@@ -167,6 +167,16 @@ def train(
             "ones by a phantom artifact, so a crop's place does not give its label away).",
         ),
     ] = 0.0,
+    patch_floor: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Label a patch of a simulated artifact slice artifact only where the artifact "
+            "changed it visibly (RMS change in the patch / RMS of the clean slice >= this; "
+            "0.05 = the slice visibility floor); 0 = every patch carries its slice's label.",
+        ),
+    ] = 0.0,
     snapshots: Annotated[
         bool,
         typer.Option(
@@ -214,6 +224,7 @@ def train(
             max_false_alarm_rate=None if max_false_alarm_rate >= 1.0 else max_false_alarm_rate,
             slice_level=slice_level,
             guided_crops=guided_crops,
+            patch_floor=patch_floor,
             snapshots=snapshots,
         )
     except ValueError as exc:

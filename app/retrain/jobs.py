@@ -119,6 +119,7 @@ def create_job(
         "lr_schedule": body.lr_schedule,
         "keep": body.keep,
         "guided_crops": body.guided_crops,
+        "patch_floor": body.patch_floor,
         "patch": patch,
         "size": size,
         "auto_activate": body.auto_activate,

@@ -31,7 +31,7 @@ COMPARED = (
 )
 #: the form's number fields, in the API's names (the first three on show, these under "More
 #: settings")
-MORE_NUMBER_FIELDS = ("samples_per_epoch", "batch_size", "lr", "guided_crops")
+MORE_NUMBER_FIELDS = ("samples_per_epoch", "batch_size", "lr", "guided_crops", "patch_floor")
 NUMBER_FIELDS = ("epochs", "time_budget_s", "seed", *MORE_NUMBER_FIELDS)
 SIZE_FIELDS = ("patch", "size")
 #: the form's select fields (empty: the API's default)

@@ -279,6 +279,7 @@ def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
         lr_schedule=str(params.get("lr_schedule", TrainConfig.lr_schedule)),
         keep=str(params.get("keep", TrainConfig.keep)),
         guided_crops=float(params.get("guided_crops", TrainConfig.guided_crops)),
+        patch_floor=float(params.get("patch_floor", TrainConfig.patch_floor)),
         patch=int(params["patch"]),
         size=int(params["size"]),
         seed=int(params["seed"]),

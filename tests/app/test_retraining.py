@@ -197,7 +197,7 @@ def test_auto_activation_follows_the_comparison_on_the_fixed_set(
 def test_a_job_can_anneal_its_learning_rate_keep_its_last_epoch_and_guide_its_crops(
     client: TestClient, settings: Settings, admin: dict[str, str], dataset: str
 ) -> None:
-    settings_ = {"lr_schedule": "cosine", "keep": "last", "guided_crops": 0.5}
+    settings_ = {"lr_schedule": "cosine", "keep": "last", "guided_crops": 0.5, "patch_floor": 0.05}
     job_id = _start(client, admin, dataset, epochs=2, **settings_)
     job = client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).json()
     assert job["params"]["lr_schedule"] == "cosine" and job["params"]["keep"] == "last"
@@ -215,8 +215,9 @@ def test_the_paper_recipe_is_the_default_and_unknown_schedules_are_refused(
     job_id = _start(client, admin, dataset)
     params = client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).json()["params"]
     assert params["lr_schedule"] == "constant" and params["keep"] == "best"
-    assert params["guided_crops"] == 0.0
-    for field, value in (("lr_schedule", "linear"), ("keep", "first"), ("guided_crops", 1.5)):
+    assert params["guided_crops"] == 0.0 and params["patch_floor"] == 0.0
+    refused = (("lr_schedule", "linear"), ("keep", "first"), ("guided_crops", 1.5))
+    for field, value in (*refused, ("patch_floor", 1.0), ("patch_floor", -0.1)):
         body = {"source": {"kind": "dataset", "path": dataset}, **TINY_JOB, field: value}
         r = client.post("/api/v1/training-jobs", json=body, headers=admin)
         assert r.status_code == 422 and field in r.text, r.text

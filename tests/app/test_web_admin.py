@@ -228,7 +228,7 @@ def test_a_job_started_from_the_form_is_queued_and_can_be_cancelled(
     web: TestClient, settings: Settings, admin_csrf: str, dataset: str
 ) -> None:
     form = {"csrf": admin_csrf, "source": "dataset", "path": dataset, "seed": "7", **TINY_FORM}
-    form |= {"lr_schedule": "cosine", "keep": "last", "guided_crops": "0.5"}
+    form |= {"lr_schedule": "cosine", "keep": "last", "guided_crops": "0.5", "patch_floor": "0.05"}
     r = web.post("/admin/jobs", data={**form, "auto_activate": "1"}, follow_redirects=False)
     assert r.status_code == 303, r.text
     job_id = int(r.headers["location"].rsplit("/", 1)[1])
@@ -239,7 +239,7 @@ def test_a_job_started_from_the_form_is_queued_and_can_be_cancelled(
         assert (job.params["epochs"], job.params["seed"], job.params["patch"]) == (1, 7, 64)
         assert job.params["auto_activate"] is True and job.base_version_id == 1
         assert (job.params["lr_schedule"], job.params["keep"]) == ("cosine", "last")
-        assert job.params["guided_crops"] == 0.5
+        assert job.params["guided_crops"] == 0.5 and job.params["patch_floor"] == 0.05
     page = web.get(f"/admin/jobs/{job_id}").text
     assert 'class="status status-queued"' in page and 'id="cancel-form"' in page
     assert re.search(r'<form[^>]*id="cancel-form"[^>]*>', page).group(0).count("hidden") == 0  # type: ignore[union-attr]

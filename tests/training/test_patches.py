@@ -179,3 +179,65 @@ def test_no_guided_crops_leaves_the_stream_as_it_was() -> None:
         crop = anatomy_crop(normalize_slice(image, NORM), 64, rng)
         crop = crop.flip(-1) if rng.random() < 0.5 else crop
         assert torch.equal(ds[i][0], crop)
+
+
+# --- patch labels where the change is (issue 17, item 5) -------------------------------------
+
+
+def test_patch_change_reads_the_change_inside_the_window_on_the_slice_nrmse_scale() -> None:
+    from training.fit.patches import patch_change
+
+    clean = torch.full((1, 64, 64), 0.5)
+    change = torch.zeros(1, 64, 64)
+    change[:, :16, :16] = 0.25  # half the slice's RMS, in the top-left window only
+    assert patch_change(change, clean, 0, 0, 16) == pytest.approx(0.5)
+    assert patch_change(change, clean, 32, 32, 16) == 0.0
+    # a change spread evenly over the slice at NRMSE x reads x in every window
+    even = torch.full((1, 64, 64), 0.05)
+    assert patch_change(even, clean, 10, 30, 16) == pytest.approx(0.1)
+    assert patch_change(change, torch.zeros(1, 64, 64), 0, 0, 16) == 0.0
+
+
+def test_patch_floor_labels_an_artifact_patch_by_the_change_it_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same pixels as without the floor; a simulated artifact patch is labelled 1 exactly when
+    its change reaches the floor, clean patches stay 0, and some artifact patches of the same
+    stream fall on each side of the floor."""
+    import training.fit.patches as patches
+
+    seen: list[float] = []
+
+    def recording(*args: object) -> float:
+        value = real(*args)
+        seen.append(value)
+        return value
+
+    real = patches.patch_change
+    monkeypatch.setattr(patches, "patch_change", recording)
+    kw = dict(patch=32, kinds=("spike", "gibbs", "ghosting"))
+    plain = _ds(_samples(), **kw)
+    floor = 0.12
+    labelled = _ds(_samples(), patch_floor=floor, **kw)
+    flips = kept = 0
+    for i in range(60):
+        seen.clear()
+        x, y = labelled[i]
+        x0, y0 = plain[i]
+        assert torch.equal(x, x0)  # the floor changes labels, never pixels
+        if y0 == 0:
+            assert y == 0 and not seen  # clean items are not measured
+            continue
+        assert len(seen) == 1
+        assert y == int(seen[0] >= floor)
+        flips += y == 0
+        kept += y == 1
+    assert flips > 0 and kept > 0, (flips, kept)
+
+
+def test_patch_floor_is_checked_and_ignored_for_whole_slices() -> None:
+    with pytest.raises(ValueError, match="patch_floor must be in"):
+        _ds(_samples(), patch_floor=1.0)
+    whole = _ds(_samples(), patch_floor=0.5, whole=True)
+    assert whole.patch_floor == 0.0
+    assert [whole[i][1] for i in range(20)] == [whole.generate(i)[1] for i in range(20)]

@@ -12,6 +12,14 @@ So for a share of the items (``guided``) the window is the one, of a few random 
 where the simulated artifact changed the image most. To keep *where* a crop lies from telling
 the classes apart, clean items choose their window the same way, by an artifact simulated on
 them for that purpose only (a phantom) whose image is then thrown away.
+
+A patch of an artifact slice can also show nothing of its artifact even where the window is
+guided (a spike that rings in one corner, motion that blurs one edge). With ``patch_floor`` an
+artifact patch keeps label 1 only where the artifact visibly changed it: the RMS of the change
+inside the patch, relative to the RMS of the whole clean slice, reaches the floor (the same
+NRMSE scale as the slice-level visibility floor, ``training.simulate.cross_sim.VISIBLE``);
+otherwise it is labelled clean, as a reader would label it (issue 17, item 5). The joint loss's
+Dice term then measures the overlap of predicted and truly changed patches in a batch.
 """
 
 from __future__ import annotations
@@ -39,26 +47,46 @@ def _foreground(crop: torch.Tensor) -> float:
     return float((crop > 0.1).float().mean())
 
 
-def anatomy_crop(
+def anatomy_window(
     image: torch.Tensor, patch: int, rng: np.random.Generator, tries: int = 10
-) -> torch.Tensor:
-    """A random ``patch`` x ``patch`` crop of a (1, S, S) tensor, preferring crops with anatomy:
-    the first of ``tries`` random crops whose foreground fraction reaches MIN_FOREGROUND, else the
-    crop with the most foreground."""
+) -> tuple[int, int]:
+    """(top, left) of a random ``patch`` x ``patch`` window of a (1, S, S) tensor, preferring
+    windows with anatomy: the first of ``tries`` random windows whose foreground fraction reaches
+    MIN_FOREGROUND, else the window with the most foreground."""
     _, h, w = image.shape
     if h < patch or w < patch:
         raise ValueError(f"patch {patch} is larger than the normalised image {h}x{w}")
-    best, best_fg = image[:, :patch, :patch], -1.0
+    best, best_fg = (0, 0), -1.0
     for _ in range(tries):
         top = int(rng.integers(0, h - patch + 1))
         left = int(rng.integers(0, w - patch + 1))
-        crop = image[:, top : top + patch, left : left + patch]
-        fg = _foreground(crop)
+        fg = _foreground(image[:, top : top + patch, left : left + patch])
         if fg >= MIN_FOREGROUND:
-            return crop
+            return top, left
         if fg > best_fg:
-            best, best_fg = crop, fg
+            best, best_fg = (top, left), fg
     return best
+
+
+def anatomy_crop(
+    image: torch.Tensor, patch: int, rng: np.random.Generator, tries: int = 10
+) -> torch.Tensor:
+    """The crop at :func:`anatomy_window`."""
+    top, left = anatomy_window(image, patch, rng, tries)
+    return image[:, top : top + patch, left : left + patch]
+
+
+def patch_change(
+    change: torch.Tensor, clean: torch.Tensor, top: int, left: int, patch: int
+) -> float:
+    """RMS of ``change`` (an artifact's signed or absolute change, (1, S, S)) inside the window,
+    relative to the RMS of the whole ``clean`` slice: a patch's share of the slice's NRMSE scale
+    (a change spread evenly over a slice at NRMSE x reads x in every patch)."""
+    scale = float(clean.square().mean().sqrt())
+    if scale == 0.0:
+        return 0.0
+    window = change[:, top : top + patch, left : left + patch]
+    return float(window.square().mean().sqrt()) / scale
 
 
 def guided_window(
@@ -124,6 +152,9 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
         guided: share of items (0..1) cropped by :func:`guided_crop` where the simulated
             artifact (for clean items, a phantom one) changed the image most; needs
             ``simulate``; real artifact slices always get :func:`anatomy_crop`.
+        patch_floor: 0 = every patch carries its slice's label; > 0 = a patch of a simulated
+            artifact slice is labelled artifact only when :func:`patch_change` there reaches
+            this floor (NRMSE scale; real artifact slices keep their label).
     """
 
     def __init__(
@@ -140,6 +171,7 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
         realism: bool = True,
         whole: bool = False,
         guided: float = 0.0,
+        patch_floor: float = 0.0,
     ) -> None:
         self.clean = [s for s in samples if s.label == 0]
         self.artifact = [s for s in samples if s.label == 1]
@@ -151,11 +183,14 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
             raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
         if not 0.0 <= guided <= 1.0:
             raise ValueError(f"guided must be in [0, 1], got {guided}")
+        if not 0.0 <= patch_floor < 1.0:
+            raise ValueError(f"patch_floor must be in [0, 1), got {patch_floor}")
         self.norm, self.patch, self.seed = norm, patch, seed
         self.samples_per_epoch = samples_per_epoch
         self.simulate, self.realism = simulate, realism
         self.whole = whole
         self.guided = guided if simulate else 0.0
+        self.patch_floor = patch_floor if simulate and not whole else 0.0
         self.kinds, self.severities = tuple(kinds), tuple(severities)
         self.epoch = 0
 
@@ -205,16 +240,18 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
 
     def _change(
         self, source: tuple[np.ndarray, np.ndarray | None], rng: np.random.Generator
-    ) -> torch.Tensor:
-        """|normalised slice with the artifact - without it|, before the acquisition ops (noise,
-        ringing, 8-bit rendering: the same in both, they change no pixel's place). A clean slice
-        gets a phantom artifact drawn from ``rng`` for this only."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(|normalised slice with the artifact - without it|, the normalised slice without it),
+        before the acquisition ops (noise, ringing, 8-bit rendering: the same in both, they change
+        no pixel's place). A clean slice gets a phantom artifact drawn from ``rng`` for this
+        only."""
         base, corrupted = source
         if corrupted is None:
             corrupted, _ = random_artifact(
                 base, rng=rng, kinds=self.kinds, severities=self.severities
             )
-        return (normalize_slice(corrupted, self.norm) - normalize_slice(base, self.norm)).abs()
+        clean = normalize_slice(base, self.norm)
+        return (normalize_slice(corrupted, self.norm) - clean).abs(), clean
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         guide_rng = np.random.default_rng([self.seed, self.epoch, index, 2])
@@ -223,10 +260,20 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         crop = normalize_slice(image, self.norm)
         if not self.whole:
-            if guided and source is not None:
-                crop = guided_crop(crop, self._change(source, guide_rng), self.patch, guide_rng)
+            # A simulated artifact's source is (before, after); a real slice's is None.
+            relabel = self.patch_floor > 0 and source is not None and source[1] is not None
+            change = clean = None
+            if source is not None and (guided or relabel):
+                change, clean = self._change(source, guide_rng)
+            if guided and change is not None:
+                at = guided_window(crop, change, self.patch, guide_rng)
+                top, left = at if at is not None else anatomy_window(crop, self.patch, guide_rng)
             else:
-                crop = anatomy_crop(crop, self.patch, rng)
+                top, left = anatomy_window(crop, self.patch, rng)
+            if relabel and change is not None and clean is not None:
+                seen = patch_change(change, clean, top, left, self.patch)
+                label = int(seen >= self.patch_floor)
+            crop = crop[:, top : top + self.patch, left : left + self.patch]
         if rng.random() < 0.5:
             crop = crop.flip(-1)
         return crop.contiguous(), label

@@ -105,6 +105,11 @@ class TrainConfig:
     #: share of patches (0..1) cropped where the simulated artifact shows most, clean ones by a
     #: phantom artifact (``training.fit.patches.guided_crop``); 0 = random anatomy crops only
     guided_crops: float = 0.0
+    #: > 0: a patch of a simulated artifact slice is labelled artifact only where the artifact
+    #: changed it by at least this much (RMS change in the patch / RMS of the clean slice, the
+    #: NRMSE scale of the visibility floor; ``training.fit.patches.patch_change``), else clean;
+    #: 0 = every patch carries its slice's label
+    patch_floor: float = 0.0
     #: also write every epoch's weights (float32 checkpoints ``<out>.snapshots/epochNNN``, with
     #: their validation threshold) for ``amaqc average``: validation cannot tell neighbouring
     #: epochs apart, and their weight average is usually better than any one of them
@@ -128,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"keep must be one of {KEEP}, got {self.keep!r}")
         if not 0.0 <= self.guided_crops <= 1.0:
             raise ValueError(f"guided_crops must be in [0, 1], got {self.guided_crops}")
+        if not 0.0 <= self.patch_floor < 1.0:
+            raise ValueError(f"patch_floor must be in [0, 1), got {self.patch_floor}")
         rate = self.max_false_alarm_rate
         if rate is not None and not 0.0 <= rate <= 1.0:
             raise ValueError(f"max_false_alarm_rate must be in [0, 1], got {rate}")
@@ -220,6 +227,7 @@ def patch_stream(
         realism=cfg.realism,
         whole=cfg.slice_level,
         guided=cfg.guided_crops,
+        patch_floor=cfg.patch_floor,
     )
 
 
@@ -506,6 +514,8 @@ def _resume_key(cfg: TrainConfig) -> dict[str, Any]:
     key = {k: getattr(cfg, k) for k in keep}
     if cfg.guided_crops:  # absent when 0, so states saved before it existed still resume
         key["guided_crops"] = cfg.guided_crops
+    if cfg.patch_floor:
+        key["patch_floor"] = cfg.patch_floor
     if cfg.lr_schedule != "constant":  # the schedule's length is part of the run
         key |= {"lr_schedule": cfg.lr_schedule, "epochs": cfg.epochs}
     return json.loads(json.dumps(key))
