@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     #: accepted int8 export for the served checkpoint's bytes, else float32), ``float32`` or
     #: ``int8`` (a worker without an accepted int8 export fails its series, saying why)
     inference_precision: Literal["auto", "float32", "int8"] = "auto"
+    #: the fused detector computes the slices' IQM panels on a thread of its own while the
+    #: network runs, instead of after it (same values; ``false`` for the serial path)
+    inference_overlap_panel: bool = True
     #: where each series verdict goes back as DICOM (SR + heatmap captures, docs/dicom.md):
     #: ``AE_TITLE@host:port`` entries separated by commas or spaces; empty: nowhere
     pacs_destinations: str = ""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +64,9 @@ class Predictor:
             ``"int8"`` (the checkpoint's accepted int8 export from ``amaqc quantize``; raises
             :class:`model.backends.BackendUnavailable` without one) or ``"auto"`` (int8 where
             an accepted export exists, else float32); see :mod:`model.int8`.
+        overlap_panel: the fused detector computes the slices' IQM panels on the process's
+            panel thread while normalisation and the network run (default), instead of after
+            them; same values either way (docs/performance.md, "The panel beside the network").
 
     ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts all
     slices into ``meta.patch_size`` patches, scores the patches of all of them together and
@@ -76,6 +83,7 @@ class Predictor:
         backend: str = "auto",
         cache_dir: str | Path | None = None,
         precision: str = "float32",
+        overlap_panel: bool = True,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -105,6 +113,8 @@ class Predictor:
             precision=precision,
         )
         self.model = model
+        #: compute the fused detector's IQM panels beside the network (see ``overlap_panel``)
+        self.overlap_panel = overlap_panel
 
     @property
     def backend(self) -> str:
@@ -143,24 +153,38 @@ class Predictor:
             )
         if len(slices) == 0:
             return []
-        batch = torch.stack([normalize_slice(s, self.norm) for s in slices])
-        patches, grid = partition(batch, self.meta.patch_size, self.meta.patch_stride)
-        probs = self.patch_probabilities(patches)
-        how = self.meta.aggregation.get("how", "mean")
-        image_probs, maps = aggregate(probs, grid, how, self.meta.aggregation.get("k"))
-        cnn = image_probs.tolist()
         if self.fusion is None:
+            cnn, maps = self._network(slices)
             return [
                 SlicePrediction(float(p), int(p >= self.threshold), m.numpy(), float(p))
                 for p, m in zip(cnn, maps, strict=True)
             ]
-        panels = [_panel(s) for s in slices]
+        if self.overlap_panel:
+            pending = panel_pool().submit(_panels, list(slices))
+            try:
+                cnn, maps = self._network(slices)
+            except BaseException:
+                _settle(pending)  # nothing of this call keeps running after it
+                raise
+            panels = pending.result()  # the panel's own exception, as the serial path raises it
+        else:
+            cnn, maps = self._network(slices)
+            panels = _panels(slices)
         rows = [fusion_features(p, m.numpy(), q) for p, m, q in zip(cnn, maps, panels, strict=True)]
         fused = self.fusion.probability(rows).tolist()
         return [
             SlicePrediction(float(f), int(f >= self.threshold), m.numpy(), float(p), q)
             for f, p, m, q in zip(fused, cnn, maps, panels, strict=True)
         ]
+
+    def _network(self, slices: Sequence[np.ndarray]) -> tuple[list[float], torch.Tensor]:
+        """AMAResNet on the slices: their slice probabilities and (N, rows, cols) patch maps."""
+        batch = torch.stack([normalize_slice(s, self.norm) for s in slices])
+        patches, grid = partition(batch, self.meta.patch_size, self.meta.patch_stride)
+        probs = self.patch_probabilities(patches)
+        how = self.meta.aggregation.get("how", "mean")
+        image_probs, maps = aggregate(probs, grid, how, self.meta.aggregation.get("k"))
+        return image_probs.tolist(), maps
 
 
 def _panel(image: np.ndarray) -> dict[str, float] | None:
@@ -170,3 +194,41 @@ def _panel(image: np.ndarray) -> dict[str, float] | None:
         return compute_iqms(image)
     except ValueError:
         return None
+
+
+def _panels(slices: Sequence[np.ndarray]) -> list[dict[str, float] | None]:
+    return [_panel(s) for s in slices]
+
+
+def _settle(pending: Future[list[dict[str, float] | None]]) -> None:
+    """Cancel ``pending`` or wait for it, ignoring its outcome (the caller is raising another)."""
+    if not pending.cancel():
+        with contextlib.suppress(BaseException):  # the caller's exception is the one raised
+            pending.result()
+
+
+#: The process's panel thread: one worker, created on first use, and created again in a forked
+#: child (a Celery prefork child inherits the parent's executor object but not its thread).
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+_pool_lock = threading.Lock()
+
+
+def panel_pool() -> ThreadPoolExecutor:
+    """The single-thread executor that computes IQM panels beside the network, this process's
+    own: one created before a fork is never reused in the child."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amaqc-iqm-panel")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _after_fork_in_child() -> None:
+    global _pool_lock
+    _pool_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

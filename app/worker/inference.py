@@ -42,18 +42,25 @@ def predictor_for(
 ) -> Any:
     """The process's Predictor for ``version`` (loaded on first use or version change);
     ``cache`` is the slot it lives in (the active version's, or the shadow's). ``settings``
-    choose the inference backend and precision (default ``auto`` both); ONNX exports (and the
-    int8 one of ``amaqc quantize``) are cached next to the checkpoint, so every worker of a host
-    and every restart share one."""
+    choose the inference backend and precision (default ``auto`` both) and whether the fused
+    detector's IQM panel runs beside the network (default yes); ONNX exports (and the int8 one
+    of ``amaqc quantize``) are cached next to the checkpoint, so every worker of a host and
+    every restart share one."""
     backend = settings.inference_backend if settings is not None else "auto"
     precision = settings.inference_precision if settings is not None else "auto"
-    key = (version.id, version.sha256, backend, precision)
+    overlap = settings.inference_overlap_panel if settings is not None else True
+    key = (version.id, version.sha256, backend, precision, overlap)
     if cache.get("key") != key:
         from model import CheckpointError, Predictor
         from model.backends import BackendUnavailable
 
         try:
-            predictor = Predictor(version.checkpoint_path, backend=backend, precision=precision)
+            predictor = Predictor(
+                version.checkpoint_path,
+                backend=backend,
+                precision=precision,
+                overlap_panel=overlap,
+            )
         except (CheckpointError, FileNotFoundError, BackendUnavailable) as exc:
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
         cache.update(key=key, predictor=predictor)

@@ -88,3 +88,16 @@ def test_the_worker_serves_an_accepted_int8_export_and_says_so(tmp_path: Path) -
     assert (predictor.backend, predictor.precision) == ("onnxruntime-int8", "int8")
     float32 = Settings(data_dir=tmp_path, inference_precision="float32")
     assert predictor_for(version, {}, settings=float32).precision == "float32"
+
+
+def test_the_environment_can_turn_off_the_panel_beside_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().inference_overlap_panel is True
+    monkeypatch.setenv("AMAQC_INFERENCE_OVERLAP_PANEL", "false")
+    serial = Settings(data_dir=tmp_path, inference_backend="torch")
+    assert serial.inference_overlap_panel is False
+    version = _version(tmp_path)
+    assert predictor_for(version, {}, settings=serial).overlap_panel is False
+    default = Settings(data_dir=tmp_path, inference_backend="torch", inference_overlap_panel=True)
+    assert predictor_for(version, {}, settings=default).overlap_panel is True
