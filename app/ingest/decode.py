@@ -2,7 +2,9 @@
 
 The format comes from the content; the pixel count is checked from the header before any
 pixel is decoded (PNG bombs, huge DICOM/NIfTI), then every slice is decoded so that a bad file
-is refused before anything is stored.
+is refused before anything is stored. A DICOM file is parsed once: the same dataset gives the
+size check, the pixels and the identifiers (a file that does not parse whole is looked at as
+before, step by step, so that its refusal says the same).
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from app.config import Settings
 
 from . import judgeable, limits, sniff
 from .errors import IngestError, NonImageObject
 from .uploads import IncomingFile
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,18 @@ def decode(
     ext = sniff.content_extension(incoming.name, incoming.path, expected)
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
+    dataset = _parse_dicom(path) if ext == ".dcm" else None
     try:
-        _check_pixels(incoming.name, path, ext, settings)
+        _check_pixels(incoming.name, path, ext, settings, dataset)
         if ext == ".nii.gz":
             _check_unpacked_size(incoming.name, path, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            slices = read_slices(path)
+            slices = read_slices(path, dataset=dataset)
     except (IngestError, UnreadableImage) as exc:
-        if ext == ".dcm":  # only a file that failed is looked at again: SR, PR, ... say so
+        # only a file that failed is looked at again: SR, PR, ... say so (a parsed dataset
+        # has pixel data, so it is an image object that is broken)
+        if ext == ".dcm" and dataset is None:
             _refuse_non_image(incoming.name, path)
         if isinstance(exc, IngestError):
             raise
@@ -76,8 +86,24 @@ def decode(
     judgeable.check_slices(incoming.name, [s.pixels for s in slices], min_side)
     decoded = DecodedFile(incoming, path, ext, sha256_file(path), shapes)
     if ext == ".dcm":
-        decoded = _with_dicom_ids(decoded)
+        decoded = _with_dicom_ids(decoded, dataset)
     return decoded
+
+
+def _parse_dicom(path: Path) -> Dataset | None:
+    """The whole DICOM file, its pixel data read but not decoded (the reader's own read), for
+    the size check, the decode and the identifiers; None for a file that does not parse or has
+    no pixel data, which the steps after read again, as they always did, to say what is wrong
+    (pydicom keeps no element at all of a file cut short, whose header alone still reads)."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True)
+    except Exception:
+        return None
+    return ds if any(keyword in ds for keyword in _PIXEL_KEYWORDS) else None
 
 
 def _too_many_pixels(name: str, rows: int, cols: int, settings: Settings, frames: int = 1) -> str:
@@ -85,9 +111,11 @@ def _too_many_pixels(name: str, rows: int, cols: int, settings: Settings, frames
     return limits.too_many_pixels(name, size, rows * cols * frames, settings)
 
 
-def _check_pixels(name: str, path: Path, ext: str, settings: Settings) -> None:
-    """Header-only size check, before decoding anything."""
-    rows, cols, frames = _header_shape(name, path, ext)
+def _check_pixels(
+    name: str, path: Path, ext: str, settings: Settings, dataset: Dataset | None = None
+) -> None:
+    """Header-only size check, before decoding anything (``dataset``: the parsed DICOM file)."""
+    rows, cols, frames = _header_shape(name, path, ext, dataset)
     if rows < 1 or cols < 1:
         raise IngestError(
             422,
@@ -98,7 +126,9 @@ def _check_pixels(name: str, path: Path, ext: str, settings: Settings) -> None:
         raise IngestError(413, _too_many_pixels(name, rows, cols, settings, frames))
 
 
-def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
+def _header_shape(
+    name: str, path: Path, ext: str, dataset: Dataset | None = None
+) -> tuple[int, int, int]:
     try:
         if ext in (".png", ".jpg"):
             from PIL import Image
@@ -118,9 +148,11 @@ def _header_shape(name: str, path: Path, ext: str) -> tuple[int, int, int]:
             judgeable.check_volumes(name, shape)
             dims = (*shape, 1, 1, 1)[:3]
             return dims[0], dims[1], dims[2]
-        import pydicom
+        ds = dataset
+        if ds is None:  # it did not parse whole: its header alone may
+            import pydicom
 
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         return (
             int(ds.get("Rows", 0) or 0),
             int(ds.get("Columns", 0) or 0),
@@ -162,7 +194,7 @@ def _refuse_non_image(name: str, path: Path) -> None:
         ds = pydicom.dcmread(path, defer_size=256)
     except Exception:  # garbage makes pydicom fail in many ways (NotImplementedError for an
         return  # unknown VR, BytesLengthException, ...): the reader's refusal stands
-    if any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+    if any(tag in ds for tag in _PIXEL_KEYWORDS):
         return
     sop_class = ds.get("SOPClassUID")
     if sop_class is None:
@@ -174,10 +206,14 @@ def _refuse_non_image(name: str, path: Path) -> None:
     raise NonImageObject(name, f"{label} ({sop_class})", str(uid) if uid else None)
 
 
-def _with_dicom_ids(decoded: DecodedFile) -> DecodedFile:
-    import pydicom
+def _with_dicom_ids(decoded: DecodedFile, dataset: Dataset | None = None) -> DecodedFile:
+    """``decoded`` with the identifiers of its DICOM ``dataset`` (read from the file when
+    not given)."""
+    ds = dataset
+    if ds is None:
+        import pydicom
 
-    ds = pydicom.dcmread(decoded.path, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(decoded.path, stop_before_pixels=True, force=True)
 
     def value(keyword: str) -> object:
         """The element's value; None when absent or when it does not parse (pydicom converts

@@ -52,14 +52,18 @@ def luminance(rgb: np.ndarray) -> FloatArray:
     return (r * rgb[..., 0] + g * rgb[..., 1] + b * rgb[..., 2]).astype(np.float32)
 
 
-def read_dicom(path: Path, *, force: bool = False) -> tuple[list[FloatArray], dict[str, str]]:
+def read_dicom(
+    path: Path, *, force: bool = False, dataset: Dataset | None = None
+) -> tuple[list[FloatArray], dict[str, str]]:
     """Decode every frame of the DICOM file ``path``.
 
     Returns one (rows, columns) float32 array per frame and the shared metadata. ``force``
     reads files that lack the 128-byte preamble + ``DICM`` (old ACR-NEMA style exports).
+    ``dataset``: ``path`` already read whole (``pydicom.dcmread(path, force=True)``, pixel
+    data included, not decoded), used instead of reading the file again.
     Library errors propagate; the caller turns them into :class:`UnreadableImage`.
     """
-    ds = pydicom.dcmread(path, force=force)
+    ds = pydicom.dcmread(path, force=force) if dataset is None else dataset
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         raise _no_pixel_data(path, ds)
     if "TransferSyntaxUID" not in ds.file_meta:
@@ -98,9 +102,10 @@ def count_dicom_frames(path: Path, *, force: bool = False) -> int:
     return max(int(_number(ds.get("NumberOfFrames"), 1)), 1)
 
 
-def looks_like_dicom(path: Path) -> bool:
-    """True when a file without the DICM preamble still parses as a DICOM image object."""
-    ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+def looks_like_dicom(path: Path, *, dataset: Dataset | None = None) -> bool:
+    """True when a file without the DICM preamble still parses as a DICOM image object
+    (``dataset``: ``path`` already read, as for :func:`read_dicom`)."""
+    ds = pydicom.dcmread(path, force=True, stop_before_pixels=True) if dataset is None else dataset
     return "SOPClassUID" in ds and "Rows" in ds and "Columns" in ds
 
 

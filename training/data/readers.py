@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import nibabel as nib
 import numpy as np
@@ -25,6 +25,9 @@ from PIL import Image, ImageOps
 
 from .dicom_reader import count_dicom_frames, looks_like_dicom, luminance, read_dicom
 from .image_types import Slice, UnreadableImage
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +44,24 @@ _DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima", ""})
 _PIL_MODES_AS_IS = frozenset({"L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
-def read_slices(path: Path | str) -> list[Slice]:
+def read_slices(path: Path | str, *, dataset: Dataset | None = None) -> list[Slice]:
     """All 2-D slices in the image file ``path``.
 
     DICOM: one Slice per frame. NIfTI: one per axial slice, inferior to superior, shown as in
     a DICOM axial image (anterior up, patient right on the left); 4-D -> first volume.
     ``.npy``: (H, W) -> one, (N, H, W) -> N. PNG/JPEG: one, colour -> luminance.
 
+    ``dataset``: a DICOM ``path`` already read whole by ``pydicom.dcmread(path, force=True)``
+    (the API reads it once for its size check, the pixels and the identifiers), used instead
+    of reading the file again; ignored when ``path`` is not DICOM.
+
     Raises:
         UnreadableImage: for anything that is not a readable image, naming the file.
     """
     path = Path(path)
     try:
-        fmt = _detect_format(path)
-        slices = _read(path, fmt)
+        fmt = _detect_format(path, dataset)
+        slices = _read(path, fmt, dataset)
     except (UnreadableImage, KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # every library error becomes one exception type; Rust
@@ -186,7 +193,7 @@ def skipped_summary(skipped: list[tuple[Path, str]], *, show: int = 3) -> str:
 # --- format detection ------------------------------------------------------------------
 
 
-def _detect_format(path: Path) -> Format:
+def _detect_format(path: Path, dataset: Dataset | None = None) -> Format:
     if path.is_dir():
         raise UnreadableImage(f"{path.name}: is a folder, not a file")
     with path.open("rb") as fh:
@@ -209,7 +216,7 @@ def _detect_format(path: Path) -> Format:
         raise UnreadableImage(f"{path.name}: content is not a {suffix[1:].upper()} file")
     if suffix in _DICOM_SUFFIXES or suffix[1:].isdigit():
         try:
-            if looks_like_dicom(path):
+            if looks_like_dicom(path, dataset=dataset):
                 return "dicom-no-preamble"
         except Exception:  # not DICOM after all: fall through to the generic message
             pass
@@ -218,9 +225,9 @@ def _detect_format(path: Path) -> Format:
     )
 
 
-def _read(path: Path, fmt: Format) -> list[Slice]:
+def _read(path: Path, fmt: Format, dataset: Dataset | None = None) -> list[Slice]:
     if fmt in ("dicom", "dicom-no-preamble"):
-        frames, meta = read_dicom(path, force=fmt == "dicom-no-preamble")
+        frames, meta = read_dicom(path, force=fmt == "dicom-no-preamble", dataset=dataset)
         if len(frames) == 1:
             return [_make_slice(path, frames[0], 0, meta)]
         return [_make_slice(path, a, i, {**meta, "frame": str(i)}) for i, a in enumerate(frames)]
