@@ -16,13 +16,24 @@ Where the export cache (``--cache-dir``, default the checkpoint's own) holds an 
 export of the checkpoint (``amaqc quantize``), the served detector is also timed with it, beside
 float32, in the same rounds.
 
+The whole verdict (the fused detector: network + IQM panel + fusion) is timed twice in the same
+rounds, with the panel computed after the network (``serial``) and beside it on the panel thread
+(``overlapped``, ``Predictor(overlap_panel=True)``, the default); its ratios to ONNX Runtime's
+ResNet-18 and overlapped / serial are taken within each round and the median over rounds
+printed, so a load that drifts between rounds cancels (each round runs the paths back to back,
+every other round in reverse order). ``--verdict-only`` times just the verdicts, the served CNN
+and ONNX Runtime's ResNet-18 (no torch paths, no per-step timings): a shorter run for comparing
+the two. The fastest round of each path and the load average before and after are printed too.
+
     .venv/bin/python bench/inference.py [--rounds 7] [--device cpu|cuda] [--cache-dir DIR]
+        [--verdict-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import tempfile
 import time
@@ -112,7 +123,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--checkpoint", type=Path, default=SERVED)
     parser.add_argument("--cache-dir", type=Path, help="export cache with an int8 export")
+    parser.add_argument(
+        "--verdict-only",
+        action="store_true",
+        help="time only the whole verdict (serial and overlapped), the served CNN and ONNX "
+        "Runtime's ResNet-18",
+    )
     args = parser.parse_args()
+    load_before = load_average()
     device = torch.device(args.device)
     torch.manual_seed(0)
 
@@ -129,7 +147,11 @@ def main() -> None:
         print(f"int8 not timed: {exc}")
         int8 = None
     fused = Predictor(args.checkpoint, device=device)  # the fused detector, when it ships one
-    served_torch = Predictor(args.checkpoint, device=device, detector="cnn", backend="torch")
+    served_torch = (
+        None
+        if args.verdict_only
+        else Predictor(args.checkpoint, device=device, detector="cnn", backend="torch")
+    )
     norm = served.norm
     plain = PlainResNet18().eval()
     plain_torch = plain.to(device).to(memory_format=torch.channels_last)
@@ -152,33 +174,67 @@ def main() -> None:
         plain_ort(prepared(batch))
 
     runners: dict[str, Callable[[list[np.ndarray]], object]] = {
-        f"served ({served.backend})": served.predict,
-        "served (torch)": served_torch.predict,
+        f"served ({served.backend})": served.predict
     }
+    if served_torch is not None:
+        runners["served (torch)"] = served_torch.predict
     if int8 is not None:
         runners[f"served ({int8.backend})"] = int8.predict
+    verdicts: list[tuple[str, str]] = []  # (serial name, overlapped name) per precision
     if fused.detector == "fused":
-        runners[f"served fused + IQM panel ({fused.backend})"] = fused.predict
+        fused_all = [fused]
         if int8 is not None:  # the whole verdict as a worker with the int8 export serves it
-            fused8 = Predictor(
-                args.checkpoint, device=device, precision="int8", cache_dir=args.cache_dir
+            fused_all.append(
+                Predictor(
+                    args.checkpoint, device=device, precision="int8", cache_dir=args.cache_dir
+                )
             )
-            runners[f"served fused + IQM panel ({fused8.backend})"] = fused8.predict
+        for predictor in fused_all:
+            serial = f"verdict serial ({predictor.backend})"
+            overlapped = f"verdict overlapped ({predictor.backend})"
+            runners[serial] = verdict(predictor, overlap=False)
+            runners[overlapped] = verdict(predictor, overlap=True)
+            verdicts.append((serial, overlapped))
     if plain_ort is not None:
         runners["resnet18 (onnxruntime)"] = run_plain_ort
-    runners["resnet18 (torch)"] = run_plain_torch
+    if not args.verdict_only:
+        runners["resnet18 (torch)"] = run_plain_torch
 
     slices = head_slices(32)
     rates: dict[int, dict[str, float]] = {}
+    best: dict[int, dict[str, float]] = {}  # the fastest round: the least disturbed
+    times: dict[int, dict[str, list[float]]] = {}  # seconds per call, round by round
     for batch_size in (1, 24, 32):
         batch = slices[:batch_size]
         for run in runners.values():  # warm-up
             run(batch)
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.rounds):  # interleaved, so all see the same machine load
-            for name, run in runners.items():
-                times[name].append(timed(lambda r=run, b=batch: r(b), device))
-        rates[batch_size] = {k: batch_size / statistics.median(v) for k, v in times.items()}
+        times[batch_size] = {name: [] for name in runners}
+        for i in range(args.rounds):  # interleaved, so all see the same machine load; every
+            order = list(runners.items())  # other round backwards, so none always follows
+            for name, run in order if i % 2 == 0 else order[::-1]:  # the same neighbour
+                times[batch_size][name].append(timed(lambda r=run, b=batch: r(b), device))
+        rates[batch_size] = {
+            k: batch_size / statistics.median(v) for k, v in times[batch_size].items()
+        }
+        best[batch_size] = {k: batch_size / min(v) for k, v in times[batch_size].items()}
+
+    served_name = f"served ({served.backend})"
+    names = list(runners)
+    header = (
+        f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+        f"checkpoint {args.checkpoint.name}: {served.meta.arch}, "
+        f"{(SIZE // served.meta.patch_size) ** 2} patches of {served.meta.patch_size} px per "
+        f"{SIZE}x{SIZE} slice, aggregation {served.meta.aggregation.get('how')}; "
+        f"backend {served.backend}; median of {args.rounds} rounds"
+    )
+    if args.verdict_only:
+        print(header)
+        print_rates(names, rates)
+        print("best round:")
+        print_rates(names, best)
+        print_verdicts(verdicts, times)
+        print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
+        return
 
     # The networks alone on already normalised input (24 slices: one series), so the shared
     # preprocessing does not pull the ratio towards 1.
@@ -212,21 +268,8 @@ def main() -> None:
     iqm = per_slice_ms(lambda: [compute_iqms(s) for s in slices[:24]], 24, args.rounds)
     normalise = per_slice_ms(lambda: prepared(slices[:24]), 24, args.rounds)
 
-    served_name = f"served ({served.backend})"
-    print(
-        f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
-        f"checkpoint {args.checkpoint.name}: {served.meta.arch}, "
-        f"{(SIZE // served.meta.patch_size) ** 2} patches of {served.meta.patch_size} px per "
-        f"{SIZE}x{SIZE} slice, aggregation {served.meta.aggregation.get('how')}; "
-        f"backend {served.backend}; median of {args.rounds} rounds"
-    )
-    print()
-    names = list(runners)
-    print("| slices per call | " + " | ".join(f"{n} slices/s" for n in names) + " |")
-    print("|---" * (len(names) + 1) + "|")
-    for bs, row in rates.items():
-        print(f"| {bs} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
-    print()
+    print(header)
+    print_rates(names, rates)
     target = "served / ONNX Runtime ResNet-18 (target >= 1.0)"
     print(f"| slices per call | {target} | served / torch ResNet-18 |")
     print("|---|---|---|")
@@ -264,6 +307,59 @@ def main() -> None:
         f"ms, IQM panel {iqm:.1f} ms; served network path {1000 / rates[24][served_name]:.1f} ms "
         f"(24-slice series)"
     )
+    print_verdicts(verdicts, times)
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
+
+
+def verdict(predictor: Predictor, *, overlap: bool) -> Callable[[list[np.ndarray]], object]:
+    """``predictor.predict`` with the panel beside the network or after it."""
+
+    def run(batch: list[np.ndarray]) -> object:
+        predictor.overlap_panel = overlap
+        return predictor.predict(batch)
+
+    return run
+
+
+def load_average() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def print_rates(names: list[str], rates: dict[int, dict[str, float]]) -> None:
+    print()
+    print("| slices per call | " + " | ".join(f"{n} slices/s" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for bs, row in rates.items():
+        print(f"| {bs} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+    print()
+
+
+def print_verdicts(
+    verdicts: list[tuple[str, str]], times: dict[int, dict[str, list[float]]]
+) -> None:
+    """The whole verdict, serial and overlapped, against ONNX Runtime's ResNet-18 (the target),
+    and overlapped against serial: each ratio taken within a round (the paths ran back to back
+    there), the median over rounds, so a load that drifts between rounds cancels."""
+    if not verdicts or "resnet18 (onnxruntime)" not in next(iter(times.values())):
+        return
+
+    def paired(fast: list[float], slow: list[float]) -> float:
+        return statistics.median(s / f for f, s in zip(fast, slow, strict=True))
+
+    print()
+    print(
+        "whole verdict / ONNX Runtime ResNet-18 (target >= 1.0) and overlapped / serial, "
+        "median of the rounds' own ratios:"
+    )
+    print("| slices per call | " + " | ".join(f"{s} | {o} | gain" for s, o in verdicts) + " |")
+    print("|---" * (3 * len(verdicts) + 1) + "|")
+    for bs, row in times.items():
+        ort = row["resnet18 (onnxruntime)"]
+        cells = [
+            f"{paired(row[s], ort):.2f} | {paired(row[o], ort):.2f} | {paired(row[o], row[s]):.2f}"
+            for s, o in verdicts
+        ]
+        print(f"| {bs} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
