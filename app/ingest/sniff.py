@@ -16,6 +16,10 @@ import warnings
 import zlib
 from pathlib import Path
 
+from training.data.signatures import HEAD as _HEAD
+from training.data.signatures import is_nifti as _is_nifti
+from training.data.signatures import signature
+
 from .errors import IngestError
 
 #: what the ingest routes accept, as every refusal words it (a ZIP holds the first kind)
@@ -30,7 +34,6 @@ FORMAT_NAMES = {
     ".nii.gz": "NIfTI (gzip)",
 }
 
-_HEAD = 540  # a NIfTI-2 header; also covers DICM at 128, NIfTI-1 at 344 and tar's magic at 257
 ZIP_MAGIC = b"PK\x03\x04"
 
 _IMAGE = "save the slice as PNG or DICOM"
@@ -113,22 +116,13 @@ def describe(head: bytes, path: Path | None = None) -> Found:
     return _text_kind(head) or f"unrecognised bytes starting 0x{head[:8].hex()}", None
 
 
+#: signature -> the extension an accepted upload is stored under (a gzip must hold a NIfTI)
+_STORED_AS = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "gzip": ".nii.gz", "nifti": ".nii"}
+
+
 def _accepted(head: bytes) -> str | None:
-    if head[128:132] == b"DICM":
-        return ".dcm"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if head.startswith(b"\x1f\x8b"):
-        return ".nii.gz"
-    if _is_nifti(head):
-        return ".nii"
-    return None
-
-
-def _is_nifti(head: bytes) -> bool:
-    return head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00"
+    found = signature(head)
+    return _STORED_AS.get(found) if found is not None else None
 
 
 def _bare_dicom(path: Path) -> bool:

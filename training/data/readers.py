@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 
 from .dicom_reader import count_dicom_frames, looks_like_dicom, luminance, read_dicom
 from .image_types import Slice, UnreadableImage
+from .signatures import HEAD, signature
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -197,17 +198,11 @@ def _detect_format(path: Path, dataset: Dataset | None = None) -> Format:
     if path.is_dir():
         raise UnreadableImage(f"{path.name}: is a folder, not a file")
     with path.open("rb") as fh:
-        head = fh.read(348)
-    name = path.name.lower()
-    if head[128:132] == b"DICM":
-        return "dicom"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if name.endswith((".nii", ".nii.gz")) or head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
+        head = fh.read(HEAD)
+    found = signature(head)
+    if found in ("dicom", "png", "jpeg", "npy"):
+        return found
+    if found == "nifti" or path.name.lower().endswith((".nii", ".nii.gz")):
         return "nifti"
     if not head:
         raise UnreadableImage(f"{path.name}: file is empty")
