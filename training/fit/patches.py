@@ -118,6 +118,18 @@ def guided_window(
     return best
 
 
+def guided_or_anatomy_window(
+    image: torch.Tensor,
+    change: torch.Tensor,
+    patch: int,
+    rng: np.random.Generator,
+    tries: int = 10,
+) -> tuple[int, int]:
+    """:func:`guided_window`, or :func:`anatomy_window` when no window has anatomy."""
+    at = guided_window(image, change, patch, rng, tries)
+    return at if at is not None else anatomy_window(image, patch, rng, tries)
+
+
 def guided_crop(
     image: torch.Tensor,
     change: torch.Tensor,
@@ -125,11 +137,8 @@ def guided_crop(
     rng: np.random.Generator,
     tries: int = 10,
 ) -> torch.Tensor:
-    """The crop at :func:`guided_window`, or :func:`anatomy_crop` when no window has anatomy."""
-    at = guided_window(image, change, patch, rng, tries)
-    if at is None:
-        return anatomy_crop(image, patch, rng, tries)
-    top, left = at
+    """The crop at :func:`guided_or_anatomy_window`."""
+    top, left = guided_or_anatomy_window(image, change, patch, rng, tries)
     return image[:, top : top + patch, left : left + patch]
 
 
@@ -266,8 +275,7 @@ class TrainPatches(Dataset[tuple[torch.Tensor, int]]):
             if source is not None and (guided or relabel):
                 change, clean = self._change(source, guide_rng)
             if guided and change is not None:
-                at = guided_window(crop, change, self.patch, guide_rng)
-                top, left = at if at is not None else anatomy_window(crop, self.patch, guide_rng)
+                top, left = guided_or_anatomy_window(crop, change, self.patch, guide_rng)
             else:
                 top, left = anatomy_window(crop, self.patch, rng)
             if relabel and change is not None and clean is not None:
