@@ -16,10 +16,6 @@ import warnings
 import zlib
 from pathlib import Path
 
-from training.data.signatures import HEAD as _HEAD
-from training.data.signatures import is_nifti as _is_nifti
-from training.data.signatures import signature
-
 from .errors import IngestError
 
 #: what the ingest routes accept, as every refusal words it (a ZIP holds the first kind)
@@ -36,6 +32,7 @@ FORMAT_NAMES = {
 
 ZIP_MAGIC = b"PK\x03\x04"
 
+_HEAD = 540  # a NIfTI-2 header; also covers DICM at 128, NIfTI-1 at 344 and tar's magic at 257
 _IMAGE = "save the slice as PNG or DICOM"
 _ARCHIVE = "send the files themselves, or one ZIP of them"
 _PACKED = "send the files uncompressed; only a NIfTI may be gzipped"
@@ -121,8 +118,18 @@ _STORED_AS = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg", "gzip": ".nii.gz",
 
 
 def _accepted(head: bytes) -> str | None:
+    # imported here, not at start-up: training.data loads on the first upload (decode reads
+    # with it), as before the signatures were shared
+    from training.data.signatures import signature
+
     found = signature(head)
     return _STORED_AS.get(found) if found is not None else None
+
+
+def _is_nifti(head: bytes) -> bool:
+    from training.data.signatures import is_nifti
+
+    return is_nifti(head)
 
 
 def _bare_dicom(path: Path) -> bool:
