@@ -26,7 +26,6 @@ from app.ingest.uploads import IncomingFile
 from .multipart import DICOM, Part
 
 logger = logging.getLogger(__name__)
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 class FailureReason(IntEnum):
@@ -77,6 +76,8 @@ def read_header(path: Path) -> Header | None:
     """The part's identifiers, or None when it is not parseable as DICOM at all."""
     import pydicom
 
+    from training.data.dicom_reader import has_pixel_data
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -95,7 +96,7 @@ def read_header(path: Path) -> Header | None:
             series_instance_uid=text(ds.get("SeriesInstanceUID")),
             transfer_syntax_uid=text(meta.get("TransferSyntaxUID")),
             sop_class_name=UID(sop_class).name if sop_class else "unknown",
-            has_pixels=any(keyword in ds for keyword in _PIXEL_KEYWORDS),
+            has_pixels=has_pixel_data(ds),
         )
     except Exception:
         return None

@@ -25,8 +25,6 @@ from .uploads import IncomingFile
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
 
 @dataclass(frozen=True)
 class DecodedFile:
@@ -97,13 +95,15 @@ def _parse_dicom(path: Path) -> Dataset | None:
     (pydicom keeps no element at all of a file cut short, whose header alone still reads)."""
     import pydicom
 
+    from training.data.dicom_reader import has_pixel_data
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, force=True)
     except Exception:
         return None
-    return ds if any(keyword in ds for keyword in _PIXEL_KEYWORDS) else None
+    return ds if has_pixel_data(ds) else None
 
 
 def _too_many_pixels(name: str, rows: int, cols: int, settings: Settings, frames: int = 1) -> str:
@@ -190,11 +190,13 @@ def _refuse_non_image(name: str, path: Path) -> None:
     SOP class without pixel data; return for anything else (an image object that is broken)."""
     import pydicom
 
+    from training.data.dicom_reader import has_pixel_data
+
     try:
         ds = pydicom.dcmread(path, defer_size=256)
     except Exception:  # garbage makes pydicom fail in many ways (NotImplementedError for an
         return  # unknown VR, BytesLengthException, ...): the reader's refusal stands
-    if any(tag in ds for tag in _PIXEL_KEYWORDS):
+    if has_pixel_data(ds):
         return
     sop_class = ds.get("SOPClassUID")
     if sop_class is None:

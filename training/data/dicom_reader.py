@@ -41,6 +41,13 @@ _META_KEYWORDS = {
     "MagneticFieldStrength": "field_strength",
 }
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def has_pixel_data(ds: Dataset) -> bool:
+    """Whether a DICOM dataset carries pixel data (integer, float or double float)."""
+    return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+
+
 # ITU-R BT.601 luma weights, the same as PIL's RGB -> "L".
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -64,7 +71,7 @@ def read_dicom(
     Library errors propagate; the caller turns them into :class:`UnreadableImage`.
     """
     ds = pydicom.dcmread(path, force=force) if dataset is None else dataset
-    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+    if not has_pixel_data(ds):
         raise _no_pixel_data(path, ds)
     if "TransferSyntaxUID" not in ds.file_meta:
         # A file without meta information: pydicom knows how it parsed it.
@@ -95,7 +102,7 @@ def read_dicom(
 def count_dicom_frames(path: Path, *, force: bool = False) -> int:
     """Number of frames in ``path`` from its header (large values are not loaded)."""
     ds = pydicom.dcmread(path, force=force, defer_size="64 KB")
-    if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
+    if not has_pixel_data(ds):
         raise _no_pixel_data(path, ds)
     if int(_number(ds.get("Rows"), 0)) < 1 or int(_number(ds.get("Columns"), 0)) < 1:
         raise UnreadableImage(f"{path.name}: Rows/Columns missing or zero")
