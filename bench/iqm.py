@@ -14,7 +14,7 @@ at their own size (176x146) and resized to 256 px. Wall and CPU (process) time, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import statistics
 import subprocess
 import sys
@@ -37,18 +37,23 @@ CACHE = ROOT / ".data" / "cache"
 
 
 def panel_at(revision: str, folder: Path) -> ModuleType:
-    """``model/iqm.py`` as it was at ``revision``, imported as its own module."""
-    source = subprocess.run(
-        ["git", "show", f"{revision}:model/iqm.py"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
-    path = folder / "iqm_at_revision.py"
-    path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("iqm_at_revision", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """``model/iqm.py`` as it was at ``revision``, imported as its own module (with the
+    ``model/iqm_kernels.py`` of that revision beside it, where it had one: ``model.iqm`` imports
+    it relatively)."""
+    package = folder / "iqm_at_revision"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("iqm.py", "iqm_kernels.py"):
+        shown = subprocess.run(
+            ["git", "show", f"{revision}:model/{name}"], cwd=ROOT, capture_output=True
+        )
+        if shown.returncode == 0:
+            (package / name).write_bytes(shown.stdout)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("iqm_at_revision.iqm")
+    finally:
+        sys.path.remove(str(folder))
 
 
 def slice_sets() -> dict[str, list[np.ndarray]]:
