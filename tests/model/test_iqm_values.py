@@ -12,7 +12,15 @@ import pytest
 from scipy import ndimage
 
 from model.iqm import IQM_NAMES, PANEL_VERSION, compute_iqms
-from model.iqm_kernels import erode, fill_holes, gradient_magnitude, histogram, median, percentile
+from model.iqm_kernels import (
+    erode,
+    fill_holes,
+    gaussian_at,
+    gradient_magnitude,
+    histogram,
+    median,
+    percentile,
+)
 from tests.utils.iqm_reference import REFERENCE, fingerprint, reference_slices
 
 #: the tolerance issue 18 allows a rewrite (values ~0 compare absolutely)
@@ -94,3 +102,23 @@ def test_the_gradient_at_some_pixels_is_numpys() -> None:
     rows, cols = np.nonzero(np.random.default_rng(4).random(image.shape) > 0.5)
     expected = np.hypot(*np.gradient(image))[rows, cols]
     assert np.array_equal(gradient_magnitude(image, rows, cols), expected)
+
+
+def test_the_gaussian_at_some_pixels_is_scipys() -> None:
+    """Bit for bit, at sparse pixels (the pixels-only path), pixels on every edge and corner
+    (the reflections), a thin ring (sharpness' edge band) and most pixels (scipy's own)."""
+    rng = np.random.default_rng(5)
+    for trial in range(120):
+        h, w = (int(v) for v in rng.integers(5, 90, 2))
+        image = rng.random((h, w)) * rng.uniform(0.1, 1e4)
+        sigma = float(rng.choice([0.7, 1.0, 1.5, 2.5]))
+        mask = rng.random((h, w)) < rng.choice([0.002, 0.02, 0.1, 0.9])
+        if trial % 4 == 0:
+            mask[[0, -1]] = mask[:, [0, -1]] = True
+        if trial % 4 == 1:
+            yy, xx = np.mgrid[:h, :w]
+            r = np.hypot((yy - h / 2) / h, (xx - w / 2) / w)
+            mask = (r > 0.3) & (r < 0.33)
+        flat = np.flatnonzero(mask)
+        expected = ndimage.gaussian_filter(image, sigma).ravel()[flat]
+        assert np.array_equal(gaussian_at(image, sigma, flat), expected), (h, w, sigma)
