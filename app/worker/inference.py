@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from app import storage
 from app.config import SeriesRule, Settings
@@ -168,10 +169,13 @@ def analyse(
         predictions = predictor.predict(pixels)
         elapsed = time.perf_counter() - start
         logger.info("series %s: %d slices in %.3f s", series_id, len(todo), elapsed)
-        _write_instance_verdicts(
-            settings, version, todo, predictions, applied=applied, inference=ran_on(predictor)
-        )
+    # the slice verdicts and the series verdict in one transaction: one commit, and never the
+    # one without the other
     with session_scope(settings.database_url) as session:
+        if todo:
+            _add_instance_verdicts(
+                session, version, todo, predictions, applied=applied, inference=ran_on(predictor)
+            )
         series = repo.get_series(session, series_id)
         if series is None or not series.complete:
             return "scored"
@@ -262,32 +266,56 @@ def _write_instance_verdicts(
     shadow: bool = False,
     applied: thresholds.Applied | None = None,
 ) -> None:
-    """Write the slice verdicts; ``applied``: the series' threshold (default: the version's);
-    ``inference``: what ran the network (:func:`ran_on`)."""
-    threshold = applied.value if applied is not None else version.threshold
+    """Write the slice verdicts in a transaction of their own (see
+    :func:`_add_instance_verdicts`)."""
     with session_scope(settings.database_url) as session:
-        existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
-        repo.add_instance_verdicts(
+        _add_instance_verdicts(
             session,
-            [
-                InstanceVerdict(
-                    instance_id=inst.id,
-                    model_version_id=version.id,
-                    probability=pred.probability,
-                    label=int(pred.probability >= threshold),
-                    threshold=threshold,
-                    threshold_source=applied.source if applied is not None else None,
-                    inference=inference,
-                    patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
-                    cnn_probability=pred.cnn_probability,
-                    iqms=(
-                        {k: round(float(v), 6) for k, v in pred.iqms.items()}
-                        if pred.iqms is not None
-                        else None
-                    ),
-                    shadow=shadow,
-                )
-                for inst, pred in zip(todo, predictions, strict=True)
-                if inst.id not in existing  # written by a concurrent delivery of the same job
-            ],
+            version,
+            todo,
+            predictions,
+            inference=inference,
+            shadow=shadow,
+            applied=applied,
         )
+
+
+def _add_instance_verdicts(
+    session: Session,
+    version: ModelVersion,
+    todo: Sequence[Instance],
+    predictions: Any,
+    *,
+    inference: str,
+    shadow: bool = False,
+    applied: thresholds.Applied | None = None,
+) -> None:
+    """Add the slice verdicts to ``session`` (one flush; those a concurrent delivery of the
+    same job wrote already are left out); ``applied``: the series' threshold (default: the
+    version's); ``inference``: what ran the network (:func:`ran_on`)."""
+    threshold = applied.value if applied is not None else version.threshold
+    existing = repo.instance_verdicts(session, [i.id for i in todo], version.id, shadow=shadow)
+    repo.add_instance_verdicts(
+        session,
+        [
+            InstanceVerdict(
+                instance_id=inst.id,
+                model_version_id=version.id,
+                probability=pred.probability,
+                label=int(pred.probability >= threshold),
+                threshold=threshold,
+                threshold_source=applied.source if applied is not None else None,
+                inference=inference,
+                patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
+                cnn_probability=pred.cnn_probability,
+                iqms=(
+                    {k: round(float(v), 6) for k, v in pred.iqms.items()}
+                    if pred.iqms is not None
+                    else None
+                ),
+                shadow=shadow,
+            )
+            for inst, pred in zip(todo, predictions, strict=True)
+            if inst.id not in existing  # written by a concurrent delivery of the same job
+        ],
+    )

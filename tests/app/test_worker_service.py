@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.config import SeriesRule, Settings
 from app.db import repo
@@ -145,3 +145,52 @@ def test_each_slice_verdict_says_what_ran_the_network(
     assert expected in ("onnxruntime (cpu)", "torch (cpu)", "torch (cuda)")
     body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
     assert [i["inference"] for i in body["instances"]] == [expected, expected]
+
+
+def test_slice_verdicts_and_the_series_verdict_are_one_commit(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    """Issue 18: a scored series costs the worker two commits that write (processing, then
+    every verdict), not three: the slice verdicts and the series verdict go in together."""
+    series_id = _upload(client, scanner, n=3)
+    engine = get_engine(settings.database_url)
+    log: list[str] = []  # every statement and every commit, in order
+
+    def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        log.append(sql.lstrip().upper())
+
+    def commit(_conn: object) -> None:
+        log.append("COMMIT")
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        assert analyse(settings, series_id) == "done"
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+    writes = [i for i, sql in enumerate(log) if sql.startswith(("INSERT", "UPDATE"))]
+    commits = {log.index("COMMIT", i) for i in writes}  # the commit each write went out with
+    assert len(commits) == 2
+    slices = next(i for i, sql in enumerate(log) if sql.startswith("INSERT INTO INSTANCE_VERDICT"))
+    series = next(i for i, sql in enumerate(log) if sql.startswith("INSERT INTO SERIES_VERDICT"))
+    assert log.index("COMMIT", slices) == log.index("COMMIT", series)
+
+
+def test_a_failing_series_verdict_leaves_no_slice_verdicts(
+    client: TestClient, settings: Settings, scanner: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No half-written verdict: when the series verdict cannot be written, the slice verdicts
+    of the same job are rolled back with it, and the redelivered job writes both."""
+    series_id = _upload(client, scanner, n=2)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(repo, "put_series_verdict", broken)
+    with pytest.raises(RuntimeError):
+        analyse(settings, series_id)
+    assert _count(settings, InstanceVerdict) == 0 and _count(settings, SeriesVerdict) == 0
+    monkeypatch.undo()
+    assert analyse(settings, series_id) == "done"
+    assert _count(settings, InstanceVerdict) == 2 and _count(settings, SeriesVerdict) == 1
