@@ -122,3 +122,22 @@ def test_other_brokers_keep_the_transport_their_url_names() -> None:
     app = queue.make_celery("redis://127.0.0.1:6379/0")
     assert app.conf.broker_transport is None
     assert type(app.connection_for_write().transport).__module__ == "kombu.transport.redis"
+
+
+def test_the_local_broker_file_is_in_wal_mode(tmp_path: Path) -> None:
+    """Issue 18: a publish and a job taken are one commit each; in WAL mode that is one fsync
+    of the log instead of the rollback journal's several. The job still arrives."""
+    import sqlite3
+
+    path = tmp_path / "broker.db"
+    url = f"sqla+sqlite:///{path}"
+    assert queue.enqueue_analysis(url, 12) is True
+    with sqlite3.connect(path) as conn:  # the mode is kept in the file
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    received: list[Any] = []
+    app = queue.make_celery(url)
+    with app.connection_for_read() as conn:
+        inference = next(q for q in app.conf.task_queues if q.name == "inference")
+        with Consumer(conn, queues=[inference], callbacks=[lambda b, m: received.append(m)]):
+            conn.drain_events(timeout=5)
+    assert [m.headers["argsrepr"] for m in received] == ["[12]"]
