@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db.models import ApiKey
 from app.ingest import service
 from app.ingest.errors import IngestError
+from app.ingest.judgeable import detector_min_side
 from app.queue import enqueue_analysis
 
 from .multipart import Part
@@ -118,8 +119,9 @@ def store_parts(
     """Check and store every part; one outcome per part, in request order."""
     outcomes: list[Outcome] = []
     by_series: dict[str | None, list[Accepted]] = {}
+    min_side = detector_min_side(settings.database_url)  # once, not once per part
     for part in parts:
-        checked = check_part(part, settings, study_uid)
+        checked = check_part(part, settings, study_uid, min_side=min_side)
         if isinstance(checked, Rejected):
             outcomes.append(checked)
         else:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from app.config import Settings
 from app.ingest import sniff
-from app.ingest.decode import DecodedFile, decode
+from app.ingest.decode import DecodedFile, decode, parse_dicom
 from app.ingest.errors import IngestError
 from app.ingest.uploads import IncomingFile
 
@@ -72,16 +73,20 @@ class Accepted:
     decoded: DecodedFile
 
 
-def read_header(path: Path) -> Header | None:
-    """The part's identifiers, or None when it is not parseable as DICOM at all."""
+def read_header(path: Path, dataset: Dataset | None = None) -> Header | None:
+    """The part's identifiers, or None when it is not parseable as DICOM at all (``dataset``:
+    the part as :func:`app.ingest.decode.parse_dicom` read it, instead of reading it again)."""
     import pydicom
 
     from training.data.dicom_reader import has_pixel_data
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, defer_size="64 KB")
+        if dataset is not None:
+            ds = dataset
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=True, defer_size="64 KB")
         meta = ds.file_meta
 
         def text(value: object) -> str | None:
@@ -164,16 +169,29 @@ def _decode_failure(exc: IngestError) -> FailureReason:
     return FailureReason.CANNOT_UNDERSTAND  # truncated, corrupt, undecodable pixels
 
 
-def check_part(part: Part, settings: Settings, study_uid: str | None) -> Accepted | Rejected:
-    """Decode and validate the part completely, or say why it is refused."""
-    header = read_header(part.path)
+def check_part(
+    part: Part, settings: Settings, study_uid: str | None, *, min_side: int | None = None
+) -> Accepted | Rejected:
+    """Decode and validate the part completely, or say why it is refused (``min_side``: as
+    :func:`app.ingest.decode.decode` takes it, looked up once for a request's parts).
+
+    A part is parsed once: the dataset its header comes from is the one decoded. A part that
+    does not parse whole or has no pixel data has its header read on its own, as before, so
+    that its refusal says the same."""
+    dataset = parse_dicom(part.path) if part.content_type == DICOM else None
+    header = read_header(part.path, dataset)
     refusal = _refusal(part, header, study_uid)
     if refusal is not None:
         return refusal
     assert header is not None
     uids = (header.sop_class_uid, header.sop_instance_uid)
     try:
-        decoded = decode(IncomingFile(f"part {part.index}", part.path), settings)
+        decoded = decode(
+            IncomingFile(f"part {part.index}", part.path),
+            settings,
+            min_side=min_side,
+            dataset=dataset,
+        )
     except IngestError as exc:
         return Rejected(part.index, _decode_failure(exc), exc.detail, *uids)
     except Exception as exc:  # a bug or a library surprise: refuse this instance, keep the rest

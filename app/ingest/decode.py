@@ -44,12 +44,18 @@ class DecodedFile:
 
 
 def decode(
-    incoming: IncomingFile, settings: Settings, *, min_side: int | None = None
+    incoming: IncomingFile,
+    settings: Settings,
+    *,
+    min_side: int | None = None,
+    dataset: Dataset | None = None,
 ) -> DecodedFile:
     """Validate ``incoming`` completely; raise :class:`IngestError` naming the file.
 
     ``min_side``: the smallest slice side the detector can judge (default: the active model's
-    patch size, looked up in the database).
+    patch size, looked up in the database). ``dataset``: the file as :func:`parse_dicom` read
+    it, when the caller read it already (STOW-RS looks at its header first); used only when the
+    content is DICOM, else the file is parsed here.
     """
     from app.storage import sha256_file
     from training.data import UnreadableImage, read_slices
@@ -58,7 +64,10 @@ def decode(
     ext = sniff.content_extension(incoming.name, incoming.path, expected)
     path = incoming.path.with_name(incoming.path.name + ext)
     incoming.path.rename(path)
-    dataset = _parse_dicom(path) if ext == ".dcm" else None
+    if ext != ".dcm":
+        dataset = None
+    elif dataset is None:
+        dataset = parse_dicom(path)
     try:
         _check_pixels(incoming.name, path, ext, settings, dataset)
         if ext == ".nii.gz":
@@ -88,7 +97,7 @@ def decode(
     return decoded
 
 
-def _parse_dicom(path: Path) -> Dataset | None:
+def parse_dicom(path: Path) -> Dataset | None:
     """The whole DICOM file, its pixel data read but not decoded (the reader's own read), for
     the size check, the decode and the identifiers; None for a file that does not parse or has
     no pixel data, which the steps after read again, as they always did, to say what is wrong

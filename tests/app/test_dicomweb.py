@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -120,6 +121,40 @@ def test_a_part_that_is_not_dicom_is_an_other_failure(
     assert r.status_code == 202
     (other,) = _items(r.json(), "0008119A")
     assert other["00081197"]["Value"] == [0xC000] and "part 1" in _uid(other, "00091002")
+
+
+def test_each_part_is_parsed_once_and_the_model_looked_up_once(
+    client: TestClient, settings: Settings, scanner: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: a STOW-RS part's header comes from the dataset that is decoded (one
+    ``pydicom.dcmread`` a part, was two), and the detector's smallest side is looked up once a
+    request, not once a part. A refused part still says why (the parametrized test above)."""
+    import pydicom
+
+    from app.db import repo
+
+    parses: list[str] = []
+    lookups: list[str] = []
+    real_read, real_lookup = pydicom.dcmread, repo.active_model_version
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        parses.append(str(args[0] if args else kwargs.get("fp")))
+        return real_read(*args, **kwargs)
+
+    def lookup(*args: Any, **kwargs: Any) -> Any:
+        lookups.append("active_model_version")
+        return real_lookup(*args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", read)
+    monkeypatch.setattr(repo, "active_model_version", lookup)
+    parts = [dicom_bytes(series_uid=SERIES, instance=i) for i in (1, 2, 3)]
+    r = _post(client, scanner, parts)
+    assert r.status_code == 200, r.text
+    # once a part, and the first one's header once more for the new series' context
+    # (app/ingest/context.py)
+    assert len(parses) == 3 + 1, parses
+    assert len(lookups) == 1
+    assert _count(settings, Instance) == 3
 
 
 def test_an_instance_of_another_study_is_refused_on_a_study_url(
