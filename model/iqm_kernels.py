@@ -81,11 +81,16 @@ def histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
         counts, edges = np.histogram(values, bins=bins)
         return counts, edges
     edges = np.linspace(lo, hi, bins + 1)
-    f = (values - lo) / (hi - lo) * bins
+    f = values - lo  # ((values - lo) / (hi - lo)) * bins, in one array
+    f /= hi - lo
+    f *= bins
     index = f.astype(np.intp)
-    index[index == bins] = bins - 1
-    frac = f - index
-    near = np.flatnonzero((frac < 1e-6) | (frac > 1 - 1e-6))
+    np.minimum(index, bins - 1, out=index)  # f <= bins: the maximum goes in the last bin
+    frac = f
+    frac -= index
+    close = frac < 1e-6
+    close |= frac > 1 - 1e-6
+    near = np.flatnonzero(close)
     if near.size:  # numpy's corrections, where rounding could have put a value one bin off
         v, i = values[near], index[near]
         i -= v < edges[i]
