@@ -109,7 +109,71 @@ def plain_hf_energy(image: np.ndarray) -> float:
     return float(power[radius > 0.25].sum() / power.sum()) if power.sum() > 0 else 0.0
 
 
+def plain_snr(image: np.ndarray) -> float:
+    """Foreground median over Immerkaer's sigma: sqrt(pi / 2) / (6 (H - 2)(W - 2)) times the sum
+    of abs(the slice convolved with [[1, -2, 1], [-2, 4, -2], [1, -2, 1]]) over its interior."""
+    p = prepare(image)
+    kernel = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
+    response = ndimage.convolve(p.image, kernel)[1:-1, 1:-1]
+    h, w = response.shape
+    sigma = np.sqrt(np.pi / 2) * np.abs(response).sum() / (6 * h * w)
+    return float(p.level / max(sigma, 1e-6))
+
+
+def plain_qi1(image: np.ndarray) -> float:
+    """Share of the smoothed air above median + 5 robust sigma (at least 2 % of the level)."""
+    p = prepare(image)
+    air = p.smooth[p.air]
+    if air.size < 16:
+        return 0.0
+    med = np.median(air)
+    floor = max(med + 5 * 1.4826 * np.median(np.abs(air - med)), 0.02 * p.level)
+    return float(np.mean(air > floor))
+
+
+def plain_ghost_lines(image: np.ndarray) -> tuple[float, float]:
+    """Mean smoothed air above / below and left / right of the head minus that of the corners."""
+    p = prepare(image)
+    in_rows = p.head.any(axis=1)[:, None] & np.ones(p.head.shape, bool)
+    in_cols = p.head.any(axis=0)[None, :] & np.ones(p.head.shape, bool)
+    corner = p.air & ~in_rows & ~in_cols
+    if corner.sum() >= 16:
+        base = p.smooth[corner].mean()
+    elif p.air.sum() >= 16:
+        base = np.percentile(p.smooth[p.air], 25)
+    else:
+        return 0.0, 0.0
+    out = []
+    for region in (p.air & in_cols & ~in_rows, p.air & in_rows & ~in_cols):
+        out.append(float((p.smooth[region].mean() - base) / p.level) if region.sum() >= 16 else 0.0)
+    return out[0], out[1]
+
+
+def plain_bg_autocorr(image: np.ndarray) -> float:
+    """Largest lag-2 autocorrelation of the air (its mean removed) along either axis."""
+    p = prepare(image)
+    if p.air.sum() < 64:
+        return 0.0
+    x = np.where(p.air, p.image - p.image[p.air].mean(), 0.0)
+    var = (x * x).sum() / p.air.sum()
+    if var < 1e-12:
+        return 0.0
+    out = []
+    for a, b, m in (
+        (x[:-2], x[2:], p.air[:-2] & p.air[2:]),
+        (x[:, :-2], x[:, 2:], p.air[:, :-2] & p.air[:, 2:]),
+    ):
+        out.append(float((a * b).sum()) / m.sum() / var if m.sum() else 0.0)
+    return max(out)
+
+
 PLAIN = {
+    "snr": plain_snr,
+    "qi1": plain_qi1,
+    "ghost_rows": lambda image: plain_ghost_lines(image)[0],
+    "ghost_cols": lambda image: plain_ghost_lines(image)[1],
+    "bg_autocorr": plain_bg_autocorr,
+    "bg_fraction": lambda image: float(prepare(image).air.mean()),
     "sharpness": plain_sharpness,
     "kspace_roughness": plain_kspace_roughness,
     "kspace_anisotropy": plain_kspace_anisotropy,
