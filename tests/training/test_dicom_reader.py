@@ -90,6 +90,37 @@ def test_signed_pixels_get_rescale_slope_and_intercept_exactly(tmp_path: Path) -
     np.testing.assert_array_equal(s.pixels, raw.astype(np.float64) * 0.5 - 1024)
 
 
+class _Conversions(np.ndarray):
+    """An array that notes the dtype of every ``astype`` asked of it."""
+
+    asked: list[np.dtype]
+
+    def astype(self, dtype, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        _Conversions.asked.append(np.dtype(dtype))
+        return np.asarray(self).astype(dtype, *args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_pixels_without_rescale_skip_the_float64_steps(dtype: type) -> None:
+    """Issue 18 (the worker reads every stored slice again): with no rescale, integers of up to
+    16 bits go to float32 in one step, the same values the float64 steps give."""
+    from training.data.dicom_reader import _to_modality_units
+
+    info = np.iinfo(dtype)
+    raw = np.array([[info.min, -1 if info.min else 0, 0], [1, info.max - 1, info.max]], dtype)
+    _Conversions.asked = []
+    out = _to_modality_units(raw.view(_Conversions), Dataset(), 0, invert=False)
+    assert _Conversions.asked == [np.dtype(np.float32)]
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, (raw.astype(np.float64) * 1.0 + 0.0).astype(np.float32))
+    ds = Dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "-1024"  # a rescale still takes them
+    _Conversions.asked = []
+    out = _to_modality_units(raw.view(_Conversions), ds, 0, invert=False)
+    assert np.dtype(np.float64) in _Conversions.asked
+    np.testing.assert_array_equal(out, (raw.astype(np.float64) - 1024).astype(np.float32))
+
+
 def test_monochrome1_is_inverted_within_the_stored_range(tmp_path: Path) -> None:
     raw = np.array([[0, 100], [2000, 4095]], dtype=np.uint16)
     ds = mr_dataset(raw, bits_stored=12, photometric="MONOCHROME1")

@@ -147,6 +147,9 @@ def _to_modality_units(raw: np.ndarray, ds: Dataset, frame: int, *, invert: bool
         slope, intercept = 1.0, 0.0  # the LUT output range is inverted below
     else:
         slope, intercept = _rescale(ds, frame)
+        if (slope, intercept) == (1.0, 0.0) and not invert and _exact_in_float32(raw):
+            # no rescale (most MR): the float64 steps below would give these same values
+            return raw.astype(np.float32)
         # float64 so that e.g. 0.5 * v - 1024 is exact before the final cast
         values = raw.astype(np.float64) * slope + intercept
     if invert:
@@ -161,6 +164,11 @@ def _to_modality_units(raw: np.ndarray, ds: Dataset, frame: int, *, invert: bool
             low, high = sorted((lo * slope + intercept, hi * slope + intercept))
         values = (low + high) - values
     return values.astype(np.float32)
+
+
+def _exact_in_float32(raw: np.ndarray) -> bool:
+    """Integers of at most 16 bits: every value is exact in float32 (24-bit significand)."""
+    return raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2
 
 
 def _rescale(ds: Dataset, frame: int) -> tuple[float, float]:
