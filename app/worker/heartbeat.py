@@ -3,7 +3,8 @@
 Celery's signals drive it: ``worker_process_init`` (sent in the process that executes tasks:
 the worker itself with the solo pool, each child with prefork) starts a thread that writes the
 process's ``worker_heartbeat`` row every ``worker_heartbeat_seconds``; ``task_prerun`` and
-``task_postrun`` mark it busy and idle at once; a clean shutdown deletes the row. A process that
+``task_postrun`` mark it busy and idle at once (the heartbeat thread writes the change, so a
+task does not wait for those two commits); a clean shutdown deletes the row. A process that
 is killed simply stops beating, and the sweeper (``app.sweeper``) acts on the silence.
 """
 
@@ -34,6 +35,7 @@ class Heartbeat(threading.Thread):
         self.started_at: datetime = utcnow()
         self.idle_since: datetime | None = self.started_at
         self._stop_event = threading.Event()
+        self._changed = threading.Event()  # busy or idle since the last write
         self._lock = threading.Lock()
 
     def _write(self) -> None:
@@ -51,19 +53,31 @@ class Heartbeat(threading.Thread):
         super().start()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.settings.worker_heartbeat_seconds):
-            self._write()
+        while not self._stop_event.is_set():
+            self._changed.wait(self.settings.worker_heartbeat_seconds)
+            self._changed.clear()
+            if not self._stop_event.is_set():
+                self._write()  # the state as it is now: a change made meanwhile is not lost
 
     def busy(self) -> None:
         self.idle_since = None
-        self._write()
+        self._written_soon()
 
     def idle(self) -> None:
         self.idle_since = utcnow()
-        self._write()
+        self._written_soon()
+
+    def _written_soon(self) -> None:
+        """The heartbeat thread writes the new state at once (issue 18: a task no longer waits
+        for two commits, an fsync each on SQLite); without that thread, this one writes it."""
+        if self.is_alive() and not self._stop_event.is_set():
+            self._changed.set()
+        else:
+            self._write()
 
     def stop(self) -> None:
         self._stop_event.set()
+        self._changed.set()
         if self.is_alive():
             self.join(timeout=5)
         with self._lock:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
@@ -128,11 +133,30 @@ def test_release_worker_enqueues_at_once_the_series_a_dead_worker_held(
         assert session.get(WorkerHeartbeat, "gpu-1:4245") is None
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_a_heartbeat_writes_its_row_marks_busy_and_idle_and_removes_it(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Busy and idle are written by the heartbeat's own thread, at once, not by the task's
+    (issue 18: a task does not wait for those two commits)."""
     from app.worker.heartbeat import Heartbeat
 
+    writers: list[str] = []
+    beat = heartbeats.beat
+
+    def noted(*args: Any, **kwargs: Any) -> None:
+        writers.append(threading.current_thread().name)
+        beat(*args, **kwargs)
+
+    monkeypatch.setattr(heartbeats, "beat", noted)
     heartbeat = Heartbeat(settings, "inference", name="gpu-2:7")
 
     def row() -> WorkerHeartbeat | None:
@@ -143,12 +167,12 @@ def test_a_heartbeat_writes_its_row_marks_busy_and_idle_and_removes_it(
     try:
         first = row()
         assert first is not None and first.idle_since is not None
+        writers.clear()
         heartbeat.busy()
-        busy = row()
-        assert busy is not None and busy.idle_since is None and busy.beat_at >= first.beat_at
+        assert _eventually(lambda: (r := row()) is not None and r.idle_since is None)
         heartbeat.idle()
-        idle = row()
-        assert idle is not None and idle.idle_since is not None
+        assert _eventually(lambda: (r := row()) is not None and r.idle_since is not None)
+        assert writers and set(writers) == {"amaqc-heartbeat"}
     finally:
         heartbeat.stop()
     assert row() is None
