@@ -93,7 +93,7 @@ def load_pixels(settings: Settings, instances: Sequence[Instance]) -> list[np.nd
         try:
             if inst.storage_path not in by_file:
                 path = storage.resolve(settings.storage_dir, inst.storage_path)
-                by_file[inst.storage_path] = read_slices(path)
+                by_file[inst.storage_path] = read_slices(path, meta=False)  # pixels alone
             out.append(by_file[inst.storage_path][inst.frame_index].pixels)
         except (UnreadableImage, IndexError, ValueError) as exc:
             raise BadSeriesData(f"instance {inst.id}: stored file unusable ({exc})") from None

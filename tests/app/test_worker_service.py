@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
@@ -194,3 +195,29 @@ def test_a_failing_series_verdict_leaves_no_slice_verdicts(
     monkeypatch.undo()
     assert analyse(settings, series_id) == "done"
     assert _count(settings, InstanceVerdict) == 2 and _count(settings, SeriesVerdict) == 1
+
+
+def test_the_worker_reads_back_the_pixels_without_their_metadata(
+    client: TestClient, settings: Settings, scanner: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: the worker wants the pixels of files the API read whole; the metadata's
+    allow-list lookups (a sixth of a read) are skipped, the pixels are the same."""
+    import training.data.dicom_reader
+    from app.worker.inference import load_pixels
+    from training.data import read_slices
+
+    series_id = _upload(client, scanner, n=3)
+    with session_scope(settings.database_url) as session:
+        instances = repo.series_instances(session, series_id)
+    expected = [
+        read_slices(settings.storage_dir / i.storage_path)[i.frame_index].pixels for i in instances
+    ]
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("metadata read")
+
+    monkeypatch.setattr(training.data.dicom_reader, "dicom_meta", refuse)
+    pixels = load_pixels(settings, instances)
+    assert len(pixels) == 3
+    for got, want in zip(pixels, expected, strict=True):
+        np.testing.assert_array_equal(got, want)

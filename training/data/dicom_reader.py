@@ -60,14 +60,15 @@ def luminance(rgb: np.ndarray) -> FloatArray:
 
 
 def read_dicom(
-    path: Path, *, force: bool = False, dataset: Dataset | None = None
+    path: Path, *, force: bool = False, dataset: Dataset | None = None, meta: bool = True
 ) -> tuple[list[FloatArray], dict[str, str]]:
     """Decode every frame of the DICOM file ``path``.
 
     Returns one (rows, columns) float32 array per frame and the shared metadata. ``force``
     reads files that lack the 128-byte preamble + ``DICM`` (old ACR-NEMA style exports).
     ``dataset``: ``path`` already read whole (``pydicom.dcmread(path, force=True)``, pixel
-    data included, not decoded), used instead of reading the file again.
+    data included, not decoded), used instead of reading the file again. ``meta=False``: an
+    empty metadata dict (the pixels alone are wanted).
     Library errors propagate; the caller turns them into :class:`UnreadableImage`.
     """
     ds = pydicom.dcmread(path, force=force) if dataset is None else dataset
@@ -96,7 +97,7 @@ def read_dicom(
             _to_modality_units(arr[i], ds, i, invert=photometric == "MONOCHROME1")
             for i in range(arr.shape[0])
         ]
-    return frames, dicom_meta(ds)
+    return frames, dicom_meta(ds) if meta else {}
 
 
 def count_dicom_frames(path: Path, *, force: bool = False) -> int:
