@@ -74,7 +74,7 @@ def decode(
             _check_unpacked_size(incoming.name, path, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            slices = read_slices(path, dataset=dataset)
+            slices = read_slices(path, dataset=dataset, meta=False)  # the pixels alone
     except (IngestError, UnreadableImage) as exc:
         # only a file that failed is looked at again: SR, PR, ... say so (a parsed dataset
         # has pixel data, so it is an image object that is broken)
