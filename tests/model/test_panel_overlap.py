@@ -76,7 +76,10 @@ def test_overlapped_and_serial_verdicts_are_identical(fused_checkpoint: Path, ba
     assert all(set(p.iqms) == set(IQM_NAMES) for p in serial if p.iqms is not None)
     # and one slice alone, the worker's smallest call
     (alone,) = Predictor(fused_checkpoint, device="cpu", backend=backend).predict(slices[0])
-    assert (alone.probability, alone.iqms) == (serial[0].probability, serial[0].iqms)
+    assert alone.iqms == serial[0].iqms
+    # the network's own float arithmetic may differ with the batch (oneDNN picks its kernels
+    # by batch size and CPU: 2e-9 on a Xeon, 0 on an EPYC); the panel must not
+    assert alone.probability == pytest.approx(serial[0].probability, rel=1e-6, abs=1e-9)
 
 
 def test_the_panel_runs_on_the_panel_thread_only_when_overlapped(
