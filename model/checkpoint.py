@@ -25,6 +25,8 @@ from .fusion import FusionError, FusionModel
 from .partition import AGGREGATIONS
 from .preprocess import Normalization
 from .registry import build_model
+from .spectral import PREFIX as SPECTRAL_PREFIX
+from .spectral import SpectralError, SpectralNet, build_spectral
 
 FORMAT = "amaqc-checkpoint/1"
 _HEADER_KEY = "amaqc"
@@ -71,6 +73,9 @@ class CheckpointMeta:
     #: the fused detector over this network and the IQM panel (``FusionModel.to_dict``); empty
     #: when the checkpoint serves AMAResNet alone
     fusion: dict[str, Any] = field(default_factory=dict)
+    #: the spectral network's description (``model.spectral.spectral_description``) when the
+    #: file also carries its tensors (``spectral.*``); empty otherwise
+    spectral: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -90,6 +95,11 @@ class CheckpointMeta:
                 FusionModel.from_dict(self.fusion)
             except FusionError as exc:
                 raise CheckpointError(str(exc)) from None
+        if self.spectral:
+            try:
+                build_spectral(self.spectral)
+            except (SpectralError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"spectral network: {exc}") from None
 
     @property
     def fusion_model(self) -> FusionModel | None:
@@ -132,19 +142,35 @@ class CheckpointMeta:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, meta: CheckpointMeta, *, dtype: torch.dtype | None = None
+    path: str | Path,
+    model: nn.Module,
+    meta: CheckpointMeta,
+    *,
+    dtype: torch.dtype | None = None,
+    spectral: SpectralNet | None = None,
 ) -> Path:
     """Write ``model``'s state dict and ``meta`` to ``path`` atomically.
 
     ``dtype=torch.float16`` halves the file (floating tensors only; integer buffers keep theirs).
+    ``spectral``, the spectral network ``meta.spectral`` describes, is stored beside as
+    ``spectral.*`` tensors (always float32: it is small); one without the other is refused.
     """
     path = Path(path)
+    if bool(meta.spectral) != (spectral is not None):
+        raise CheckpointError(
+            "metadata declares a spectral network but none was given"
+            if meta.spectral
+            else "a spectral network needs its description in meta.spectral"
+        )
     tensors = {}
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu()
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         tensors[name] = t.contiguous()
+    if spectral is not None:
+        for name, tensor in spectral.state_dict().items():
+            tensors[SPECTRAL_PREFIX + name] = tensor.detach().cpu().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={_HEADER_KEY: meta.to_json()})
@@ -205,8 +231,40 @@ def load_checkpoint(
             found = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot read tensors ({exc})") from None
+    if meta.spectral:  # the spectral network's tensors are load_spectral's
+        found = {k: v for k, v in found.items() if not k.startswith(SPECTRAL_PREFIX)}
     expected = model.state_dict()
     _check_tensors(path, expected, found)
     state = {k: v.to(expected[k].dtype) for k, v in found.items()}
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), meta
+
+
+def load_spectral(
+    path: str | Path, meta: CheckpointMeta | None = None, *, device: str | torch.device = "cpu"
+) -> SpectralNet | None:
+    """The spectral network stored in the checkpoint at ``path`` (float32, eval mode), or None
+    when its metadata declares none; a declared network whose tensors do not match is refused."""
+    path = Path(path)
+    meta = meta if meta is not None else read_metadata(path)
+    if not meta.spectral:
+        return None
+    net = build_spectral(meta.spectral)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            found = {
+                k[len(SPECTRAL_PREFIX) :]: f.get_tensor(k)
+                for k in f.keys()  # noqa: SIM118 (safe_open has no iter)
+                if k.startswith(SPECTRAL_PREFIX)
+            }
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot read tensors ({exc})") from None
+    expected = net.state_dict()
+    try:
+        _check_tensors(path, expected, found)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            str(exc).replace("declared arch", "declared spectral network")
+        ) from None
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in found.items()}, strict=True)
+    return net.to(device).eval()

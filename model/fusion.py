@@ -26,6 +26,7 @@ __all__ = [
     "CNN_FEATURES",
     "FUSION_FORMAT",
     "LOG_IQMS",
+    "SPECTRAL_FEATURES",
     "FusionError",
     "FusionModel",
     "fusion_features",
@@ -34,6 +35,8 @@ __all__ = [
 FUSION_FORMAT: Final = "amaqc-fusion/1"
 #: Features taken from AMAResNet's output: the slice probability and the patch map.
 CNN_FEATURES: Final = ("cnn_logit", "patch_max_logit", "patch_mean", "patch_std", "patch_frac")
+#: Features taken from the spectral network (:mod:`model.spectral`): its logit.
+SPECTRAL_FEATURES: Final = ("spectral_logit",)
 #: IQMs that are positive ratios spanning decades: the model reads their log10.
 LOG_IQMS: Final = frozenset(
     {
@@ -63,10 +66,13 @@ def fusion_features(
     cnn_probability: float | None,
     patch_probs: np.ndarray | None,
     iqms: Mapping[str, float] | None,
+    spectral_logit: float | None = None,
 ) -> dict[str, float]:
     """The named features of one slice. ``None`` parts are left out (the model then reads its
     training mean for them: no evidence either way)."""
     out: dict[str, float] = {}
+    if spectral_logit is not None:
+        out["spectral_logit"] = float(spectral_logit)
     if cnn_probability is not None:
         out["cnn_logit"] = _logit(cnn_probability)
     if patch_probs is not None and np.size(patch_probs):
@@ -115,7 +121,7 @@ class FusionModel:
             raise FusionError("every scale must be > 0")
         if len(set(self.features)) != n:
             raise FusionError("feature names must be unique")
-        known = set(CNN_FEATURES) | {f"iqm_{q}" for q in IQM_NAMES}
+        known = set(CNN_FEATURES) | set(SPECTRAL_FEATURES) | {f"iqm_{q}" for q in IQM_NAMES}
         unknown = sorted(set(self.features) - known)
         if unknown:
             raise FusionError(f"unknown feature(s) {unknown}")
@@ -129,6 +135,11 @@ class FusionModel:
     @property
     def uses_cnn(self) -> bool:
         return any(f in CNN_FEATURES for f in self.features)
+
+    @property
+    def uses_spectral(self) -> bool:
+        """Whether the model reads the spectral network's output (:mod:`model.spectral`)."""
+        return any(f in SPECTRAL_FEATURES for f in self.features)
 
     def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """(N, F) standardised features; a feature missing from a row reads 0 (its mean)."""

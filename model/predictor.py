@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from .backends import PatchScorer, make_scorer
-from .checkpoint import CheckpointMeta, load_checkpoint
+from .checkpoint import CheckpointMeta, load_checkpoint, load_spectral
 from .fusion import fusion_features
 from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
+from .spectral import SpectralError, SpectralNet, log_spectrum, spectral_logits
 
 DETECTORS = ("auto", "cnn", "fused")
 
@@ -30,13 +31,16 @@ class SlicePrediction:
     (1 = artifact at that detector's threshold) and ``patch_probs``, the (rows, cols) map of
     AMAResNet's patch probabilities. ``cnn_probability`` is AMAResNet's own slice probability
     (equal to ``probability`` when the CNN is served); ``iqms`` the IQM panel the fused detector
-    read (None for the CNN alone, or when the slice was too small or blank for the panel)."""
+    read (None for the CNN alone, or when the slice was too small or blank for the panel);
+    ``spectral_probability`` the spectral network's (:mod:`model.spectral`) where the fused
+    detector reads it."""
 
     probability: float
     label: int
     patch_probs: np.ndarray
     cnn_probability: float | None = None
     iqms: dict[str, float] | None = None
+    spectral_probability: float | None = None
 
 
 def default_device() -> torch.device:
@@ -67,6 +71,8 @@ class Predictor:
         overlap_panel: the fused detector computes the slices' IQM panels on the process's
             panel thread while normalisation and the network run (default), instead of after
             them; same values either way (docs/performance.md, "The panel beside the network").
+        spectral: the spectral network (:mod:`model.spectral`) for an in-memory ``(model,
+            meta)`` pair whose fused detector reads it; a checkpoint file carries its own.
 
     ``predict`` normalises each slice exactly as training did (``meta.normalization``), cuts all
     slices into ``meta.patch_size`` patches, scores the patches of all of them together and
@@ -84,6 +90,7 @@ class Predictor:
         cache_dir: str | Path | None = None,
         precision: str = "float32",
         overlap_panel: bool = True,
+        spectral: SpectralNet | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -102,6 +109,16 @@ class Predictor:
         if detector == "fused" and fusion is None:
             raise ValueError("this checkpoint has no fusion model; use detector='cnn'")
         self.fusion = fusion if detector != "cnn" else None
+        self.spectral: SpectralNet | None = None
+        if self.fusion is not None and self.fusion.uses_spectral:
+            if spectral is None and path is not None:
+                spectral = load_spectral(path, meta, device=self.device)
+            if spectral is None:
+                raise ValueError(
+                    "this checkpoint's fused detector reads the spectral network, which was "
+                    "not given (pass spectral= with an in-memory model)"
+                )
+            self.spectral = spectral.to(self.device).eval()
         self.scorer: PatchScorer = make_scorer(
             model,
             patch_size=meta.patch_size,
@@ -159,22 +176,29 @@ class Predictor:
                 SlicePrediction(float(p), int(p >= self.threshold), m.numpy(), float(p))
                 for p, m in zip(cnn, maps, strict=True)
             ]
+        want_spectra = self.spectral is not None
         if self.overlap_panel:
-            pending = panel_pool().submit(_panels, list(slices))
+            pending = panel_pool().submit(_panels, list(slices), want_spectra)
             try:
                 cnn, maps = self._network(slices)
             except BaseException:
                 _settle(pending)  # nothing of this call keeps running after it
                 raise
-            panels = pending.result()  # the panel's own exception, as the serial path raises it
+            panels, spectra = pending.result()  # the panel's own exception, as serially
         else:
             cnn, maps = self._network(slices)
-            panels = _panels(slices)
-        rows = [fusion_features(p, m.numpy(), q) for p, m, q in zip(cnn, maps, panels, strict=True)]
+            panels, spectra = _panels(slices, want_spectra)
+        logits: list[float | None] = [None] * len(slices)
+        if self.spectral is not None:
+            logits = spectral_logits(self.spectral, spectra)
+        rows = [
+            fusion_features(p, m.numpy(), q, z)
+            for p, m, q, z in zip(cnn, maps, panels, logits, strict=True)
+        ]
         fused = self.fusion.probability(rows).tolist()
         return [
-            SlicePrediction(float(f), int(f >= self.threshold), m.numpy(), float(p), q)
-            for f, p, m, q in zip(fused, cnn, maps, panels, strict=True)
+            SlicePrediction(float(f), int(f >= self.threshold), m.numpy(), float(p), q, _sigmoid(z))
+            for f, p, m, q, z in zip(fused, cnn, maps, panels, logits, strict=True)
         ]
 
     def _network(self, slices: Sequence[np.ndarray]) -> tuple[list[float], torch.Tensor]:
@@ -196,11 +220,29 @@ def _panel(image: np.ndarray) -> dict[str, float] | None:
         return None
 
 
-def _panels(slices: Sequence[np.ndarray]) -> list[dict[str, float] | None]:
-    return [_panel(s) for s in slices]
+def _spectrum(image: np.ndarray) -> np.ndarray | None:
+    """The slice's spectrum for the spectral network, or None where it has none (blank)."""
+    try:
+        return log_spectrum(image)
+    except SpectralError:
+        return None
 
 
-def _settle(pending: Future[list[dict[str, float] | None]]) -> None:
+def _panels(
+    slices: Sequence[np.ndarray], spectra: bool = False
+) -> tuple[list[dict[str, float] | None], list[np.ndarray | None]]:
+    """The slices' IQM panels and, when asked, their spectra (else Nones)."""
+    panels = [_panel(s) for s in slices]
+    return panels, [_spectrum(s) for s in slices] if spectra else [None] * len(slices)
+
+
+def _sigmoid(z: float | None) -> float | None:
+    if z is None:
+        return None
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))))
+
+
+def _settle(pending: Future[tuple[list[dict[str, float] | None], list[np.ndarray | None]]]) -> None:
     """Cancel ``pending`` or wait for it, ignoring its outcome (the caller is raising another)."""
     if not pending.cancel():
         with contextlib.suppress(BaseException):  # the caller's exception is the one raised

@@ -1,4 +1,5 @@
-"""``amaqc train-fusion``: the fused detector of issue 17 (AMAResNet + the IQM panel)."""
+"""``amaqc train-fusion``: the fused detector of issue 17 (AMAResNet + the IQM panel), and
+``amaqc train-spectral``: the spectral network it may also read (``model/spectral.py``)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def train_fusion(
             help="Share of training twins acquired coarse (48-128 px matrix, anisotropic voxels).",
         ),
     ] = 0.0,
+    spectral: Annotated[
+        Path | None,
+        typer.Option(
+            help="A spectral network from `amaqc train-spectral`: adds the candidates that read "
+            "it (default: the one the checkpoint carries, if any)."
+        ),
+    ] = None,
 ) -> None:
     """Fit the fused detector (logistic regression over AMAResNet's output and the IQM panel)
     on the train split, choose its threshold on the pooled calib split (<= 5 % false alarms on
@@ -66,12 +74,14 @@ def train_fusion(
                 seed=seed,
                 variants=variants,
                 coarse_probability=coarse,
+                spectral=spectral,
                 progress=progress,
             )
         except (ValueError, FileNotFoundError) as exc:
             raise fail(str(exc)) from None
     table = Table("detector", "threshold", *[f"{s} AUC / F1" for s in EVAL_SPLITS])
     for name, result in summary["detectors"].items():
+        name = f"{name} (served)" if name == summary["served_variant"] else name
         cells = []
         for split in EVAL_SPLITS:
             m = result[split].get("moderate_and_severe") or result[split]["metrics"]
@@ -82,4 +92,89 @@ def train_fusion(
     console.print(
         f"moderate + severe artifacts, F1 at each detector's pooled threshold; wrote "
         f"{out / 'amaqc-fused.safetensors'} and {out / 'summary.json'}"
+    )
+
+
+@app.command("train-spectral")
+def train_spectral(
+    data: Annotated[Path, typer.Option(help="Dataset from `amaqc data build`.")] = Path(".data/ds"),
+    out: Annotated[Path, typer.Option(help="The network file to write.")] = Path(
+        ".data/spectral/spectral.safetensors"
+    ),
+    seeds: Annotated[
+        str,
+        typer.Option(
+            help="Seeds of the simulated training twins, comma-separated; keep them apart from "
+            "train-fusion's --seed (0), so the fusion is fitted on twins the network never saw."
+        ),
+    ] = "1,2,3,4,5",
+    variants: Annotated[
+        int, typer.Option(min=1, help="Clean + artifact twins per training slice and seed.")
+    ] = 2,
+    coarse: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of training twins acquired coarse.")
+    ] = 0.3,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training twins.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the initial weights and batch order.")] = 0,
+) -> None:
+    """Train the spectral network (a small CNN on each slice's log k-space magnitude,
+    `model/spectral.py`) on our simulator's whole-slice twins, then give it to
+    `amaqc train-fusion --spectral OUT`.
+    """
+    import torch
+
+    from model.predictor import default_device
+    from training.data.samples import load_split
+    from training.fit.spectral import fit_spectral, save_spectral_file, spectral_training_set
+
+    require_dataset(data)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if not seed_list:
+        raise fail("--seeds names no seed")
+    if 0 in seed_list:
+        console.print(
+            "[yellow]warning:[/] seed 0 is train-fusion's own; its fit then sees twins the "
+            "network was trained on"
+        )
+    try:
+        train = load_split(data, "train")
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    device = default_device()
+    with progress_bar() as bar:
+        task = bar.add_task(
+            "training twins", total=len(seed_list) * sum(1 for s in train if s.label == 0), info=""
+        )
+        try:
+            spectra, labels, info = spectral_training_set(
+                train,
+                seeds=seed_list,
+                variants=variants,
+                coarse_probability=coarse,
+                advance=lambda n: bar.advance(task, n),
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        fit_task = bar.add_task("training", total=epochs * (len(labels) // 50) * 50, info="")
+
+        def advance(n: int, loss: float) -> None:
+            bar.update(fit_task, advance=n, info=f"loss {loss:.3f}")
+
+        net = fit_spectral(
+            spectra, labels, epochs=epochs, seed=seed, device=device, advance=advance
+        )
+    info.update(
+        epochs=epochs,
+        seed=seed,
+        device=str(device),
+        torch=torch.__version__,
+        recipe="BCE, Adam lr 1e-3 cosine to 0, weight decay 1e-4, batch 50, flips/transposes",
+    )
+    save_spectral_file(out, net, info)
+    console.print(
+        f"wrote {out} ({info['slices']} training twins, {info['artifact']} with an artifact, "
+        f"{epochs} epochs); next: amaqc train-fusion --spectral {out}"
     )

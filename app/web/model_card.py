@@ -45,6 +45,8 @@ VARIANTS = {
     "iqm": "the image-quality metrics panel alone",
     "fused": "AMAResNet's probability + the image-quality metrics panel",
     "cnn": "AMAResNet's probability alone (recalibrated)",
+    "spectral": "the image-quality metrics panel + the spectral network (k-space CNN)",
+    "all": "AMAResNet's probability + the image-quality metrics panel + the spectral network",
 }
 NOT_RECORDED = "not recorded in the checkpoint"
 

@@ -133,3 +133,42 @@ def test_the_card_section_names_the_served_variant_and_its_threshold() -> None:
     assert "Served: **IQM panel alone**" in text
     assert "| test | IQM panel alone (served) | 0.900 | 80.0 | 50.0 |" in text
     assert "AMAResNet + panel (served)" not in text
+
+
+def test_the_choice_takes_the_spectral_candidates_when_they_are_there_and_never_the_cnn() -> None:
+    from training.experiments.fusion_experiment import choose_variant
+
+    detectors = {
+        "cnn": _result(0.9, 0.99),  # never served alone by this rule
+        "iqm": _result(0.5, 0.8),
+        "fused": _result(0.45, 0.9),
+        "spectral": _result(0.6, 0.85),
+        "all": _result(0.55, 0.95),
+    }
+    assert choose_variant(detectors) == "spectral"
+    del detectors["spectral"], detectors["all"]
+    assert choose_variant(detectors) == "iqm"
+
+
+def test_the_card_section_says_what_the_spectral_network_was_trained_on() -> None:
+    from training.experiments.fusion_report import render_fusion
+
+    summary = {
+        "detectors": {"iqm": _result(0.5, 0.8), "spectral": _result(0.6, 0.85)},
+        "served_variant": "spectral",
+        "held_out_variant": "spectral",
+        "held_out_kinds": {
+            "motion": {"n_artifact": 4, "roc_auc": 0.8, "recall": 0.5, "false_alarm_rate": 0.0}
+        },
+        "spectral": {"seeds": [1, 2, 3], "epochs": 4},
+        "training": {
+            "slices": 10,
+            "artifact": 5,
+            "dropped_not_visible": 1,
+            "visible_floor_nrmse": 0.05,
+        },
+    }
+    text = render_fusion(summary)
+    assert "Served: **panel + spectral network**" in text
+    assert "twins of seeds [1, 2, 3], 4 epochs" in text
+    assert "The spectral network itself was trained on every kind" in text

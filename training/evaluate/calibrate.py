@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 
 from model import Predictor, load_checkpoint
-from model.checkpoint import save_checkpoint
+from model.checkpoint import load_spectral, save_checkpoint
 
 from ..data.labelled import load_labelled_dataset
 from ..data.samples import Sample, load_samples, load_split
@@ -82,6 +82,7 @@ def calibrate(
     """
     checkpoint, out = Path(checkpoint), Path(out)
     net, meta = load_checkpoint(checkpoint)
+    spectral = load_spectral(checkpoint, meta)
     if max_false_alarm_rate is None:
         recorded = (meta.training.get("config") or {}).get("max_false_alarm_rate", 0.1)
         max_false_alarm_rate = 0.1 if recorded is None else float(recorded)
@@ -95,7 +96,7 @@ def calibrate(
             f"{data}: calibration needs clean and artifact images, found {clean} clean and "
             f"{artifact} artifact"
         )
-    probs = predict_samples(Predictor((net, meta), device=device), samples)
+    probs = predict_samples(Predictor((net, meta), device=device, spectral=spectral), samples)
     threshold = best_threshold(labels, probs, max_false_alarm_rate)
     summary = summarise(samples, probs, threshold, split)
     metrics = summary["metrics"]
@@ -122,5 +123,11 @@ def calibrate(
         threshold=threshold,
         training={**meta.training, "calibration": record},
     )
-    save_checkpoint(out, net, new_meta, dtype=stored_dtype(checkpoint))
+    save_checkpoint(
+        out,
+        net,
+        new_meta,
+        dtype=stored_dtype(checkpoint),
+        spectral=spectral,
+    )
     return record

@@ -20,8 +20,10 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model import Predictor
-from model.fusion import FusionModel
+from model.checkpoint import load_spectral
+from model.fusion import SPECTRAL_FEATURES, FusionModel
 from model.iqm import PANEL_VERSION
+from model.spectral import SpectralError, SpectralNet, log_spectrum, spectral_logits
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
@@ -36,12 +38,15 @@ from ..fit.fusion import (
     slice_features,
     training_slices,
 )
+from ..fit.spectral import load_spectral_file
 from ..simulate.artifacts import KINDS
 
 __all__ = ["CHOICE_RULE", "DETECTORS", "EVAL_SPLITS", "choose_variant", "run_fusion_experiment"]
 
 EVAL_SPLITS: Final = ("val", "test", "transfer", "xsim", "msim")
 DETECTORS: Final = ("cnn", "iqm", "fused")
+#: The candidates with the spectral network (``--spectral``): the panel + its logit, and all three.
+SPECTRAL_DETECTORS: Final = ("spectral", "all")
 CALIB: Final = "calib"
 
 
@@ -89,6 +94,30 @@ def _features(
         rows[split] = slice_features(predictor, samples, advance=advance)
         cache.write_text(json.dumps({"key": key, "rows": rows}))  # as it goes: resumable
     return rows
+
+
+def _add_spectral(
+    net: SpectralNet,
+    sets: dict[str, list[Sample]],
+    rows: dict[str, list[dict[str, float]]],
+    advance: Callable[[int], None] | None,
+) -> None:
+    """Add the spectral network's logit (``spectral_logit``) to every feature row that has a
+    spectrum (a blank slice has none and reads the training mean)."""
+    for split, samples in sets.items():
+        for start in range(0, len(samples), 64):
+            part = samples[start : start + 64]
+            spectra: list[np.ndarray | None] = []
+            for sample in part:
+                try:
+                    spectra.append(log_spectrum(sample.pixels))
+                except SpectralError:
+                    spectra.append(None)
+            for i, logit in enumerate(spectral_logits(net, spectra), start=start):
+                if logit is not None:
+                    rows[split][i]["spectral_logit"] = logit
+            if advance is not None:
+                advance(len(part))
 
 
 def _probs(detector: str, model: FusionModel | None, data: _Set) -> np.ndarray:
@@ -169,7 +198,8 @@ def _hold_out_kinds(
 
 #: How ``train-fusion`` picks the model it writes, stated before any number is seen.
 CHOICE_RULE: Final = (
-    "of the IQM panel alone and AMAResNet + the panel, the one with the higher mean F1 (moderate"
+    "of the IQM panel alone, AMAResNet + the panel and, where a spectral network is given, the"
+    " panel + the spectral network and all three, the one with the higher mean F1 (moderate"
     " + severe, at its pooled threshold) over test, transfer, xsim and msim; ties to the higher"
     " mean ROC-AUC there"
 )
@@ -177,7 +207,8 @@ HELD_OUT: Final = ("test", "transfer", "xsim", "msim")
 
 
 def choose_variant(detectors: dict[str, Any]) -> str:
-    """``"fused"`` or ``"iqm"`` by :data:`CHOICE_RULE`."""
+    """The candidate (``"iqm"``, ``"fused"``, ``"spectral"``, ``"all"``: whichever
+    ``detectors`` holds, never ``"cnn"``) chosen by :data:`CHOICE_RULE`."""
 
     def key(name: str) -> tuple[float, float]:
         rows = [
@@ -190,7 +221,7 @@ def choose_variant(detectors: dict[str, Any]) -> str:
             float(np.mean([r["roc_auc"] or 0.0 for r in rows])),
         )
 
-    return max(("fused", "iqm"), key=key)
+    return max((d for d in detectors if d != "cnn"), key=key)
 
 
 def run_fusion_experiment(
@@ -201,14 +232,30 @@ def run_fusion_experiment(
     seed: int = 0,
     variants: int = 2,
     coarse_probability: float = 0.0,
+    spectral: Path | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> dict[str, Any]:
-    """Fit, threshold and score the three detectors; write ``out_dir/amaqc-fused.safetensors``,
-    ``summary.json`` and ``roc-<split>.png``. ``progress(description, total)`` returns an
-    ``advance(n)`` callback (for a progress bar). Returns the summary."""
+    """Fit, threshold and score the detectors; write ``out_dir/amaqc-fused.safetensors``,
+    ``summary.json`` and ``roc-<split>.png``. ``spectral`` (a file of ``amaqc train-spectral``)
+    adds the candidates that read the spectral network; without it, the one ``checkpoint``
+    carries is used, if any. ``progress(description, total)`` returns an ``advance(n)``
+    callback (for a progress bar). Returns the summary."""
     data, out_dir = Path(data), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cnn = Predictor(checkpoint, detector="cnn")
+    net: SpectralNet | None = None
+    spectral_info: dict[str, Any] = {}
+    if spectral is not None:
+        net, description = load_spectral_file(spectral)
+        spectral_info = {
+            "file": Path(spectral).name,
+            "sha256": _sha(Path(spectral)),
+            **description.get("info", {}),
+        }
+    else:
+        net = load_spectral(checkpoint)
+        if net is not None:
+            spectral_info = dict(cnn.meta.spectral.get("info", {}))
     train_samples, dropped = training_slices(
         load_split(data, "train"),
         seed=seed,
@@ -226,10 +273,14 @@ def run_fusion_experiment(
     key += f":coarse{coarse_probability}" if coarse_probability else ""
     advance = progress("features", sum(map(len, sets.values()))) if progress else None
     rows = _features(cnn, sets, out_dir / "features.json", key, advance)
+    if net is not None:
+        advance = progress("spectra", sum(map(len, sets.values()))) if progress else None
+        _add_spectral(net, sets, rows, advance)
     everything = {k: _Set(v, rows[k]) for k, v in sets.items()}
     train, calib = everything["train"], everything[CALIB]
     evals = {k: everything[k] for k in EVAL_SPLITS}
     names = sorted(set.intersection(*(set(r) for r in train.rows)))
+    plain = [n for n in names if n not in SPECTRAL_FEATURES]
     info = {
         "training": {
             "split": "train",
@@ -243,23 +294,34 @@ def run_fusion_experiment(
         "threshold_set": CALIB,
         "max_false_alarm_rate_per_source": MAX_FALSE_ALARM_RATE,
     }
-    models: dict[str, FusionModel | None] = {
+    if spectral_info:
+        info["spectral"] = spectral_info
+    features: dict[str, list[str] | None] = {
         "cnn": None,
-        "iqm": fit_fusion(train.rows, train.labels, features=iqm_only(names), info=info),
-        "fused": fit_fusion(train.rows, train.labels, features=names, info=info),
+        "iqm": iqm_only(plain),
+        "fused": plain,
+    }
+    if net is not None:
+        features["spectral"] = [*iqm_only(plain), *SPECTRAL_FEATURES]
+        features["all"] = [*plain, *SPECTRAL_FEATURES]
+    models: dict[str, FusionModel | None] = {
+        d: None if f is None else fit_fusion(train.rows, train.labels, features=f, info=info)
+        for d, f in features.items()
     }
     summary: dict[str, Any] = {"data": str(data), "checkpoint": str(checkpoint), **info}
-    summary["detectors"] = {d: _score(d, models[d], calib, evals) for d in DETECTORS}
-    summary["held_out_kinds"] = _hold_out_kinds(train, calib, evals, names)
+    summary["detectors"] = {d: _score(d, models[d], calib, evals) for d in models}
     for split, data_set in evals.items():
         curves = {
-            d: (data_set.labels.tolist(), _probs(d, models[d], data_set).tolist())
-            for d in DETECTORS
+            d: (data_set.labels.tolist(), _probs(d, models[d], data_set).tolist()) for d in models
         }
         plot_roc(curves, out_dir / f"roc-{split}.png")
     variant = choose_variant(summary["detectors"])
     chosen = models[variant]
     assert chosen is not None
+    # each of our kinds held out of the served candidate's logistic regression (a spectral
+    # network, trained on every kind, is not refitted: the card says so)
+    summary["held_out_kinds"] = _hold_out_kinds(train, calib, evals, list(chosen.features))
+    summary["held_out_variant"] = variant
     threshold = summary["detectors"][variant]["threshold"]["threshold"]
     metrics = {
         split: summary["detectors"][variant][split].get("moderate_and_severe")
@@ -280,7 +342,12 @@ def run_fusion_experiment(
     )
     summary["served_variant"] = variant
     summary["choice"] = CHOICE_RULE
-    attach_fusion(checkpoint, final, out_dir / "amaqc-fused.safetensors")
+    attach_fusion(
+        checkpoint,
+        final,
+        out_dir / "amaqc-fused.safetensors",
+        spectral=(net, spectral_info) if final.uses_spectral and net is not None else None,
+    )
     summary["coefficients"] = dict(zip(final.features, final.coef, strict=True))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

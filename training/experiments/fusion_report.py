@@ -13,7 +13,13 @@ __all__ = ["FUSION_END", "FUSION_START", "render_fusion", "write_fusion_section"
 
 FUSION_START: Final = "<!-- fusion:start -->"
 FUSION_END: Final = "<!-- fusion:end -->"
-_NAMES: Final = {"cnn": "AMAResNet alone", "iqm": "IQM panel alone", "fused": "AMAResNet + panel"}
+_NAMES: Final = {
+    "cnn": "AMAResNet alone",
+    "iqm": "IQM panel alone",
+    "fused": "AMAResNet + panel",
+    "spectral": "panel + spectral network",
+    "all": "AMAResNet + panel + spectral network",
+}
 
 
 def _pct(value: float | None) -> str:
@@ -37,18 +43,26 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     splits = [k for k in detectors[served] if k != "threshold"]
     fused_rule = detectors[served]["threshold"]
     lines = [
-        "## Detector v2: AMAResNet fused with an image-quality panel",
+        "## Detector v2: AMAResNet fused with an image-quality panel"
+        + (" and a spectral network" if summary.get("spectral") else ""),
         "",
         f"Served: **{_NAMES[served]}** ({summary.get('choice', 'the better on held-out splits')})."
         " The AMAResNet probability stays in every verdict (`cnn_probability`).",
         "",
-        "Both candidates are logistic regressions (`model/fusion.py`, stored as JSON "
-        "numbers in the checkpoint header); one reads AMAResNet's slice probability and patch map"
-        " and "
-        f"{len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, ghosts "
-        "along each axis, k-space spikes, truncation and line jumps, edges), the other the "
-        "metrics alone. "
-        "Both were fitted on the train split's slices "
+        "Every candidate is a logistic regression (`model/fusion.py`, stored as JSON "
+        "numbers in the checkpoint header) over some of: AMAResNet's slice probability and patch "
+        f"map; {len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, "
+        "ghosts along each axis, k-space spikes, truncation and line jumps, edges)"
+        + (
+            "; the logit of the spectral network (`model/spectral.py`: a small CNN on the "
+            "slice's log k-space magnitude, trained by `amaqc train-spectral` on our simulator's "
+            f"twins of seeds {summary['spectral'].get('seeds', '?')}, "
+            f"{summary['spectral'].get('epochs', '?')} epochs, never on the seed the "
+            "regressions are fitted on)"
+            if summary.get("spectral")
+            else ""
+        )
+        + ". All were fitted on the train split's slices "
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "
         f"{summary['training']['dropped_not_visible']} artifact twins dropped as not visible, "
@@ -119,9 +133,15 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
             "",
             "### Each kind held out of training",
             "",
-            "AMAResNet + panel refitted without one of our artifact kinds (and its threshold "
-            "re-chosen without it), scored on that kind alone (moderate + severe, test + "
-            "transfer): does it flag an artifact it has never seen?",
+            f"{_NAMES[summary.get('held_out_variant', 'fused')]}: its logistic regression "
+            "refitted without one of our artifact kinds (and its threshold re-chosen without "
+            "it), scored on that kind alone (moderate + severe, test + transfer): does it flag "
+            "an artifact it has never seen?"
+            + (
+                " The spectral network itself was trained on every kind (not held out)."
+                if summary.get("held_out_variant") in ("spectral", "all")
+                else ""
+            ),
             "",
             "| kind held out | artifacts | ROC-AUC % | recall % | false alarms % |",
             "|---|---|---|---|---|",

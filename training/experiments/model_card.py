@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from model import Predictor, load_checkpoint, save_checkpoint
+from model.checkpoint import load_spectral
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import binary_metrics, clean_only_threshold, paired_auc_difference, plot_roc
@@ -49,7 +50,8 @@ def publish(
     ``out`` itself), each split also gets ``vs_previous``: the paired ROC-AUC difference with a
     bootstrap 95 % interval, on all images and on moderate + severe artifacts only."""
     model, meta = load_checkpoint(checkpoint)
-    predictor = Predictor((model, meta), device="cpu")
+    spectral = load_spectral(checkpoint, meta)
+    predictor = Predictor((model, meta), device="cpu", spectral=spectral)
     before = Predictor(previous, device="cpu") if previous is not None else None
     results: dict[str, Any] = {}
     scored: dict[str, tuple[list[Sample], np.ndarray]] = {}
@@ -82,7 +84,7 @@ def publish(
         if "moderate_and_severe" in summary:
             for key in METRIC_KEYS:
                 meta.metrics[f"{split}_modsev_{key}"] = summary["moderate_and_severe"][key]
-    save_checkpoint(out, model, meta, dtype=torch.float16)
+    save_checkpoint(out, model, meta, dtype=torch.float16, spectral=spectral)
     measured = render_card(
         meta_dict=json.loads(meta.to_json()),
         results=results,

@@ -27,6 +27,7 @@ from model import Predictor
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.fusion import CNN_FEATURES, FusionModel, fusion_features
 from model.iqm import compute_iqms
+from model.spectral import SpectralNet, spectral_description
 
 from ..data.samples import Sample
 from ..evaluate.calibrate import stored_dtype
@@ -201,10 +202,27 @@ def pooled_threshold(
     }
 
 
-def attach_fusion(checkpoint: Path, fusion: FusionModel, out: Path) -> Path:
+def attach_fusion(
+    checkpoint: Path,
+    fusion: FusionModel,
+    out: Path,
+    *,
+    spectral: tuple[SpectralNet, dict[str, Any]] | None = None,
+) -> Path:
     """Write ``checkpoint``'s weights (same precision) to ``out`` with ``fusion`` in its
-    metadata; the CNN's own threshold and metrics are kept."""
+    metadata; the CNN's own threshold and metrics are kept. ``spectral`` = (network, its
+    provenance) is stored beside when ``fusion`` reads it; a spectral network ``checkpoint``
+    carried is dropped when ``fusion`` does not."""
     net, meta = load_checkpoint(checkpoint)
+    if fusion.uses_spectral and spectral is None:
+        raise ValueError("the fused model reads the spectral network; pass it (spectral=)")
     meta.fusion = fusion.to_dict()
-    meta.__post_init__()  # validates the fusion description
-    return save_checkpoint(out, net, meta, dtype=stored_dtype(checkpoint))
+    meta.spectral = spectral_description(spectral[0], spectral[1]) if spectral else {}
+    meta.__post_init__()  # validates the fusion and spectral descriptions
+    return save_checkpoint(
+        out,
+        net,
+        meta,
+        dtype=stored_dtype(checkpoint),
+        spectral=spectral[0] if spectral else None,
+    )

@@ -1,0 +1,156 @@
+"""The spectral detector: a small convolutional network on a slice's log k-space magnitude.
+
+Every artifact the service is asked to flag is made in k-space: an RF spike is a bright point
+there, Nyquist and motion ghosts modulate whole lines, motion between k-space segments puts
+fringes or steps into the outer part, truncation (Gibbs) cuts the spectrum off sharply, added
+noise raises its floor. A clean slice's spectrum, whatever its contrast, bias field or resolution,
+falls off smoothly from the centre. So the network reads the spectrum, not the anatomy: what it
+learns from our own simulator then carries over to artifacts simulated otherwise (TorchIO,
+MONAI; docs/model-card.md), where AMAResNet, trained on image patches, learned the simulator.
+
+Representation (:func:`log_spectrum`): the slice divided by its 99th percentile (scale-free), the
+magnitude of its 2-D FFT at the *acquired* matrix, log, centred, resampled bilinearly to a fixed
+``GRID`` x ``GRID`` grid of normalised frequencies (-0.5 .. 0.5 cycles per pixel on both axes,
+whatever the matrix), standardised (median 0, unit standard deviation). numpy + scipy only.
+
+Its output enters the fused detector (:mod:`model.fusion`) as one feature, ``spectral_logit``.
+The weights travel inside the served checkpoint as tensors named ``spectral.*`` beside
+AMAResNet's, and their description in ``CheckpointMeta.spectral``
+(:func:`spectral_description`): nothing is pickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+__all__ = [
+    "GRID",
+    "PREFIX",
+    "SPECTRAL_FORMAT",
+    "SpectralError",
+    "SpectralNet",
+    "build_spectral",
+    "log_spectrum",
+    "spectral_description",
+    "spectral_logits",
+]
+
+#: Side of the spectrum grid the network reads.
+GRID: Final = 128
+#: Name prefix of the spectral network's tensors inside a checkpoint file.
+PREFIX: Final = "spectral."
+SPECTRAL_FORMAT: Final = "amaqc-spectral/1"
+#: Channel widths and strides of the convolutional blocks (the default architecture).
+BLOCKS: Final = ((16, 1), (24, 2), (32, 1), (48, 2), (64, 1), (96, 2), (128, 2))
+
+
+class SpectralError(ValueError):
+    """A spectral network description or slice that cannot be used, with the reason."""
+
+
+def log_spectrum(image: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """The (grid, grid) float32 standardised log k-space magnitude of a 2-D slice (see module).
+
+    Raises:
+        SpectralError: not 2-D, smaller than 8 pixels a side, not finite, or blank.
+    """
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim != 2:
+        raise SpectralError(f"expected a 2-D slice, got shape {a.shape}")
+    if min(a.shape) < 8:
+        raise SpectralError(f"slice {a.shape} is too small for a spectrum (>= 8 pixels a side)")
+    if not np.isfinite(a).all():
+        raise SpectralError("slice holds NaN or infinite values")
+    positive = a[a > 0]
+    if positive.size == 0:
+        raise SpectralError("slice is blank (no positive pixel)")
+    a = a / np.percentile(positive, 99)
+    magnitude = np.fft.fftshift(np.abs(np.fft.fft2(a)))
+    log = np.log(magnitude + 1e-6 * magnitude.max() + 1e-12)
+    h, w = log.shape
+    out = ndimage.zoom(log, (grid / h, grid / w), order=1, grid_mode=True, mode="nearest")
+    out = out[:grid, :grid]
+    out = (out - np.median(out)) / (out.std() + 1e-6)
+    return out.astype(np.float32)
+
+
+def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SpectralNet(nn.Module):
+    """Convolutional blocks on the (N, 1, GRID, GRID) spectrum, global mean and max pooling,
+    one linear unit: the artifact logit (N,)."""
+
+    def __init__(self, blocks: Sequence[Sequence[int]] = BLOCKS) -> None:
+        super().__init__()
+        layers, c_in = [], 1
+        for c_out, stride in blocks:
+            layers.append(_block(c_in, int(c_out), int(stride)))
+            c_in = int(c_out)
+        self.blocks = [list(map(int, b)) for b in blocks]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))[:, 0]
+
+
+def build_spectral(description: Mapping[str, Any]) -> SpectralNet:
+    """The (untrained) network a description declares; raises :class:`SpectralError`."""
+    if description.get("format") != SPECTRAL_FORMAT:
+        raise SpectralError(
+            f"unsupported spectral format {description.get('format')!r} (want {SPECTRAL_FORMAT})"
+        )
+    if int(description.get("grid", -1)) != GRID:
+        raise SpectralError(f"spectral grid must be {GRID}, got {description.get('grid')!r}")
+    blocks = description.get("blocks")
+    if (
+        not isinstance(blocks, list)
+        or not blocks
+        or not all(
+            isinstance(b, list | tuple) and len(b) == 2 and all(int(v) >= 1 for v in b)
+            for b in blocks
+        )
+    ):
+        raise SpectralError(f"spectral blocks must be a list of [channels, stride], got {blocks!r}")
+    return SpectralNet(blocks)
+
+
+def spectral_description(net: SpectralNet, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``CheckpointMeta.spectral`` stores for ``net`` (its tensors are stored beside)."""
+    return {
+        "format": SPECTRAL_FORMAT,
+        "grid": GRID,
+        "blocks": [list(b) for b in net.blocks],
+        "info": dict(info or {}),
+    }
+
+
+@torch.no_grad()
+def spectral_logits(
+    net: SpectralNet, spectra: Sequence[np.ndarray | None], *, batch_size: int = 64
+) -> list[float | None]:
+    """The network's logit per spectrum (None stays None: a slice without a spectrum)."""
+    out: list[float | None] = [None] * len(spectra)
+    present = [(i, s) for i, s in enumerate(spectra) if s is not None]
+    net.eval()
+    for start in range(0, len(present), batch_size):
+        chunk = present[start : start + batch_size]
+        part = [i for i, _ in chunk]
+        x = torch.from_numpy(np.stack([s for _, s in chunk]).astype(np.float32))[:, None]
+        device = next(net.parameters()).device
+        for i, value in zip(part, net(x.to(device)).float().cpu().tolist(), strict=True):
+            out[i] = float(value)
+    return out

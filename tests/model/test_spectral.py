@@ -1,0 +1,203 @@
+"""The spectral network (model/spectral.py): its input, its place in the checkpoint (tensors
+``spectral.*`` beside AMAResNet's, a description in the header, nothing pickled) and in the
+fused detector the Predictor serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from model import CheckpointError, CheckpointMeta, Predictor, build_model, load_checkpoint
+from model.checkpoint import load_spectral, read_metadata, save_checkpoint
+from model.fusion import FusionModel, fusion_features
+from model.iqm import compute_iqms
+from model.spectral import (
+    GRID,
+    SpectralError,
+    SpectralNet,
+    build_spectral,
+    log_spectrum,
+    spectral_description,
+    spectral_logits,
+)
+from tests.utils.images import make_phantom
+
+
+def _fusion() -> FusionModel:
+    return FusionModel(
+        features=("iqm_snr", "spectral_logit"),
+        mean=(1.5, 0.0),
+        scale=(0.5, 2.0),
+        coef=(-0.4, 1.3),
+        intercept=-0.1,
+        threshold=0.55,
+    )
+
+
+def _net(seed: int = 0) -> SpectralNet:
+    torch.manual_seed(seed)
+    net = SpectralNet()
+    with torch.no_grad():  # BatchNorm running statistics that are not the defaults
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _meta(**overrides: object) -> CheckpointMeta:
+    fields: dict = {
+        "arch": "amaresnet18",
+        "arch_config": {"pyramid_width": 16},
+        "patch_size": 32,
+        "patch_stride": 32,
+        "threshold": 0.4,
+    }
+    fields.update(overrides)
+    return CheckpointMeta(**fields)
+
+
+@pytest.fixture(scope="module")
+def spectral_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = build_model("amaresnet18", pyramid_width=16).eval()
+    net = _net()
+    meta = _meta(fusion=_fusion().to_dict(), spectral=spectral_description(net, {"seeds": [1]}))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("s") / "s.safetensors", model, meta, spectral=net
+    )
+
+
+def test_the_spectrum_is_a_fixed_grid_whatever_the_matrix_and_the_scale() -> None:
+    image = make_phantom(96)
+    s = log_spectrum(image)
+    assert s.shape == (GRID, GRID) and s.dtype == np.float32
+    assert np.median(s) == pytest.approx(0.0, abs=1e-5) and s.std() == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(log_spectrum(image * 37.0), s, atol=1e-3)  # scale-free
+    assert log_spectrum(make_phantom(64)[:, :50]).shape == (GRID, GRID)  # any matrix
+
+
+def test_a_kspace_spike_is_a_bright_point_of_the_spectrum_where_it_was_put() -> None:
+    image = make_phantom(128).astype(np.float64)
+    k = np.fft.fft2(image)
+    k[20, 40] += 0.5 * np.abs(k).max()  # a spike at (+20, +40) cycles of a 128 matrix
+    spiked = np.abs(np.fft.ifft2(k))
+    before, after = log_spectrum(image), log_spectrum(spiked)
+    where = np.unravel_index(np.argmax(after - before), after.shape)
+    # fftshift puts frequency f of a 128 matrix at 64 + f; the grid is that matrix's
+    assert {tuple(map(int, where))} & {(84, 104), (44, 24)}
+    assert (after - before).max() > 3.0
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((4, 64, 64)), "2-D"),
+        (np.ones((5, 64)), "too small"),
+        (np.full((32, 32), np.nan), "NaN"),
+        (np.zeros((32, 32)), "blank"),
+    ],
+)
+def test_a_slice_without_a_spectrum_is_refused_by_name(image: np.ndarray, message: str) -> None:
+    with pytest.raises(SpectralError, match=message):
+        log_spectrum(image)
+
+
+def test_the_network_and_its_description_round_trip_through_the_checkpoint(
+    spectral_checkpoint: Path,
+) -> None:
+    with safe_open(str(spectral_checkpoint), framework="pt") as f:
+        header = json.loads(f.metadata()["amaqc"])
+        names = list(f.keys())
+    assert header["spectral"]["format"] == "amaqc-spectral/1"
+    assert header["spectral"]["info"] == {"seeds": [1]}
+    assert any(n.startswith("spectral.") for n in names)
+    _model, meta = load_checkpoint(spectral_checkpoint)  # AMAResNet's tensors alone, strictly
+    assert meta.spectral["blocks"] == [list(b) for b in SpectralNet().blocks]
+    loaded = load_spectral(spectral_checkpoint)
+    assert loaded is not None
+    expected = _net().state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
+
+def test_a_checkpoint_without_a_spectral_network_has_none(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "p.safetensors", build_model("amaresnet18"), _meta())
+    assert load_spectral(path) is None
+
+
+def test_the_network_and_its_description_go_together(tmp_path: Path) -> None:
+    model, net = build_model("amaresnet18", pyramid_width=16), _net()
+    with pytest.raises(CheckpointError, match="none was given"):
+        save_checkpoint(
+            tmp_path / "a.safetensors", model, _meta(spectral=spectral_description(net))
+        )
+    with pytest.raises(CheckpointError, match="needs its description"):
+        save_checkpoint(tmp_path / "b.safetensors", model, _meta(), spectral=net)
+    with pytest.raises(CheckpointError, match="spectral network"):
+        _meta(spectral={**spectral_description(net), "grid": 64})
+
+
+def test_spectral_tensors_the_header_does_not_declare_are_refused(
+    spectral_checkpoint: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    with safe_open(str(spectral_checkpoint), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        header = json.loads(f.metadata()["amaqc"])
+    header["spectral"] = {}
+    path = tmp_path / "undeclared.safetensors"
+    save_file(tensors, str(path), metadata={"amaqc": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="unexpected tensor"):
+        load_checkpoint(path)
+    # and a declared network whose tensors are missing
+    header["spectral"] = json.loads(read_metadata(spectral_checkpoint).to_json())["spectral"]
+    kept = {k: v for k, v in tensors.items() if not k.startswith("spectral.head")}
+    path = tmp_path / "short.safetensors"
+    save_file(kept, str(path), metadata={"amaqc": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="missing tensor"):
+        load_spectral(path)
+
+
+def test_a_bad_description_is_refused_by_name() -> None:
+    good = spectral_description(SpectralNet())
+    with pytest.raises(SpectralError, match="format"):
+        build_spectral({**good, "format": "other/9"})
+    with pytest.raises(SpectralError, match="blocks"):
+        build_spectral({**good, "blocks": [[16]]})
+
+
+def test_the_predictor_serves_the_fusion_that_reads_the_spectral_network(
+    spectral_checkpoint: Path,
+) -> None:
+    slices = [make_phantom(96), make_phantom(80) * 3.0, np.zeros((64, 64))]
+    predictor = Predictor(spectral_checkpoint, device="cpu", backend="torch")
+    assert predictor.spectral is not None
+    got = predictor.predict(slices)
+    net, fusion = _net(), _fusion()
+    for image, pred in zip(slices[:2], got[:2], strict=True):
+        logit = spectral_logits(net, [log_spectrum(image)])[0]
+        assert logit is not None
+        assert pred.spectral_probability == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
+        row = fusion_features(pred.cnn_probability, pred.patch_probs, compute_iqms(image), logit)
+        assert pred.probability == pytest.approx(float(fusion.probability([row])[0]), abs=1e-6)
+        assert pred.label == int(pred.probability >= 0.55)
+    # a blank slice has neither panel nor spectrum: both read their training means
+    assert got[2].spectral_probability is None and got[2].iqms is None
+    assert got[2].probability == pytest.approx(1 / (1 + np.exp(0.1)), abs=1e-6)
+
+
+def test_the_spectral_network_is_needed_only_by_the_fusion_that_reads_it(
+    spectral_checkpoint: Path,
+) -> None:
+    model, meta = load_checkpoint(spectral_checkpoint)
+    with pytest.raises(ValueError, match="spectral network"):
+        Predictor((model, meta), device="cpu")
+    assert Predictor((model, meta), device="cpu", detector="cnn").spectral is None
+    served = Predictor((model, meta), device="cpu", spectral=_net())
+    assert served.predict(make_phantom(64))[0].spectral_probability is not None
