@@ -101,6 +101,11 @@ class InstancePublic(BaseModel):
         default=None,
         description="The image-quality metrics of the slice (model.iqm), name -> value",
     )
+    spectral_probability: float | None = Field(
+        default=None,
+        description="The spectral network's artifact probability (a CNN on the slice's k-space "
+        "magnitude, model.spectral) where the served detector reads it, else null",
+    )
     inference: str | None = Field(
         default=None,
         description="What ran the network for this verdict: backend (precision where not "
@@ -180,6 +185,7 @@ def instance_public(
         label=label_name(verdict.label) if verdict else None,
         cnn_probability=verdict.cnn_probability if verdict else None,
         iqms=verdict.iqms if verdict else None,
+        spectral_probability=verdict.spectral_probability if verdict else None,
         inference=verdict.inference if verdict else None,
         quality_notes=explain(verdict.iqms) if verdict and verdict.iqms else [],
         image_url=request.url_for("instance_image", instance_id=instance.id).path,

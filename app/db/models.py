@@ -282,6 +282,9 @@ class InstanceVerdict(Base):
     #: what ran the network, e.g. ``onnxruntime-int8 (cpu)`` or ``torch (cuda)``: int8 and
     #: float32 give slightly different ``cnn_probability`` / ``patch_map`` (null before 0012)
     inference: Mapped[str | None] = mapped_column(String(40))
+    #: the spectral network's probability (``model.spectral``) where the served fused detector
+    #: reads it; null otherwise and before 0013
+    spectral_probability: Mapped[float | None] = mapped_column(Float)
 
 
 class SeriesVerdict(Base):

@@ -3,6 +3,7 @@ fused detector's verdict (its additive share of the logit), largest first."""
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,19 +30,37 @@ def quality_rows(
     cnn_probability: float | None,
     patch_map: list[Any] | None,
     checkpoint_path: str | None,
+    *,
+    spectral_probability: float | None = None,
 ) -> list[dict[str, Any]]:
     """One row per metric: ``label``, ``value``, ``better``, ``artifact`` (what a bad value
     points to) and ``push`` (its share of the fused logit; 0 where the model does not use it),
-    sorted by ``push``, largest first."""
+    sorted by ``push``, largest first. Where the slice has a ``spectral_probability`` (the
+    spectral network's, ``model.spectral``), it is one more row."""
     if not iqms:
         return []
     fusion = _fusion_of(checkpoint_path) if checkpoint_path else None
     pushes: dict[str, float] = {}
+    spectral_logit = None
+    if spectral_probability is not None:
+        p = min(max(float(spectral_probability), 1e-12), 1 - 1e-12)
+        spectral_logit = math.log(p / (1 - p))
     if fusion is not None:
         patches = np.asarray(patch_map, dtype=float) if patch_map else None
-        row = fusion_features(cnn_probability, patches, iqms)
+        row = fusion_features(cnn_probability, patches, iqms, spectral_logit)
         pushes = fusion.contributions(row)
     rows = []
+    if spectral_probability is not None:
+        rows.append(
+            {
+                "name": "spectral",
+                "label": "spectral network (k-space pattern)",
+                "value": f"{spectral_probability:.3g}",
+                "better": "lower",
+                "artifact": "spikes, ghosts, motion or ringing seen in the slice's k-space",
+                "push": round(pushes.get("spectral_logit", 0.0), 3),
+            }
+        )
     for name, value in iqms.items():
         info = IQM_INFO.get(name)
         if info is None:

@@ -108,6 +108,7 @@ def series_data(
                     by_instance[inst.id].cnn_probability,
                     by_instance[inst.id].patch_map,
                     version.checkpoint_path if version else None,
+                    spectral_probability=by_instance[inst.id].spectral_probability,
                 )
                 if inst.id in by_instance
                 else []

@@ -308,6 +308,7 @@ def _add_instance_verdicts(
                 inference=inference,
                 patch_map=np.round(pred.patch_probs.astype(float), 4).tolist(),
                 cnn_probability=pred.cnn_probability,
+                spectral_probability=pred.spectral_probability,
                 iqms=(
                     {k: round(float(v), 6) for k, v in pred.iqms.items()}
                     if pred.iqms is not None

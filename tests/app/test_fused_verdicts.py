@@ -74,3 +74,73 @@ def test_the_quality_panel_ranks_metrics_by_what_pushed_the_verdict(
         ("spike", -1.0),
     ]
     assert rows[0]["artifact"] == "ghosts or motion smear in the air"
+
+
+SPECTRAL_FUSION = FusionModel(
+    features=("iqm_qi1", "spectral_logit"),
+    mean=(0.1, 0.0),
+    scale=(0.1, 2.0),
+    coef=(2.0, 1.5),
+    intercept=0.0,
+    threshold=0.6,
+)
+
+
+@pytest.fixture
+def spectral_settings(tmp_path: Path) -> Settings:
+    import torch
+
+    from model.spectral import SpectralNet
+
+    root = tmp_path / "spectral"  # beside fused_settings' own folder, database and store
+    plain = tiny_checkpoint(root / "tiny.safetensors")
+    torch.manual_seed(0)
+    fused = attach_fusion(
+        plain, SPECTRAL_FUSION, root / "spectral.safetensors", spectral=(SpectralNet(), {})
+    )
+    s = make_settings(root / "data", fused, max_upload_mb=2)
+    upgrade(s.database_url)
+    with session_scope(s.database_url) as session:
+        register_checkpoint(session, fused)
+    return s
+
+
+def test_a_verdict_keeps_the_spectral_networks_probability_where_the_detector_reads_it(
+    spectral_settings: Settings, fused_settings: Settings
+) -> None:
+    from tests.app.conftest import app_client, auth, new_key
+
+    for settings, reads in ((spectral_settings, True), (fused_settings, False)):
+        key = auth(new_key(settings, "scanner"))
+        with app_client(settings) as client:
+            posted = client.post("/api/v1/series", files=series_files(2), headers=key)
+            series_id = posted.json()["series_id"]
+            assert analyse(settings, series_id) == "done"
+            body = client.get(f"/api/v1/series/{series_id}", headers=key).json()
+        for inst in body["instances"]:
+            if reads:
+                assert 0.0 < inst["spectral_probability"] < 1.0
+                assert inst["label"] == ("artifact" if inst["probability"] >= 0.6 else "clean")
+            else:
+                assert inst["spectral_probability"] is None
+
+
+def test_the_quality_panel_shows_the_spectral_networks_share(
+    spectral_settings: Settings,
+) -> None:
+    import math
+
+    rows = quality_rows(
+        {"qi1": 0.1, "snr": 20.0},
+        0.5,
+        [[0.5]],
+        str(spectral_settings.checkpoint),
+        spectral_probability=0.9,
+    )
+    # the spectral logit log(0.9 / 0.1) = 2.197 pushes 1.5 * 2.197 / 2.0; qi1 at its mean: 0
+    assert rows[0]["name"] == "spectral"
+    assert rows[0]["push"] == pytest.approx(round(1.5 * math.log(9.0) / 2.0, 3))
+    assert rows[0]["value"] == "0.9"
+    assert {r["name"] for r in rows} == {"spectral", "qi1", "snr"}
+    without = quality_rows({"qi1": 0.1}, 0.5, [[0.5]], str(spectral_settings.checkpoint))
+    assert [r["name"] for r in without] == ["qi1"]
