@@ -47,7 +47,7 @@ class LocalChannel(kombu_sqlalchemy.Channel):
     journal's several (4 ms instead of 13.5 ms on the bench host), and as durable."""
 
     def _engine_from_config(self) -> Any:
-        engine = super()._engine_from_config()
+        engine = super()._engine_from_config()  # type: ignore[no-untyped-call]
         event.listen(engine, "connect", _wal)
         return engine
 
