@@ -130,3 +130,20 @@ def test_site_calibrated_skips_sources_it_has_no_clean_slices_of() -> None:
     test = _samples(["a", "a", "b"], [0, 1, 1])
     out = site_calibrated(calib, np.linspace(0, 0.5, 10), {"t": (test, np.array([0.1, 0.9, 0.9]))})
     assert out["t"]["n"] == 2 and out["t"]["skipped"] == 1 and set(out["t"]["thresholds"]) == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("variant", "says"),
+    [
+        ("iqm", "the IQM panel alone"),
+        ("fused", "AMAResNet + the IQM panel;"),
+        ("spectral", "the IQM panel + the spectral network"),
+        ("all", "AMAResNet + the IQM panel + the spectral network"),
+    ],
+)
+def test_the_cards_first_line_names_what_the_served_detector_reads(variant: str, says: str) -> None:
+    from training.experiments.model_card import _served_line
+
+    meta = {"threshold": 0.8, "fusion": {"threshold": 0.9, "info": {"variant": variant}}}
+    line = _served_line(meta, {})
+    assert says in line and "decision threshold **0.900**" in line

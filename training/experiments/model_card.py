@@ -199,7 +199,11 @@ def _served_line(meta_dict: dict[str, Any], cfg: dict[str, Any]) -> str:
     if not fusion:
         return f" decision threshold **{meta_dict['threshold']:.3f}** ({_threshold_rule(cfg)})."
     variant = fusion.get("info", {}).get("variant", "fused")
-    what = "the IQM panel alone" if variant == "iqm" else "AMAResNet + the IQM panel"
+    what = {
+        "iqm": "the IQM panel alone",
+        "spectral": "the IQM panel + the spectral network",
+        "all": "AMAResNet + the IQM panel + the spectral network",
+    }.get(variant, "AMAResNet + the IQM panel")
     return (
         f" the served verdict is the fused detector's ({what}; see *Detector v2* below), "
         f"decision threshold **{fusion['threshold']:.3f}**; {cnn}, kept in every verdict."
