@@ -93,6 +93,10 @@ def _result(f1: float, auc: float) -> dict:
     }
 
 
+#: the ``training`` record of a train-fusion summary, as the card section reads it
+TRAINING = {"slices": 10, "artifact": 5, "dropped_not_visible": 1, "visible_floor_nrmse": 0.05}
+
+
 def test_the_served_variant_is_the_one_with_the_better_held_out_f1() -> None:
     from training.experiments.fusion_experiment import choose_variant
 
@@ -122,12 +126,7 @@ def test_the_card_section_names_the_served_variant_and_its_threshold() -> None:
             "iqm": _result(0.5, 0.8),
         },
         "served_variant": "iqm",
-        "training": {
-            "slices": 10,
-            "artifact": 5,
-            "dropped_not_visible": 1,
-            "visible_floor_nrmse": 0.05,
-        },
+        "training": TRAINING,
     }
     text = render_fusion(summary)
     assert "Served: **IQM panel alone**" in text
@@ -161,12 +160,7 @@ def test_the_card_section_says_what_the_spectral_network_was_trained_on() -> Non
             "motion": {"n_artifact": 4, "roc_auc": 0.8, "recall": 0.5, "false_alarm_rate": 0.0}
         },
         "spectral": {"seeds": [1, 2, 3], "epochs": 4},
-        "training": {
-            "slices": 10,
-            "artifact": 5,
-            "dropped_not_visible": 1,
-            "visible_floor_nrmse": 0.05,
-        },
+        "training": TRAINING,
     }
     text = render_fusion(summary)
     assert "Served: **panel + spectral network**" in text
