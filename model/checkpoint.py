@@ -26,7 +26,13 @@ from .partition import AGGREGATIONS
 from .preprocess import Normalization
 from .registry import build_model
 from .spectral import PREFIX as SPECTRAL_PREFIX
-from .spectral import SpectralError, SpectralNet, build_spectral
+from .spectral import (
+    SpectralError,
+    SpectralNet,
+    build_spectral,
+    spectral_from_tensors,
+    tensor_mismatch,
+)
 
 FORMAT = "amaqc-checkpoint/1"
 _HEADER_KEY = "amaqc"
@@ -196,24 +202,9 @@ def read_metadata(path: str | Path) -> CheckpointMeta:
 def _check_tensors(
     path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
 ) -> None:
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k}: file {tuple(found[k].shape)} vs arch {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es) e.g. {shapes[:3]}")
+    problems = tensor_mismatch(expected, found)
     if problems:
-        raise CheckpointError(
-            f"{path}: tensors do not match the declared arch: " + "; ".join(problems)
-        )
+        raise CheckpointError(f"{path}: tensors do not match the declared arch: {problems}")
 
 
 def load_checkpoint(
@@ -249,7 +240,6 @@ def load_spectral(
     meta = meta if meta is not None else read_metadata(path)
     if not meta.spectral:
         return None
-    net = build_spectral(meta.spectral)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             found = {
@@ -259,12 +249,8 @@ def load_spectral(
             }
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot read tensors ({exc})") from None
-    expected = net.state_dict()
     try:
-        _check_tensors(path, expected, found)
-    except CheckpointError as exc:
-        raise CheckpointError(
-            str(exc).replace("declared arch", "declared spectral network")
-        ) from None
-    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in found.items()}, strict=True)
+        net = spectral_from_tensors(meta.spectral, found)
+    except SpectralError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     return net.to(device).eval()

@@ -20,7 +20,7 @@ from .fusion import fusion_features
 from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
-from .spectral import SpectralError, SpectralNet, log_spectrum, spectral_logits
+from .spectral import SpectralNet, spectral_logits, spectrum_or_none
 
 DETECTORS = ("auto", "cnn", "fused")
 
@@ -220,20 +220,12 @@ def _panel(image: np.ndarray) -> dict[str, float] | None:
         return None
 
 
-def _spectrum(image: np.ndarray) -> np.ndarray | None:
-    """The slice's spectrum for the spectral network, or None where it has none (blank)."""
-    try:
-        return log_spectrum(image)
-    except SpectralError:
-        return None
-
-
 def _panels(
     slices: Sequence[np.ndarray], spectra: bool = False
 ) -> tuple[list[dict[str, float] | None], list[np.ndarray | None]]:
     """The slices' IQM panels and, when asked, their spectra (else Nones)."""
     panels = [_panel(s) for s in slices]
-    return panels, [_spectrum(s) for s in slices] if spectra else [None] * len(slices)
+    return panels, [spectrum_or_none(s) for s in slices] if spectra else [None] * len(slices)
 
 
 def _sigmoid(z: float | None) -> float | None:

@@ -38,7 +38,9 @@ __all__ = [
     "build_spectral",
     "log_spectrum",
     "spectral_description",
+    "spectral_from_tensors",
     "spectral_logits",
+    "spectrum_or_none",
 ]
 
 #: Side of the spectrum grid the network reads.
@@ -107,6 +109,51 @@ class SpectralNet(nn.Module):
         return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))[:, 0]
 
 
+def spectrum_or_none(image: np.ndarray) -> np.ndarray | None:
+    """:func:`log_spectrum`, or None for a slice that has none (blank): the fused detector then
+    reads the training mean of ``spectral_logit`` (no evidence either way)."""
+    try:
+        return log_spectrum(image)
+    except SpectralError:
+        return None
+
+
+def tensor_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``found`` tensors from loading into a module whose state is ``expected``
+    (missing, unexpected and mis-shaped names, a few of each), or "" when they match."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{k}: file {tuple(found[k].shape)} vs arch {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es) e.g. {shapes[:3]}")
+    return "; ".join(problems)
+
+
+def spectral_from_tensors(
+    description: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+) -> SpectralNet:
+    """The network ``description`` declares, loaded with ``tensors`` (names without
+    :data:`PREFIX`), float32 in eval mode; raises :class:`SpectralError` naming what does not
+    match. Shared by the served checkpoint (:func:`model.checkpoint.load_spectral`) and the
+    training module's network file."""
+    net = build_spectral(description)
+    expected = net.state_dict()
+    problems = tensor_mismatch(expected, tensors)
+    if problems:
+        raise SpectralError(f"tensors do not match the declared spectral network: {problems}")
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
+    return net.eval()
+
+
 def build_spectral(description: Mapping[str, Any]) -> SpectralNet:
     """The (untrained) network a description declares; raises :class:`SpectralError`."""
     if description.get("format") != SPECTRAL_FORMAT:
@@ -146,11 +193,11 @@ def spectral_logits(
     out: list[float | None] = [None] * len(spectra)
     present = [(i, s) for i, s in enumerate(spectra) if s is not None]
     net.eval()
+    device = next(net.parameters()).device
     for start in range(0, len(present), batch_size):
         chunk = present[start : start + batch_size]
         part = [i for i, _ in chunk]
         x = torch.from_numpy(np.stack([s for _, s in chunk]).astype(np.float32))[:, None]
-        device = next(net.parameters()).device
         for i, value in zip(part, net(x.to(device)).float().cpu().tolist(), strict=True):
             out[i] = float(value)
     return out

@@ -23,7 +23,9 @@ from model.spectral import (
     build_spectral,
     log_spectrum,
     spectral_description,
+    spectral_from_tensors,
     spectral_logits,
+    spectrum_or_none,
 )
 from tests.utils.images import make_phantom
 
@@ -105,6 +107,33 @@ def test_a_kspace_spike_is_a_bright_point_of_the_spectrum_where_it_was_put() -> 
 def test_a_slice_without_a_spectrum_is_refused_by_name(image: np.ndarray, message: str) -> None:
     with pytest.raises(SpectralError, match=message):
         log_spectrum(image)
+
+
+def test_spectrum_or_none_is_the_spectrum_or_none_for_a_blank_slice() -> None:
+    image = make_phantom(64)
+    spectrum = spectrum_or_none(image)
+    assert spectrum is not None
+    np.testing.assert_array_equal(spectrum, log_spectrum(image))
+    assert spectrum_or_none(np.zeros((32, 32))) is None
+
+
+def test_tensors_load_into_the_declared_network_or_are_refused_by_name() -> None:
+    net = _net(seed=3)
+    description = spectral_description(net)
+    state = net.state_dict()
+    loaded = spectral_from_tensors(description, {k: v.double() for k, v in state.items()})
+    assert not loaded.training
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == state[name].dtype  # stored in another precision, loaded as built
+        assert torch.equal(tensor, state[name]), name
+    short = {k: v for k, v in state.items() if not k.startswith("head")}
+    with pytest.raises(SpectralError, match=r"2 missing tensor\(s\)"):
+        spectral_from_tensors(description, short)
+    with pytest.raises(SpectralError, match="unexpected tensor"):
+        spectral_from_tensors(description, {**state, "extra": torch.zeros(1)})
+    wrong = {**state, "head.bias": torch.zeros(2)}
+    with pytest.raises(SpectralError, match=r"head\.bias: file \(2,\) vs arch \(1,\)"):
+        spectral_from_tensors(description, wrong)
 
 
 def test_the_network_and_its_description_round_trip_through_the_checkpoint(

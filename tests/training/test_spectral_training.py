@@ -3,11 +3,13 @@ it into the fused checkpoint (`attach_fusion`)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
@@ -15,7 +17,7 @@ from app.cli import app
 from model import CheckpointMeta, Predictor, build_model, read_metadata
 from model.checkpoint import load_spectral, save_checkpoint
 from model.fusion import FusionModel
-from model.spectral import SpectralNet, log_spectrum, spectral_logits
+from model.spectral import SpectralNet, log_spectrum, spectral_description, spectral_logits
 from tests.utils.datasets import tiny_dataset
 from tests.utils.images import make_phantom
 from training.data.samples import load_split
@@ -88,6 +90,14 @@ def test_a_spectral_file_round_trips_and_a_foreign_file_is_refused(tmp_path: Pat
         load_spectral_file(plain)
     with pytest.raises(ValueError, match="no such"):
         load_spectral_file(tmp_path / "missing.safetensors")
+    wider = SpectralNet([[16, 1], [24, 2]])  # a header that declares another network
+    header = {"amaqc_spectral": json.dumps(spectral_description(wider))}
+    tensors = {"spectral." + k: v for k, v in net.state_dict().items()}
+    save_file(tensors, str(tmp_path / "other.safetensors"), metadata=header)
+    with pytest.raises(
+        ValueError, match=r"other.safetensors: tensors do not match.*unexpected.*head\.weight"
+    ):
+        load_spectral_file(tmp_path / "other.safetensors")
 
 
 def _meta() -> CheckpointMeta:

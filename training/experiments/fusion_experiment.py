@@ -23,7 +23,7 @@ from model import Predictor
 from model.checkpoint import load_spectral
 from model.fusion import SPECTRAL_FEATURES, FusionModel
 from model.iqm import PANEL_VERSION
-from model.spectral import SpectralError, SpectralNet, log_spectrum, spectral_logits
+from model.spectral import SpectralNet, spectral_logits, spectrum_or_none
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
@@ -107,12 +107,7 @@ def _add_spectral(
     for split, samples in sets.items():
         for start in range(0, len(samples), 64):
             part = samples[start : start + 64]
-            spectra: list[np.ndarray | None] = []
-            for sample in part:
-                try:
-                    spectra.append(log_spectrum(sample.pixels))
-                except SpectralError:
-                    spectra.append(None)
+            spectra = [spectrum_or_none(sample.pixels) for sample in part]
             for i, logit in enumerate(spectral_logits(net, spectra), start=start):
                 if logit is not None:
                     rows[split][i]["spectral_logit"] = logit

@@ -30,9 +30,9 @@ from model.spectral import (
     PREFIX,
     SpectralError,
     SpectralNet,
-    build_spectral,
-    log_spectrum,
     spectral_description,
+    spectral_from_tensors,
+    spectrum_or_none,
 )
 
 from ..data.samples import Sample
@@ -72,10 +72,10 @@ def spectral_training_set(
         )
         dropped += n_dropped
         for twin in twins:
-            try:
-                spectra.append(log_spectrum(twin.pixels).astype(np.float16))
-            except SpectralError:
+            spectrum = spectrum_or_none(twin.pixels)
+            if spectrum is None:
                 continue  # a blank twin: nothing to learn from
+            spectra.append(spectrum.astype(np.float16))
             labels.append(int(twin.label))
         if advance is not None:
             advance(sum(1 for s in samples if s.label == 0))
@@ -176,9 +176,8 @@ def load_spectral_file(path: Path) -> tuple[SpectralNet, dict[str, Any]]:
     if header is None:
         raise ValueError(f"{path}: not a spectral network file (no {SPECTRAL_HEADER} header)")
     description = json.loads(header)
-    net = build_spectral(description)
-    expected = net.state_dict()
-    if set(found) != set(expected) or any(found[k].shape != v.shape for k, v in expected.items()):
-        raise ValueError(f"{path}: tensors do not match the declared spectral network")
-    net.load_state_dict(found, strict=True)
+    try:
+        net = spectral_from_tensors(description, found)
+    except SpectralError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return net.eval(), description
