@@ -30,6 +30,8 @@ __all__ = [
     "FusionError",
     "FusionModel",
     "fusion_features",
+    "logit",
+    "sigmoid",
 ]
 
 FUSION_FORMAT: Final = "amaqc-fusion/1"
@@ -57,9 +59,20 @@ class FusionError(ValueError):
     """A fusion model description that cannot be used, with the reason."""
 
 
-def _logit(p: float) -> float:
-    p = min(max(float(p), _CLIP), 1 - _CLIP)
+def sigmoid(z: float | np.ndarray) -> np.ndarray:
+    """The logistic function, clipped at +-50 (no overflow warning): the one place a logit
+    becomes a probability (the fused detector, the spectral network's stored probability)."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))))
+
+
+def logit(p: float, clip: float = _CLIP) -> float:
+    """The inverse of :func:`sigmoid` for a probability clipped to [clip, 1 - clip]."""
+    p = min(max(float(p), clip), 1 - clip)
     return math.log(p / (1 - p))
+
+
+def _logit(p: float) -> float:
+    return logit(p, _CLIP)
 
 
 def fusion_features(
@@ -155,8 +168,7 @@ class FusionModel:
         """(N,) artifact probabilities of feature rows (dicts of :func:`fusion_features`)."""
         if not rows:
             return np.zeros(0)
-        z = self.matrix(rows) @ np.asarray(self.coef) + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return sigmoid(self.matrix(rows) @ np.asarray(self.coef) + self.intercept)
 
     def contributions(self, row: Mapping[str, float]) -> dict[str, float]:
         """Each feature's additive share of the logit for one slice (what pushed it up)."""

@@ -16,7 +16,7 @@ from torch import nn
 
 from .backends import PatchScorer, make_scorer
 from .checkpoint import CheckpointMeta, load_checkpoint, load_spectral
-from .fusion import fusion_features
+from .fusion import fusion_features, sigmoid
 from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
@@ -229,9 +229,7 @@ def _panels(
 
 
 def _sigmoid(z: float | None) -> float | None:
-    if z is None:
-        return None
-    return float(1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0))))
+    return None if z is None else float(sigmoid(z))
 
 
 def _settle(pending: Future[tuple[list[dict[str, float] | None], list[np.ndarray | None]]]) -> None:

@@ -3,7 +3,6 @@ fused detector's verdict (its additive share of the logit), largest first."""
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -11,8 +10,12 @@ from typing import Any
 import numpy as np
 
 from app.model_versions import CheckpointUnusable, checkpoint_metadata
-from model.fusion import FusionError, FusionModel, fusion_features
+from model.fusion import FusionError, FusionModel, fusion_features, logit
 from model.iqm import IQM_INFO
+
+#: How far a stored probability is trusted when turned back into the logit it came from: float64
+#: keeps 1 - p to ~1e-16, so logits within +-27 come back as they went in.
+STORED_CLIP = 1e-12
 
 
 @lru_cache(maxsize=8)
@@ -42,9 +45,8 @@ def quality_rows(
     fusion = _fusion_of(checkpoint_path) if checkpoint_path else None
     pushes: dict[str, float] = {}
     spectral_logit = None
-    if spectral_probability is not None:
-        p = min(max(float(spectral_probability), 1e-12), 1 - 1e-12)
-        spectral_logit = math.log(p / (1 - p))
+    if spectral_probability is not None:  # stored as sigmoid(logit): invert it, finely clipped
+        spectral_logit = logit(spectral_probability, STORED_CLIP)
     if fusion is not None:
         patches = np.asarray(patch_map, dtype=float) if patch_map else None
         row = fusion_features(cnn_probability, patches, iqms, spectral_logit)

@@ -144,3 +144,18 @@ def test_the_quality_panel_shows_the_spectral_networks_share(
     assert {r["name"] for r in rows} == {"spectral", "qi1", "snr"}
     without = quality_rows({"qi1": 0.1}, 0.5, [[0.5]], str(spectral_settings.checkpoint))
     assert [r["name"] for r in without] == ["qi1"]
+
+
+@pytest.mark.parametrize("z", [-25.0, -3.0, 0.0, 7.5, 20.0, 25.0])
+def test_the_quality_panel_pushes_what_the_detector_pushed_for_a_stored_spectral_probability(
+    spectral_settings: Settings, z: float
+) -> None:
+    from model.fusion import sigmoid
+
+    stored = float(sigmoid(z))  # what the worker stores for a spectral logit z
+    rows = quality_rows(
+        {"qi1": 0.1}, 0.5, [[0.5]], str(spectral_settings.checkpoint), spectral_probability=stored
+    )
+    # the served fusion reads z itself: coefficient 1.5 over scale 2.0, mean 0
+    (spectral,) = [r for r in rows if r["name"] == "spectral"]
+    assert spectral["push"] == pytest.approx(round(1.5 * z / 2.0, 3), abs=1.5e-3)

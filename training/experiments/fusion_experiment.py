@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from model import Predictor
 from model.checkpoint import load_spectral
-from model.fusion import SPECTRAL_FEATURES, FusionModel
+from model.fusion import SPECTRAL_FEATURES, FusionModel, sigmoid
 from model.iqm import PANEL_VERSION
 from model.spectral import SpectralNet, spectral_logits, spectrum_or_none
 
@@ -52,10 +51,6 @@ CALIB: Final = "calib"
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z))
 
 
 class _Set:
@@ -117,7 +112,7 @@ def _add_spectral(
 
 def _probs(detector: str, model: FusionModel | None, data: _Set) -> np.ndarray:
     if detector == "cnn":
-        return np.array([_sigmoid(r["cnn_logit"]) for r in data.rows])
+        return sigmoid(np.array([r["cnn_logit"] for r in data.rows]))
     assert model is not None
     return model.probability(data.rows)
 
