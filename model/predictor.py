@@ -20,7 +20,8 @@ from .fusion import fusion_features, sigmoid
 from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
-from .spectral import SpectralNet, spectral_logits, spectrum_or_none
+from .spectral import SpectralNet, spectrum_or_none
+from .spectral_runtime import SpectralRunner, make_spectral_runner
 
 DETECTORS = ("auto", "cnn", "fused")
 
@@ -130,6 +131,16 @@ class Predictor:
             precision=precision,
         )
         self.model = model
+        #: what runs the spectral network: ONNX Runtime beside an ONNX Runtime scorer, else torch
+        self.spectral_runner: SpectralRunner | None = None
+        if self.spectral is not None:
+            self.spectral_runner = make_spectral_runner(
+                self.spectral,
+                device=self.device,
+                backend="torch" if self.scorer.name == "torch" else backend,
+                checkpoint=path,
+                cache_dir=cache_dir,
+            )
         #: compute the fused detector's IQM panels beside the network (see ``overlap_panel``)
         self.overlap_panel = overlap_panel
 
@@ -137,6 +148,11 @@ class Predictor:
     def backend(self) -> str:
         """``"onnxruntime"``, ``"onnxruntime-int8"`` or ``"torch"``: what runs the network."""
         return self.scorer.name
+
+    @property
+    def spectral_backend(self) -> str | None:
+        """``"onnxruntime"`` or ``"torch"``: what runs the spectral network (None: not read)."""
+        return self.spectral_runner.name if self.spectral_runner is not None else None
 
     @property
     def precision(self) -> str:
@@ -189,8 +205,8 @@ class Predictor:
             cnn, maps = self._network(slices)
             panels, spectra = _panels(slices, want_spectra)
         logits: list[float | None] = [None] * len(slices)
-        if self.spectral is not None:
-            logits = spectral_logits(self.spectral, spectra)
+        if self.spectral_runner is not None:
+            logits = self.spectral_runner(spectra)
         rows = [
             fusion_features(p, m.numpy(), q, z)
             for p, m, q, z in zip(cnn, maps, panels, logits, strict=True)

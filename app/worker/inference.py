@@ -66,12 +66,13 @@ def predictor_for(
             raise BadSeriesData(f"model version {version.name}: {exc}") from None
         cache.update(key=key, predictor=predictor)
         logger.info(
-            "loaded model version %s (%s) on %s with %s (%s)",
+            "loaded model version %s (%s) on %s with %s (%s); spectral network: %s",
             version.id,
             version.arch,
             predictor.device,
             predictor.backend,
             predictor.precision,
+            predictor.spectral_backend or "not read",
         )
     return cache["predictor"]
 

@@ -117,10 +117,12 @@ def test_served_checkpoint_on_onnx_runtime_agrees_with_torch(tmp_path: Path) -> 
     """Full size: the shipped checkpoint, 256^2 slices, 16 patches of 64 px each."""
     onnx = Predictor(SERVED, backend="onnxruntime", cache_dir=tmp_path, device="cpu")
     ref = Predictor(SERVED, backend="torch", device="cpu")
+    assert (onnx.spectral_backend, ref.spectral_backend) == ("onnxruntime", "torch")
     slices = _slices(256, count=4)
     a, b = onnx.predict(slices), ref.predict(slices)
     for x, y in zip(a, b, strict=True):
         assert x.cnn_probability == pytest.approx(y.cnn_probability, abs=1e-4)
+        assert x.spectral_probability == pytest.approx(y.spectral_probability, abs=1e-4)
         assert x.probability == pytest.approx(y.probability, abs=1e-4)  # the fused detector's
         assert np.abs(x.patch_probs - y.patch_probs).max() < 1e-4
 

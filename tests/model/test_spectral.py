@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from model import CheckpointError, CheckpointMeta, Predictor, build_model, load_checkpoint
+from model import CheckpointError, Predictor, build_model, load_checkpoint
 from model.checkpoint import load_spectral, read_metadata, save_checkpoint
-from model.fusion import FusionModel, fusion_features
+from model.fusion import fusion_features
 from model.iqm import compute_iqms
 from model.spectral import (
     GRID,
@@ -28,50 +28,15 @@ from model.spectral import (
     spectrum_or_none,
 )
 from tests.utils.images import make_phantom
-
-
-def _fusion() -> FusionModel:
-    return FusionModel(
-        features=("iqm_snr", "spectral_logit"),
-        mean=(1.5, 0.0),
-        scale=(0.5, 2.0),
-        coef=(-0.4, 1.3),
-        intercept=-0.1,
-        threshold=0.55,
-    )
-
-
-def _net(seed: int = 0) -> SpectralNet:
-    torch.manual_seed(seed)
-    net = SpectralNet()
-    with torch.no_grad():  # BatchNorm running statistics that are not the defaults
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    return net.eval()
-
-
-def _meta(**overrides: object) -> CheckpointMeta:
-    fields: dict = {
-        "arch": "amaresnet18",
-        "arch_config": {"pyramid_width": 16},
-        "patch_size": 32,
-        "patch_stride": 32,
-        "threshold": 0.4,
-    }
-    fields.update(overrides)
-    return CheckpointMeta(**fields)
+from tests.utils.spectral import seeded_net as _net
+from tests.utils.spectral import small_fusion as _fusion
+from tests.utils.spectral import small_meta as _meta
+from tests.utils.spectral import spectral_checkpoint_file
 
 
 @pytest.fixture(scope="module")
 def spectral_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model = build_model("amaresnet18", pyramid_width=16).eval()
-    net = _net()
-    meta = _meta(fusion=_fusion().to_dict(), spectral=spectral_description(net, {"seeds": [1]}))
-    return save_checkpoint(
-        tmp_path_factory.mktemp("s") / "s.safetensors", model, meta, spectral=net
-    )
+    return spectral_checkpoint_file(tmp_path_factory.mktemp("s") / "s.safetensors")
 
 
 def test_the_spectrum_is_a_fixed_grid_whatever_the_matrix_and_the_scale() -> None:
