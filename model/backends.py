@@ -29,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from torch import nn
 from .export import EXPORT_VERSION, INPUT_NAME, export_onnx, input_channels
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 PRECISIONS = ("auto", "float32", "int8")
@@ -120,16 +122,7 @@ class OnnxScorer:
         threads: int = 0,
         precision: str = "float32",
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailable(f"onnxruntime is not installed ({exc})") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3  # no warnings on stderr for every session
-        source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
         self.batch_size = batch_size
         if precision != "float32":  # an int8 export: the name says so wherever it is logged
             self.precision = precision
@@ -144,6 +137,22 @@ class OnnxScorer:
             for start in range(0, x.shape[0], self.batch_size)
         ]
         return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0)
+
+
+def cpu_session(model: str | Path | bytes, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session on an exported model (path or bytes), every graph
+    optimisation on, ``threads`` intra-op threads (0: as many as torch uses); raises
+    :class:`BackendUnavailable` where onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc})") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3  # no warnings on stderr for every session
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def file_digest(path: str | Path) -> str:
@@ -249,24 +258,47 @@ def make_scorer(
             if precision == "int8":
                 raise
             logger.info("int8 not used (%s); running the network in float32", exc)
-    if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
+
+    def onnx() -> PatchScorer:
+        return _onnx_scorer(network, patch_size, batch_size, checkpoint, cache_dir)
+
+    def with_torch() -> PatchScorer:
         return TorchScorer(network, device, batch_size or 64)
+
+    return onnx_or_torch(backend, device, checkpoint, onnx, with_torch, "the network")
+
+
+def onnx_or_torch(
+    backend: str,
+    device: torch.device,
+    checkpoint: str | Path | None,
+    onnx: Callable[[], T],
+    torch_runner: Callable[[], T],
+    what: str,
+) -> T:
+    """The backend rule for every network the Predictor runs: ``torch`` asked for, ``auto`` on
+    CUDA or for a network given in memory: ``torch_runner()``; ``onnxruntime``: ``onnx()`` or
+    its error (refused off the CPU); ``auto`` on the CPU: ``onnx()``, else ``torch_runner()``
+    whatever went wrong, saying why in the log (``what`` names the network there)."""
+    if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
+        return torch_runner()
     if device.type != "cpu":
         raise BackendUnavailable(
             f"the onnxruntime backend runs on the CPU, not on {device}; use backend='torch'"
         )
     try:
-        return _onnx_scorer(network, patch_size, batch_size, checkpoint, cache_dir)
+        return onnx()
     except Exception as exc:  # auto serves with torch whatever went wrong with the export
         if backend == "onnxruntime":
             raise
         expected = isinstance(exc, BackendUnavailable)
         logger.log(
             logging.INFO if expected else logging.WARNING,
-            "ONNX Runtime not used (%s); running the network with torch",
+            "ONNX Runtime not used for %s (%s); running it with torch",
+            what,
             exc,
         )
-        return TorchScorer(network, device, batch_size or 64)
+        return torch_runner()
 
 
 def _onnx_scorer(
@@ -290,17 +322,11 @@ def _onnx_scorer(
             source = export_onnx(network, patch_size)
     except ImportError as exc:
         raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
-    try:
-        scorer = OnnxScorer(source, batch_size=batch_size or ONNX_BATCH)
-    except BackendUnavailable:
-        raise
-    except Exception as exc:  # onnxruntime's own error types: a truncated or foreign file
-        if not isinstance(source, Path):
-            raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
-        logger.warning("cached export %s unreadable (%s); exporting again", source, exc)
-        source.unlink(missing_ok=True)
-        export_onnx(network, patch_size, source)
-        scorer = OnnxScorer(source, batch_size=batch_size or ONNX_BATCH)
+    scorer = open_export(
+        source,
+        lambda src: OnnxScorer(src, batch_size=batch_size or ONNX_BATCH),
+        lambda path: export_onnx(network, patch_size, path),
+    )
     probes = probe_patches(input_channels(network), patch_size)
     scorer.max_difference = compare_with_torch(scorer, network, probes)
     if scorer.max_difference > MAX_PROBABILITY_DIFFERENCE:
@@ -309,6 +335,27 @@ def _onnx_scorer(
             f"(allowed {MAX_PROBABILITY_DIFFERENCE:.0e})"
         )
     return scorer
+
+
+def open_export(
+    source: Path | bytes,
+    load: Callable[[Path | bytes], T],
+    export_to: Callable[[Path], object],
+) -> T:
+    """``load(source)``; a cached export (a path) that ONNX Runtime cannot read (truncated,
+    foreign) is exported again by ``export_to(path)`` and loaded once more. An export made in
+    memory that cannot be read raises :class:`BackendUnavailable`."""
+    try:
+        return load(source)
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # onnxruntime's own error types: a truncated or foreign file
+        if not isinstance(source, Path):
+            raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
+        logger.warning("cached export %s unreadable (%s); exporting again", source, exc)
+        source.unlink(missing_ok=True)
+        export_to(source)
+        return load(source)
 
 
 def _int8_scorer(

@@ -238,19 +238,33 @@ def export_onnx(network: AMAResNet, patch_size: int, path: str | Path | None = N
     """
     rewritten = InferenceNetwork(network, patch_size).eval()
     example = torch.zeros(2, input_channels(network), patch_size, patch_size)
+    return export_module(rewritten, example, INPUT_NAME, OUTPUT_NAME, "patches", path)
+
+
+def export_module(
+    module: nn.Module,
+    example: torch.Tensor,
+    input_name: str,
+    output_name: str,
+    batch_axis: str,
+    path: str | Path | None = None,
+) -> bytes:
+    """``module`` (eval mode, one input, one output) exported as ONNX with this module's opset
+    and only the batch axis dynamic. Writes ``path`` atomically when given; returns the
+    serialised model either way. Needs the ``onnx`` package."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # torch announces the TorchScript exporter's deprecation on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(
-            rewritten,
+            module,
             (example,),
             buffer,  # type: ignore[arg-type]  # a file object works, as torch documents
             dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "patches"}, OUTPUT_NAME: {0: "patches"}},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: batch_axis}, output_name: {0: batch_axis}},
             opset_version=OPSET,
         )
     data = buffer.getvalue()

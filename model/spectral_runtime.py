@@ -13,10 +13,8 @@ is not installed.
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol
@@ -28,10 +26,13 @@ from .backends import (
     MAX_PROBABILITY_DIFFERENCE,
     BackendUnavailable,
     cache_folder,
+    cpu_session,
     file_digest,
+    onnx_or_torch,
     onnxruntime_available,
+    open_export,
 )
-from .export import OPSET, write_atomic
+from .export import export_module
 from .fusion import sigmoid
 from .spectral import GRID, SpectralNet, log_spectrum, spectral_logits
 
@@ -82,16 +83,7 @@ class OnnxSpectral:
     name = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes, *, threads: int = 0) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailable(f"onnxruntime is not installed ({exc})") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3
-        source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
         #: the largest probability difference from torch on the probe spectra (set by the check)
         self.max_difference: float | None = None
 
@@ -112,24 +104,7 @@ def export_spectral_onnx(net: SpectralNet, path: str | Path | None = None) -> by
     (N,); N is dynamic. Writes ``path`` atomically when given; returns the bytes either way."""
     net = net.to("cpu").float().eval()
     example = torch.zeros(2, 1, GRID, GRID)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.onnx.export(
-            net,
-            (example,),
-            buffer,  # type: ignore[arg-type]  # a file object works, as torch documents
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "spectra"}, OUTPUT_NAME: {0: "spectra"}},
-            opset_version=OPSET,
-        )
-    data = buffer.getvalue()
-    if path is not None:
-        write_atomic(path, data)
-    return data
+    return export_module(net, example, INPUT_NAME, OUTPUT_NAME, "spectra", path)
 
 
 def spectral_export_path(checkpoint: str | Path, cache_dir: str | Path | None = None) -> Path:
@@ -168,22 +143,14 @@ def make_spectral_runner(
     """The runner for ``backend`` (``"auto"``, ``"torch"`` or ``"onnxruntime"``; see the module
     docstring). ``"onnxruntime"`` raises :class:`BackendUnavailable` where it cannot run;
     ``"auto"`` falls back to torch, saying why in the log."""
-    if backend == "torch" or (backend == "auto" and (device.type != "cpu" or checkpoint is None)):
-        return TorchSpectral(net.to(device))
-    try:
-        if device.type != "cpu":
-            raise BackendUnavailable(f"the onnxruntime backend runs on the CPU, not on {device}")
+
+    def onnx() -> SpectralRunner:
         return _onnx_runner(net, checkpoint, cache_dir)
-    except Exception as exc:
-        if backend == "onnxruntime":
-            raise
-        expected = isinstance(exc, BackendUnavailable)
-        logger.log(
-            logging.INFO if expected else logging.WARNING,
-            "ONNX Runtime not used for the spectral network (%s); running it with torch",
-            exc,
-        )
+
+    def with_torch() -> SpectralRunner:
         return TorchSpectral(net.to(device))
+
+    return onnx_or_torch(backend, device, checkpoint, onnx, with_torch, "the spectral network")
 
 
 def _onnx_runner(
@@ -198,17 +165,7 @@ def _onnx_runner(
         )
     except ImportError as exc:  # torch's exporter needs the onnx package
         raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
-    try:
-        runner = OnnxSpectral(source)
-    except BackendUnavailable:
-        raise
-    except Exception as exc:  # onnxruntime's own error types: a truncated or foreign file
-        if not isinstance(source, Path):
-            raise BackendUnavailable(f"ONNX Runtime cannot load the export ({exc})") from None
-        logger.warning("cached spectral export %s unreadable (%s); exporting again", source, exc)
-        source.unlink(missing_ok=True)
-        export_spectral_onnx(net, source)
-        runner = OnnxSpectral(source)
+    runner = open_export(source, OnnxSpectral, lambda path: export_spectral_onnx(net, path))
     probes = probe_spectra()
     want = np.asarray(spectral_logits(net.to("cpu"), probes), dtype=np.float64)
     got = np.asarray(runner(probes), dtype=np.float64)
