@@ -116,6 +116,13 @@ def train_spectral(
     ] = 0.3,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training twins.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the initial weights and batch order.")] = 0,
+    hold_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An artifact kind the network never sees in training (repeat): for measuring "
+            "whether it flags a kind it was not taught (train-fusion's held-out kinds)."
+        ),
+    ] = None,
 ) -> None:
     """Train the spectral network (a small CNN on each slice's log k-space magnitude,
     `model/spectral.py`) on our simulator's whole-slice twins, then give it to
@@ -126,8 +133,15 @@ def train_spectral(
     from model.predictor import default_device
     from training.data.samples import load_split
     from training.fit.spectral import fit_spectral, save_spectral_file, spectral_training_set
+    from training.simulate.artifacts import KINDS
 
     require_dataset(data)
+    held = sorted(set(hold_out or ()))
+    if unknown := [k for k in held if k not in KINDS]:
+        raise fail(f"--hold-out: unknown kind(s) {unknown}; choose from {', '.join(KINDS)}")
+    kinds = [k for k in KINDS if k not in held]
+    if not kinds:
+        raise fail("--hold-out leaves no artifact kind to train on")
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -154,6 +168,7 @@ def train_spectral(
                 seeds=seed_list,
                 variants=variants,
                 coarse_probability=coarse,
+                kinds=kinds,
                 advance=lambda n: bar.advance(task, n),
             )
         except ValueError as exc:
@@ -163,9 +178,12 @@ def train_spectral(
         def advance(n: int, loss: float) -> None:
             bar.update(fit_task, advance=n, info=f"loss {loss:.3f}")
 
-        net = fit_spectral(
-            spectra, labels, epochs=epochs, seed=seed, device=device, advance=advance
-        )
+        try:
+            net = fit_spectral(
+                spectra, labels, epochs=epochs, seed=seed, device=device, advance=advance
+            )
+        except ValueError as exc:  # too few twins for one batch
+            raise fail(f"{exc}; add seeds (--seeds) or training slices") from None
     info.update(
         epochs=epochs,
         seed=seed,

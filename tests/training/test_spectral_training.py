@@ -73,8 +73,23 @@ def test_the_training_set_is_the_fusion_twins_of_every_seed(tmp_path: Path) -> N
     # per seed: 2 clean slices x 2 variants clean, and as many artifacts less the invisible
     assert (labels == 0).sum() == 8
     assert (labels == 1).sum() + info["dropped_not_visible"] == 8
+    assert sum(info["artifact_kinds"].values()) == info["artifact"]
+    assert "held_out_kinds" not in info
     with pytest.raises(ValueError, match="seed"):
         spectral_training_set(train, seeds=())
+
+
+def test_a_kind_held_out_of_the_training_set_is_never_in_it(tmp_path: Path) -> None:
+    from training.simulate.artifacts import KINDS
+
+    train = load_split(tiny_dataset(tmp_path, {"train": 3}), "train")
+    kept = [k for k in KINDS if k != "motion"]
+    _spectra, labels, info = spectral_training_set(train, seeds=(1, 2, 3), kinds=kept)
+    assert info["held_out_kinds"] == ["motion"]
+    assert int(labels.sum()) == sum(info["artifact_kinds"].values()) > 0
+    assert set(info["artifact_kinds"]) <= set(kept)
+    _spectra, _labels, only = spectral_training_set(train, seeds=(1, 2), kinds=["spike"])
+    assert set(only["artifact_kinds"]) == {"spike"}
 
 
 def test_a_spectral_file_round_trips_and_a_foreign_file_is_refused(tmp_path: Path) -> None:
@@ -159,3 +174,13 @@ def test_the_cli_trains_and_writes_a_network_train_fusion_can_read(tmp_path: Pat
     assert description["info"]["seeds"] == [1, 2, 3] and description["info"]["epochs"] == 1
     bad = CliRunner().invoke(app, ["train-spectral", "--data", str(data), "--seeds", "a,b"])
     assert bad.exit_code == 2 and "comma-separated integers" in bad.output
+    unknown = CliRunner().invoke(app, ["train-spectral", "--data", str(data), "--hold-out", "x"])
+    assert unknown.exit_code == 2 and "unknown kind(s) ['x']" in unknown.output
+    held = tmp_path / "held.safetensors"
+    args = ["--data", str(data), "--out", str(held), "--seeds", "1,2,3", "--epochs", "1"]
+    result = CliRunner().invoke(app, ["train-spectral", *args, "--hold-out", "spike"])
+    assert result.exit_code == 0, result.output
+    info = load_spectral_file(held)[1]["info"]
+    assert info["held_out_kinds"] == ["spike"] and "spike" not in info["artifact_kinds"]
+    few = CliRunner().invoke(app, ["train-spectral", *args[:-3], "1", "--epochs", "1"])
+    assert few.exit_code == 2 and "need >= 50" in few.output and "add seeds" in few.output

@@ -56,19 +56,26 @@ def spectral_training_set(
     seeds: Sequence[int],
     variants: int = 2,
     coarse_probability: float = 0.3,
+    kinds: Sequence[str] | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(spectra (N, GRID, GRID) float16, labels (N,), info) of the training twins of every seed.
+    """(spectra (N, GRID, GRID) float16, labels (N,), info) of the training twins of every seed,
+    with artifacts of ``kinds`` only (default: every kind of the simulator).
 
     ``advance(n)`` is called after each seed with the number of clean input slices done."""
     if not seeds:
         raise ValueError("at least one seed is needed")
     spectra: list[np.ndarray] = []
     labels: list[int] = []
+    per_kind: dict[str, int] = {}
     dropped = 0
     for seed in seeds:
         twins, n_dropped = training_slices(
-            samples, seed=seed, variants=variants, coarse_probability=coarse_probability
+            samples,
+            seed=seed,
+            variants=variants,
+            coarse_probability=coarse_probability,
+            kinds=kinds,
         )
         dropped += n_dropped
         for twin in twins:
@@ -77,6 +84,9 @@ def spectral_training_set(
                 continue  # a blank twin: nothing to learn from
             spectra.append(spectrum.astype(np.float16))
             labels.append(int(twin.label))
+            if twin.label:
+                kind = str(twin.info.get("kind", "?"))
+                per_kind[kind] = per_kind.get(kind, 0) + 1
         if advance is not None:
             advance(sum(1 for s in samples if s.label == 0))
     y = np.asarray(labels, dtype=np.int64)
@@ -89,8 +99,13 @@ def spectral_training_set(
         "slices": int(y.size),
         "artifact": int(y.sum()),
         "dropped_not_visible": dropped,
+        "artifact_kinds": dict(sorted(per_kind.items())),
         "simulator": "training.artifacts (never TorchIO or MONAI)",
     }
+    if kinds is not None:
+        from ..simulate.artifacts import KINDS
+
+        info["held_out_kinds"] = sorted(set(KINDS) - set(kinds))
     return np.stack(spectra), y, info
 
 
