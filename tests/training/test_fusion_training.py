@@ -166,3 +166,74 @@ def test_the_card_section_says_what_the_spectral_network_was_trained_on() -> Non
     assert "Served: **panel + spectral network**" in text
     assert "twins of seeds [1, 2, 3], 4 epochs" in text
     assert "The spectral network itself was trained on every kind" in text
+
+
+def test_the_card_says_when_the_network_too_never_saw_the_held_out_kind() -> None:
+    from training.experiments.fusion_report import render_fusion
+
+    foreign = {"tio_motion": {"n_artifact": 9, "roc_auc": 0.61, "recall": 0.111}}
+    summary = {
+        "detectors": {"iqm": _result(0.5, 0.8), "spectral": _result(0.6, 0.85)},
+        "served_variant": "spectral",
+        "held_out_variant": "spectral",
+        "held_out_kinds": {
+            "motion": {
+                "n_artifact": 4,
+                "roc_auc": 0.8,
+                "recall": 0.5,
+                "false_alarm_rate": 0.0,
+                "foreign": foreign,
+            },
+            "wrap": {"n_artifact": 3, "roc_auc": 0.9, "recall": 1.0, "false_alarm_rate": 0.0},
+        },
+        "spectral": {"seeds": [1], "epochs": 4, "held_out_kinds": ["motion"]},
+        "training": TRAINING,
+    }
+    text = render_fusion(summary)
+    assert "trained without motion too" in text
+    assert "trained on every kind" not in text
+    assert "| motion | 4 | 80.0 | 50.0 | 0.0 | tio_motion 61.0 / 11.1 |" in text
+    assert "| wrap | 3 | 90.0 | 100.0 | 0.0 | - |" in text
+
+
+def test_a_held_out_kind_is_scored_on_the_other_simulators_version_of_it() -> None:
+    from training.data.samples import Sample
+    from training.experiments.fusion_experiment import FOREIGN_KINDS, _hold_out_kinds, _Set
+
+    rng = np.random.default_rng(0)
+    pixels = np.zeros((2, 2), np.float32)
+
+    def make(n: int, label: int, kind: str, source: str, shift: float) -> _Set:
+        info = {"kind": kind, "severity": "severe" if label else "", "source": source}
+        samples = [Sample(pixels, label, source, f"{kind}{i}", dict(info)) for i in range(n)]
+        # iqm_snr carries every artifact kind; iqm_efc only ours (our simulator's fingerprint)
+        ours = label and not kind.startswith(("tio_", "monai_"))
+        rows = [
+            {"iqm_snr": float(rng.normal(shift * label)), "iqm_efc": float(rng.normal(2.0 * ours))}
+            for _ in range(n)
+        ]
+        return _Set(samples, rows)
+
+    def joined(*parts: _Set) -> _Set:
+        return _Set([s for p in parts for s in p.samples], [r for p in parts for r in p.rows])
+
+    ours = ("motion", "ghosting", "spike", "gibbs", "wrap")
+    train = joined(make(200, 0, "", "t", 0), *(make(40, 1, k, "t", 2.0) for k in ours))
+    calib = joined(make(100, 0, "", "c", 0), *(make(20, 1, k, "c", 2.0) for k in ours))
+    test = joined(make(60, 0, "", "x", 0), *(make(10, 1, k, "x", 2.0) for k in ours))
+    xsim = joined(
+        make(60, 0, "", "x", 0),
+        make(30, 1, "tio_motion", "x", 0.0),  # invisible to both features: chance
+        make(30, 1, "tio_spike", "x", 3.0),  # carried by "a": found
+    )
+    evals = {"test": test, "transfer": test, "xsim": xsim}
+    held = _hold_out_kinds(train, calib, evals, ["iqm_snr", "iqm_efc"])
+    assert set(held) == set(ours)
+    assert set(held["motion"]["foreign"]) == {"tio_motion"}
+    assert set(held["spike"]["foreign"]) == {"tio_spike"}  # no msim here: monai_spike absent
+    assert held["gibbs"]["foreign"] == {} and held["wrap"]["foreign"] == {}
+    assert abs(held["motion"]["foreign"]["tio_motion"]["roc_auc"] - 0.5) < 0.2
+    assert held["spike"]["foreign"]["tio_spike"]["roc_auc"] > 0.9
+    assert held["spike"]["foreign"]["tio_spike"]["n_artifact"] == 30
+    assert held["spike"]["n_artifact"] == 20  # test + transfer (the same set twice here)
+    assert set(FOREIGN_KINDS) == set(ours)

@@ -156,11 +156,25 @@ def _f1(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"f1": f1, "precision": precision, "recall": recall}
 
 
+#: The other simulators' version of each of our kinds (xsim: TorchIO, msim: MONAI): a kind held
+#: out of training is scored on these too, so "does it flag a kind it never saw" is not
+#: answered by our own simulator alone.
+FOREIGN_KINDS: Final = {
+    "motion": ("tio_motion",),
+    "ghosting": ("tio_ghosting",),
+    "spike": ("tio_spike", "monai_spike"),
+    "gibbs": ("monai_gibbs",),
+    "wrap": (),
+}
+
+
 def _hold_out_kinds(
     train: _Set, calib: _Set, evals: dict[str, _Set], names: list[str]
 ) -> dict[str, Any]:
     """For each of our kinds: the fused model fit without it, scored on that kind alone (test +
-    transfer artifacts of it against every clean slice there)."""
+    transfer artifacts of it against every clean slice there) and, under ``foreign``, on the
+    other simulators' version of it (:data:`FOREIGN_KINDS`: those artifacts of xsim / msim
+    against every clean slice of that split), each at the threshold re-chosen without it."""
     pooled = _Set(
         [s for k in ("test", "transfer") for s in evals[k].samples],
         [r for k in ("test", "transfer") for r in evals[k].rows],
@@ -175,15 +189,26 @@ def _hold_out_kinds(
         t = pooled_threshold(cal.labels, model.probability(cal.rows), cal.sources)["threshold"]
         sev = np.array([s.info.get("severity", "") for s in pooled.samples])
         sel = (pooled.labels == 0) | ((pooled.kinds == kind) & np.isin(sev, ("moderate", "severe")))
-        data = pooled.subset(sel)
-        probs = model.probability(data.rows)
-        out[kind] = {
-            "n_artifact": int(data.labels.sum()),
-            "roc_auc": float(roc_auc_score(data.labels, probs)),
-            "recall": float((probs[data.labels == 1] >= t).mean()),
-            "false_alarm_rate": float((probs[data.labels == 0] >= t).mean()),
-        }
+        out[kind] = {**_scored(model, pooled.subset(sel), t), "foreign": {}}
+        for split in ("xsim", "msim"):
+            data = evals.get(split)
+            for foreign in FOREIGN_KINDS.get(kind, ()):
+                if data is None or not (data.kinds == foreign).any():
+                    continue
+                subset = data.subset((data.labels == 0) | (data.kinds == foreign))
+                out[kind]["foreign"][foreign] = _scored(model, subset, t)
     return out
+
+
+def _scored(model: FusionModel, data: _Set, threshold: float) -> dict[str, Any]:
+    """ROC-AUC, recall and false-alarm rate of ``model`` on ``data`` at ``threshold``."""
+    probs = model.probability(data.rows)
+    return {
+        "n_artifact": int(data.labels.sum()),
+        "roc_auc": float(roc_auc_score(data.labels, probs)),
+        "recall": float((probs[data.labels == 1] >= threshold).mean()),
+        "false_alarm_rate": float((probs[data.labels == 0] >= threshold).mean()),
+    }
 
 
 #: How ``train-fusion`` picks the model it writes, stated before any number is seen.

@@ -129,27 +129,39 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
                 )
     held = summary.get("held_out_kinds", {})
     if held:
+        net_held = summary.get("spectral", {}).get("held_out_kinds") or []
+        if summary.get("held_out_variant") not in ("spectral", "all"):
+            network = ""
+        elif net_held:
+            network = (
+                " The spectral network was trained without "
+                + ", ".join(net_held)
+                + " too: for that kind this is the whole detector never having seen it."
+            )
+        else:
+            network = " The spectral network itself was trained on every kind (not held out)."
         lines += [
             "",
             "### Each kind held out of training",
             "",
             f"{_NAMES[summary.get('held_out_variant', 'fused')]}: its logistic regression "
             "refitted without one of our artifact kinds (and its threshold re-chosen without "
-            "it), scored on that kind alone (moderate + severe, test + transfer): does it flag "
-            "an artifact it has never seen?"
-            + (
-                " The spectral network itself was trained on every kind (not held out)."
-                if summary.get("held_out_variant") in ("spectral", "all")
-                else ""
-            ),
+            "it), scored on that kind alone (moderate + severe, test + transfer) and on the "
+            "other simulators' version of it (against every clean slice of their split): does "
+            "it flag an artifact it has never seen?" + network,
             "",
-            "| kind held out | artifacts | ROC-AUC % | recall % | false alarms % |",
-            "|---|---|---|---|---|",
+            "| kind held out | artifacts | ROC-AUC % | recall % | false alarms % | "
+            "other simulators: ROC-AUC % / recall % |",
+            "|---|---|---|---|---|---|",
         ]
         for kind, row in held.items():
+            foreign = "; ".join(
+                f"{name} {_pct(f['roc_auc'])} / {_pct(f['recall'])}"
+                for name, f in row.get("foreign", {}).items()
+            )
             lines.append(
                 f"| {kind} | {row['n_artifact']} | {_pct(row['roc_auc'])} | "
-                f"{_pct(row['recall'])} | {_pct(row['false_alarm_rate'])} |"
+                f"{_pct(row['recall'])} | {_pct(row['false_alarm_rate'])} | {foreign or '-'} |"
             )
     coef = sorted(summary.get("coefficients", {}).items(), key=lambda kv: -abs(kv[1]))
     if coef:
