@@ -186,18 +186,28 @@ def cached_export(
 
     if not isinstance(network, AMAResNet):
         raise BackendUnavailable(f"no ONNX export for {type(network).__name__}")
-    path = export_path(checkpoint, cache_dir)
+    try:
+        path = export_cached(
+            export_path(checkpoint, cache_dir), lambda to: export_onnx(network, patch_size, to)
+        )
+    except ImportError as exc:  # torch's exporter needs the onnx package
+        raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
+    return path
+
+
+def export_cached(path: Path, export_to: Callable[[Path], object]) -> Path:
+    """``path`` when the cache holds it, else exported there now by ``export_to(path)``; where
+    the cache folder cannot be written (a read-only install), an ``amaqc-onnx`` folder in the
+    system temporary directory holds it instead. Returns where the export is."""
     if path.is_file():
         return path
     try:
-        export_onnx(network, patch_size, path)
+        export_to(path)
     except OSError:  # a read-only folder
         path = Path(tempfile.gettempdir()) / "amaqc-onnx" / path.name
         if not path.is_file():
-            export_onnx(network, patch_size, path)
-    except ImportError as exc:  # torch's exporter needs the onnx package
-        raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
-    logger.info("exported %s to %s", checkpoint, path)
+            export_to(path)
+    logger.info("exported %s", path)
     return path
 
 

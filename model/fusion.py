@@ -71,10 +71,6 @@ def logit(p: float, clip: float = _CLIP) -> float:
     return math.log(p / (1 - p))
 
 
-def _logit(p: float) -> float:
-    return logit(p, _CLIP)
-
-
 def fusion_features(
     cnn_probability: float | None,
     patch_probs: np.ndarray | None,
@@ -87,10 +83,10 @@ def fusion_features(
     if spectral_logit is not None:
         out["spectral_logit"] = float(spectral_logit)
     if cnn_probability is not None:
-        out["cnn_logit"] = _logit(cnn_probability)
+        out["cnn_logit"] = logit(cnn_probability)
     if patch_probs is not None and np.size(patch_probs):
         m = np.asarray(patch_probs, dtype=np.float64).ravel()
-        out["patch_max_logit"] = _logit(float(m.max()))
+        out["patch_max_logit"] = logit(float(m.max()))
         out["patch_mean"] = float(m.mean())
         out["patch_std"] = float(m.std())
         out["patch_frac"] = float((m >= 0.5).mean())

@@ -21,7 +21,7 @@ AMAResNet's, and their description in ``CheckpointMeta.spectral``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "SpectralNet",
     "build_spectral",
     "log_spectrum",
+    "logits_by_batch",
     "spectral_description",
     "spectral_from_tensors",
     "spectral_logits",
@@ -192,14 +193,29 @@ def spectral_logits(
     net: SpectralNet, spectra: Sequence[np.ndarray | None], *, batch_size: int = 64
 ) -> list[float | None]:
     """The network's logit per spectrum (None stays None: a slice without a spectrum)."""
-    out: list[float | None] = [None] * len(spectra)
-    present = [(i, s) for i, s in enumerate(spectra) if s is not None]
     net.eval()
     device = next(net.parameters()).device
+
+    def run(x: np.ndarray) -> list[float]:
+        return [float(v) for v in net(torch.from_numpy(x).to(device)).float().cpu().tolist()]
+
+    return logits_by_batch(spectra, batch_size, run)
+
+
+def logits_by_batch(
+    spectra: Sequence[np.ndarray | None],
+    batch_size: int,
+    run: Callable[[np.ndarray], Sequence[float]],
+) -> list[float | None]:
+    """``run`` on the spectra present, ``batch_size`` at a time as (n, 1, GRID, GRID) float32
+    (C-contiguous), its logits put back in order; None (a slice without a spectrum) stays
+    None. What every runtime of the network shares (torch here, ONNX Runtime in
+    :mod:`model.spectral_runtime`)."""
+    out: list[float | None] = [None] * len(spectra)
+    present = [(i, s) for i, s in enumerate(spectra) if s is not None]
     for start in range(0, len(present), batch_size):
         chunk = present[start : start + batch_size]
-        part = [i for i, _ in chunk]
-        x = torch.from_numpy(np.stack([s for _, s in chunk]).astype(np.float32))[:, None]
-        for i, value in zip(part, net(x.to(device)).float().cpu().tolist(), strict=True):
+        x = np.ascontiguousarray(np.stack([s for _, s in chunk]).astype(np.float32)[:, None])
+        for (i, _), value in zip(chunk, run(x), strict=True):
             out[i] = float(value)
     return out

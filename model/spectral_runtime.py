@@ -14,7 +14,6 @@ is not installed.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, Protocol
@@ -27,6 +26,7 @@ from .backends import (
     BackendUnavailable,
     cache_folder,
     cpu_session,
+    export_cached,
     file_digest,
     onnx_or_torch,
     onnxruntime_available,
@@ -34,7 +34,7 @@ from .backends import (
 )
 from .export import export_module
 from .fusion import sigmoid
-from .spectral import GRID, SpectralNet, log_spectrum, spectral_logits
+from .spectral import GRID, SpectralNet, log_spectrum, logits_by_batch, spectral_logits
 
 __all__ = [
     "SPECTRAL_EXPORT_VERSION",
@@ -88,15 +88,10 @@ class OnnxSpectral:
         self.max_difference: float | None = None
 
     def __call__(self, spectra: Sequence[np.ndarray | None]) -> list[float | None]:
-        out: list[float | None] = [None] * len(spectra)
-        present = [(i, s) for i, s in enumerate(spectra) if s is not None]
-        for start in range(0, len(present), BATCH):
-            chunk = present[start : start + BATCH]
-            x = np.stack([s for _, s in chunk]).astype(np.float32, copy=False)[:, None]
-            logits = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x)})[0]
-            for (i, _), value in zip(chunk, logits.tolist(), strict=True):
-                out[i] = float(value)
-        return out
+        return logits_by_batch(spectra, BATCH, self._run)
+
+    def _run(self, x: np.ndarray) -> list[float]:
+        return [float(v) for v in self.session.run(None, {INPUT_NAME: x})[0].tolist()]
 
 
 def export_spectral_onnx(net: SpectralNet, path: str | Path | None = None) -> bytes:
@@ -160,9 +155,13 @@ def _onnx_runner(
         raise BackendUnavailable("onnxruntime is not installed")
     source: Path | bytes
     try:
-        source = (
-            export_spectral_onnx(net) if checkpoint is None else _cached(net, checkpoint, cache_dir)
-        )
+        if checkpoint is None:
+            source = export_spectral_onnx(net)
+        else:
+            source = export_cached(
+                spectral_export_path(checkpoint, cache_dir),
+                lambda to: export_spectral_onnx(net, to),
+            )
     except ImportError as exc:  # torch's exporter needs the onnx package
         raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
     runner = open_export(source, OnnxSpectral, lambda path: export_spectral_onnx(net, path))
@@ -177,17 +176,3 @@ def _onnx_runner(
             f"probability (allowed {MAX_PROBABILITY_DIFFERENCE:.0e})"
         )
     return runner
-
-
-def _cached(net: SpectralNet, checkpoint: str | Path, cache_dir: str | Path | None) -> Path:
-    path = spectral_export_path(checkpoint, cache_dir)
-    if path.is_file():
-        return path
-    try:
-        export_spectral_onnx(net, path)
-    except OSError:  # a read-only folder
-        path = Path(tempfile.gettempdir()) / "amaqc-onnx" / path.name
-        if not path.is_file():
-            export_spectral_onnx(net, path)
-    logger.info("exported the spectral network of %s to %s", checkpoint, path)
-    return path
