@@ -28,7 +28,7 @@ from .registry import build_model
 from .spectral import PREFIX as SPECTRAL_PREFIX
 from .spectral import (
     SpectralError,
-    SpectralNet,
+    SpectralModel,
     build_spectral,
     spectral_from_tensors,
     tensor_mismatch,
@@ -153,7 +153,7 @@ def save_checkpoint(
     meta: CheckpointMeta,
     *,
     dtype: torch.dtype | None = None,
-    spectral: SpectralNet | None = None,
+    spectral: SpectralModel | None = None,
 ) -> Path:
     """Write ``model``'s state dict and ``meta`` to ``path`` atomically.
 
@@ -233,7 +233,7 @@ def load_checkpoint(
 
 def load_spectral(
     path: str | Path, meta: CheckpointMeta | None = None, *, device: str | torch.device = "cpu"
-) -> SpectralNet | None:
+) -> SpectralModel | None:
     """The spectral network stored in the checkpoint at ``path`` (float32, eval mode), or None
     when its metadata declares none; a declared network whose tensors do not match is refused."""
     path = Path(path)

@@ -20,7 +20,7 @@ from .fusion import fusion_features, sigmoid
 from .iqm import compute_iqms
 from .partition import aggregate, partition
 from .preprocess import normalize_slice
-from .spectral import SpectralNet, spectrum_or_none
+from .spectral import SpectralModel, spectrum_or_none
 from .spectral_runtime import SpectralRunner, make_spectral_runner
 
 DETECTORS = ("auto", "cnn", "fused")
@@ -91,7 +91,7 @@ class Predictor:
         cache_dir: str | Path | None = None,
         precision: str = "float32",
         overlap_panel: bool = True,
-        spectral: SpectralNet | None = None,
+        spectral: SpectralModel | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -110,7 +110,7 @@ class Predictor:
         if detector == "fused" and fusion is None:
             raise ValueError("this checkpoint has no fusion model; use detector='cnn'")
         self.fusion = fusion if detector != "cnn" else None
-        self.spectral: SpectralNet | None = None
+        self.spectral: SpectralModel | None = None
         if self.fusion is not None and self.fusion.uses_spectral:
             if spectral is None and path is not None:
                 spectral = load_spectral(path, meta, device=self.device)

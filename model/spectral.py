@@ -14,9 +14,12 @@ magnitude of its 2-D FFT at the *acquired* matrix, log, centred, resampled bilin
 whatever the matrix), standardised (median 0, unit standard deviation). numpy + scipy only.
 
 Its output enters the fused detector (:mod:`model.fusion`) as one feature, ``spectral_logit``.
-The weights travel inside the served checkpoint as tensors named ``spectral.*`` beside
-AMAResNet's, and their description in ``CheckpointMeta.spectral``
-(:func:`spectral_description`): nothing is pickled.
+Several networks of one architecture, trained apart (other seeds, other simulated twins), can be
+served as one :class:`SpectralEnsemble` whose logit is the mean of theirs: two runs of one recipe
+differ by as much as the changes we measure (docs/model-card.md), and the mean takes that
+run-to-run variance out of the verdict. The weights travel inside the served checkpoint as
+tensors named ``spectral.*`` beside AMAResNet's, and their description in
+``CheckpointMeta.spectral`` (:func:`spectral_description`): nothing is pickled.
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ __all__ = [
     "GRID",
     "PREFIX",
     "SPECTRAL_FORMAT",
+    "SpectralEnsemble",
     "SpectralError",
+    "SpectralModel",
     "SpectralNet",
     "build_spectral",
+    "ensemble",
     "log_spectrum",
     "logits_by_batch",
     "spectral_description",
@@ -112,6 +118,44 @@ class SpectralNet(nn.Module):
         return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))[:, 0]
 
 
+class SpectralEnsemble(nn.Module):
+    """Several :class:`SpectralNet` of one architecture; the logit (N,) is the mean of theirs."""
+
+    def __init__(self, blocks: Sequence[Sequence[int]] = BLOCKS, members: int = 2) -> None:
+        super().__init__()
+        if members < 2:
+            raise SpectralError(f"an ensemble needs at least 2 members, got {members}")
+        self.members = nn.ModuleList(SpectralNet(blocks) for _ in range(members))
+        self.blocks = [list(map(int, b)) for b in blocks]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(0)
+
+
+#: What serves the spectral logit: one network, or the mean of several.
+SpectralModel = SpectralNet | SpectralEnsemble
+
+
+def ensemble(nets: Sequence[SpectralNet]) -> SpectralModel:
+    """One network as it is, or several of one architecture as a :class:`SpectralEnsemble`
+    holding copies of their weights (eval mode); raises :class:`SpectralError` on none or on
+    differing architectures."""
+    if not nets:
+        raise SpectralError("no spectral network given")
+    if len(nets) == 1:
+        return nets[0].eval()
+    blocks = nets[0].blocks
+    if differing := [i for i, net in enumerate(nets) if net.blocks != blocks]:
+        raise SpectralError(
+            f"the networks of an ensemble must share one architecture: network(s) "
+            f"{differing} differ from the first ({blocks})"
+        )
+    out = SpectralEnsemble(blocks, members=len(nets))
+    for member, net in zip(out.members, nets, strict=True):
+        member.load_state_dict(net.state_dict())
+    return out.eval()
+
+
 def spectrum_or_none(image: np.ndarray) -> np.ndarray | None:
     """:func:`log_spectrum`, or None for a slice that has none (blank): the fused detector then
     reads the training mean of ``spectral_logit`` (no evidence either way)."""
@@ -143,7 +187,7 @@ def tensor_mismatch(expected: Mapping[str, torch.Tensor], found: Mapping[str, to
 
 def spectral_from_tensors(
     description: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
-) -> SpectralNet:
+) -> SpectralModel:
     """The network ``description`` declares, loaded with ``tensors`` (names without
     :data:`PREFIX`), float32 in eval mode; raises :class:`SpectralError` naming what does not
     match. Shared by the served checkpoint (:func:`model.checkpoint.load_spectral`) and the
@@ -157,8 +201,9 @@ def spectral_from_tensors(
     return net.eval()
 
 
-def build_spectral(description: Mapping[str, Any]) -> SpectralNet:
-    """The (untrained) network a description declares; raises :class:`SpectralError`."""
+def build_spectral(description: Mapping[str, Any]) -> SpectralModel:
+    """The (untrained) network a description declares: a :class:`SpectralEnsemble` where it
+    names ``members`` >= 2 (absent: one network); raises :class:`SpectralError`."""
     if description.get("format") != SPECTRAL_FORMAT:
         raise SpectralError(
             f"unsupported spectral format {description.get('format')!r} (want {SPECTRAL_FORMAT})"
@@ -175,22 +220,31 @@ def build_spectral(description: Mapping[str, Any]) -> SpectralNet:
         )
     ):
         raise SpectralError(f"spectral blocks must be a list of [channels, stride], got {blocks!r}")
-    return SpectralNet(blocks)
+    members = description.get("members", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise SpectralError(f"spectral members must be a whole number >= 1, got {members!r}")
+    return SpectralNet(blocks) if members == 1 else SpectralEnsemble(blocks, members)
 
 
-def spectral_description(net: SpectralNet, info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What ``CheckpointMeta.spectral`` stores for ``net`` (its tensors are stored beside)."""
-    return {
+def spectral_description(
+    net: SpectralModel, info: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What ``CheckpointMeta.spectral`` stores for ``net`` (its tensors are stored beside); an
+    ensemble adds ``members``, its size."""
+    description: dict[str, Any] = {
         "format": SPECTRAL_FORMAT,
         "grid": GRID,
         "blocks": [list(b) for b in net.blocks],
         "info": dict(info or {}),
     }
+    if isinstance(net, SpectralEnsemble):
+        description["members"] = len(net.members)
+    return description
 
 
 @torch.no_grad()
 def spectral_logits(
-    net: SpectralNet, spectra: Sequence[np.ndarray | None], *, batch_size: int = 64
+    net: SpectralModel, spectra: Sequence[np.ndarray | None], *, batch_size: int = 64
 ) -> list[float | None]:
     """The network's logit per spectrum (None stays None: a slice without a spectrum)."""
     net.eval()

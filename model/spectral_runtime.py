@@ -34,7 +34,7 @@ from .backends import (
 )
 from .export import export_module
 from .fusion import sigmoid
-from .spectral import GRID, SpectralNet, log_spectrum, logits_by_batch, spectral_logits
+from .spectral import GRID, SpectralModel, log_spectrum, logits_by_batch, spectral_logits
 
 __all__ = [
     "SPECTRAL_EXPORT_VERSION",
@@ -70,7 +70,7 @@ class TorchSpectral:
 
     name = "torch"
 
-    def __init__(self, net: SpectralNet) -> None:
+    def __init__(self, net: SpectralModel) -> None:
         self.net = net.eval()
 
     def __call__(self, spectra: Sequence[np.ndarray | None]) -> list[float | None]:
@@ -94,7 +94,7 @@ class OnnxSpectral:
         return [float(v) for v in self.session.run(None, {INPUT_NAME: x})[0].tolist()]
 
 
-def export_spectral_onnx(net: SpectralNet, path: str | Path | None = None) -> bytes:
+def export_spectral_onnx(net: SpectralModel, path: str | Path | None = None) -> bytes:
     """Export ``net`` as ONNX: input ``spectra`` (N, 1, GRID, GRID) float32, output ``logit``
     (N,); N is dynamic. Writes ``path`` atomically when given; returns the bytes either way."""
     net = net.to("cpu").float().eval()
@@ -128,7 +128,7 @@ def probe_spectra(count: int = 6) -> list[np.ndarray]:
 
 
 def make_spectral_runner(
-    net: SpectralNet,
+    net: SpectralModel,
     *,
     device: torch.device,
     backend: str = "auto",
@@ -149,7 +149,7 @@ def make_spectral_runner(
 
 
 def _onnx_runner(
-    net: SpectralNet, checkpoint: str | Path | None, cache_dir: str | Path | None
+    net: SpectralModel, checkpoint: str | Path | None, cache_dir: str | Path | None
 ) -> OnnxSpectral:
     if not onnxruntime_available():
         raise BackendUnavailable("onnxruntime is not installed")

@@ -45,10 +45,11 @@ def train_fusion(
         ),
     ] = 0.0,
     spectral: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="A spectral network from `amaqc train-spectral`: adds the candidates that read "
-            "it (default: the one the checkpoint carries, if any)."
+            "it (default: the one the checkpoint carries, if any). Repeat it to serve several "
+            "networks, trained apart, as one ensemble (the mean of their logits)."
         ),
     ] = None,
 ) -> None:
@@ -74,7 +75,7 @@ def train_fusion(
                 seed=seed,
                 variants=variants,
                 coarse_probability=coarse,
-                spectral=spectral,
+                spectral=spectral or (),
                 progress=progress,
             )
         except (ValueError, FileNotFoundError) as exc:

@@ -18,9 +18,11 @@ from model.fusion import fusion_features
 from model.iqm import compute_iqms
 from model.spectral import (
     GRID,
+    SpectralEnsemble,
     SpectralError,
     SpectralNet,
     build_spectral,
+    ensemble,
     log_spectrum,
     spectral_description,
     spectral_from_tensors,
@@ -164,6 +166,48 @@ def test_a_bad_description_is_refused_by_name() -> None:
         build_spectral({**good, "format": "other/9"})
     with pytest.raises(SpectralError, match="blocks"):
         build_spectral({**good, "blocks": [[16]]})
+
+
+def test_an_ensembles_logit_is_the_mean_of_its_members_and_it_round_trips(tmp_path: Path) -> None:
+    members = [_net(1), _net(2), _net(3)]
+    spectra: list[np.ndarray | None] = [
+        log_spectrum(make_phantom(n) * (1 + n / 100)) for n in (64, 96, 128)
+    ]
+    spectra.append(None)  # a blank slice has no spectrum and stays None
+    each = np.array([spectral_logits(net, spectra[:3]) for net in members], dtype=np.float64)
+    joined = ensemble(members)
+    assert isinstance(joined, SpectralEnsemble) and len(joined.members) == 3
+    got = spectral_logits(joined, spectra)
+    assert got[3] is None
+    np.testing.assert_allclose(got[:3], each.mean(0), atol=1e-5)
+    assert np.ptp(each, axis=0).min() > 1e-3  # the members disagree: the mean is not one of them
+    assert ensemble([members[0]]) is members[0]  # one network stays itself
+    description = spectral_description(joined, {"seeds": [1]})
+    assert description["members"] == 3 and "members" not in spectral_description(members[0])
+    path = spectral_checkpoint_file(tmp_path / "e.safetensors", seed=1, members=3)
+    loaded = load_spectral(path)
+    assert isinstance(loaded, SpectralEnsemble) and read_metadata(path).spectral["members"] == 3
+    np.testing.assert_allclose(spectral_logits(loaded, spectra)[:3], got[:3], atol=1e-6)
+    load_checkpoint(path)  # AMAResNet's tensors still load strictly beside the members'
+    served = Predictor(path, device="cpu", backend="torch")
+    assert served.spectral_backend == "torch"
+    (verdict,) = served.predict([make_phantom(96)])
+    assert verdict.spectral_probability is not None
+
+
+def test_an_ensemble_of_differing_networks_or_of_none_is_refused() -> None:
+    with pytest.raises(SpectralError, match="no spectral network"):
+        ensemble([])
+    other = SpectralNet(((8, 2), (16, 2)))
+    with pytest.raises(SpectralError, match=r"share one architecture: network\(s\) \[1\]"):
+        ensemble([_net(1), other])
+    good = spectral_description(ensemble([_net(1), _net(2)]))
+    for members in (0, -1, "2", 2.0, True):
+        with pytest.raises(SpectralError, match="members must be a whole number"):
+            build_spectral({**good, "members": members})
+    with pytest.raises(SpectralError, match="at least 2 members"):
+        SpectralEnsemble(members=1)
+    assert isinstance(build_spectral({**good, "members": 1}), SpectralNet)
 
 
 def test_the_predictor_serves_the_fusion_that_reads_the_spectral_network(

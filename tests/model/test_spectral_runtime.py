@@ -12,7 +12,7 @@ import torch
 
 from model import Predictor
 from model.backends import MAX_PROBABILITY_DIFFERENCE, BackendUnavailable, onnxruntime_available
-from model.spectral import log_spectrum, spectral_logits
+from model.spectral import ensemble, log_spectrum, spectral_logits
 from model.spectral_runtime import (
     OnnxSpectral,
     TorchSpectral,
@@ -41,11 +41,12 @@ def _slices() -> list[np.ndarray]:
 
 
 @needs_ort
+@pytest.mark.parametrize("members", [1, 3])
 def test_the_export_agrees_with_torch_and_a_slice_without_a_spectrum_stays_none(
-    tmp_path: Path,
+    tmp_path: Path, members: int
 ) -> None:
-    net = seeded_net(seed=5)
-    ckpt = spectral_checkpoint_file(tmp_path / "s.safetensors", seed=5)
+    net = ensemble([seeded_net(seed=5 + i) for i in range(members)])
+    ckpt = spectral_checkpoint_file(tmp_path / "s.safetensors", seed=5, members=members)
     runner = make_spectral_runner(net, device=CPU, backend="onnxruntime", checkpoint=ckpt)
     assert isinstance(runner, OnnxSpectral)
     assert runner.max_difference is not None and runner.max_difference < 1e-4

@@ -168,6 +168,22 @@ def test_the_card_section_says_what_the_spectral_network_was_trained_on() -> Non
     assert "The spectral network itself was trained on every kind" in text
 
 
+def test_the_card_section_names_each_member_of_an_ensemble() -> None:
+    from training.experiments.fusion_report import render_fusion
+
+    members = [{"seeds": [1, 2], "epochs": 5}, {"seeds": [8, 9], "epochs": 4}]
+    summary = {
+        "detectors": {"iqm": _result(0.5, 0.8), "spectral": _result(0.6, 0.85)},
+        "served_variant": "spectral",
+        "spectral": {"members": members, "held_out_kinds": []},
+        "training": TRAINING,
+    }
+    text = render_fusion(summary)
+    assert "the mean logit of an ensemble of 2 spectral networks" in text
+    assert "trained apart: seeds [1, 2], 5 epochs; seeds [8, 9], 4 epochs;" in text
+    assert "twins of seeds" not in text  # no single network's recipe
+
+
 def test_the_card_says_when_the_network_too_never_saw_the_held_out_kind() -> None:
     from training.experiments.fusion_report import render_fusion
 

@@ -17,7 +17,14 @@ from app.cli import app
 from model import CheckpointMeta, Predictor, build_model, read_metadata
 from model.checkpoint import load_spectral, save_checkpoint
 from model.fusion import FusionModel
-from model.spectral import SpectralNet, log_spectrum, spectral_description, spectral_logits
+from model.spectral import (
+    SpectralEnsemble,
+    SpectralNet,
+    ensemble,
+    log_spectrum,
+    spectral_description,
+    spectral_logits,
+)
 from tests.utils.datasets import tiny_dataset
 from tests.utils.images import make_phantom
 from training.data.samples import load_split
@@ -25,6 +32,7 @@ from training.fit.fusion import attach_fusion
 from training.fit.spectral import (
     fit_spectral,
     load_spectral_file,
+    load_spectral_files,
     save_spectral_file,
     spectral_training_set,
 )
@@ -113,6 +121,35 @@ def test_a_spectral_file_round_trips_and_a_foreign_file_is_refused(tmp_path: Pat
         ValueError, match=r"other.safetensors: tensors do not match.*unexpected.*head\.weight"
     ):
         load_spectral_file(tmp_path / "other.safetensors")
+
+
+def test_several_files_are_served_as_one_ensemble_and_say_what_each_was(tmp_path: Path) -> None:
+    nets = []
+    for seed, held in ((1, ["motion", "spike"]), (2, ["motion"])):
+        torch.manual_seed(seed)
+        nets.append(SpectralNet().eval())
+        info = {"seeds": [seed], "epochs": 5, "held_out_kinds": held}
+        save_spectral_file(tmp_path / f"s{seed}.safetensors", nets[-1], info)
+    files = [tmp_path / "s1.safetensors", tmp_path / "s2.safetensors"]
+    single, single_info = load_spectral_files(files[:1])
+    assert isinstance(single, SpectralNet) and single_info["file"] == "s1.safetensors"
+    assert len(single_info["sha256"]) == 64 and single_info["seeds"] == [1]
+    joined, info = load_spectral_files(files)
+    assert isinstance(joined, SpectralEnsemble)
+    assert [m["file"] for m in info["members"]] == ["s1.safetensors", "s2.safetensors"]
+    assert [m["seeds"] for m in info["members"]] == [[1], [2]]
+    assert info["held_out_kinds"] == ["motion"]  # held out of every member, not of one
+    x = torch.from_numpy(log_spectrum(make_phantom(64)))[None, None]
+    with torch.no_grad():
+        assert torch.allclose(joined(x), (nets[0](x) + nets[1](x)) / 2, atol=1e-6)
+    save_spectral_file(tmp_path / "e.safetensors", ensemble(nets))
+    with pytest.raises(ValueError, match="e.safetensors: already an ensemble"):
+        load_spectral_files([tmp_path / "e.safetensors", files[0]])
+    save_spectral_file(tmp_path / "small.safetensors", SpectralNet([[8, 2], [16, 2]]))
+    with pytest.raises(ValueError, match="share one architecture"):
+        load_spectral_files([files[0], tmp_path / "small.safetensors"])
+    with pytest.raises(ValueError, match="no spectral network file"):
+        load_spectral_files([])
 
 
 def _meta() -> CheckpointMeta:

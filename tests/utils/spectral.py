@@ -10,7 +10,7 @@ import torch
 from model import CheckpointMeta, build_model
 from model.checkpoint import save_checkpoint
 from model.fusion import FusionModel
-from model.spectral import SpectralNet, spectral_description
+from model.spectral import SpectralNet, ensemble, spectral_description
 
 __all__ = ["seeded_net", "small_fusion", "small_meta", "spectral_checkpoint_file"]
 
@@ -49,11 +49,12 @@ def small_meta(**overrides: object) -> CheckpointMeta:
     return CheckpointMeta(**fields)
 
 
-def spectral_checkpoint_file(path: Path, seed: int = 0) -> Path:
-    """Save AMAResNet (pyramid width 16), :func:`seeded_net` (``seed``) and :func:`small_fusion` to
-    ``path``; the spectral description's info is ``{"seeds": [1]}``."""
+def spectral_checkpoint_file(path: Path, seed: int = 0, members: int = 1) -> Path:
+    """Save AMAResNet (pyramid width 16), :func:`seeded_net` (``seed``; with ``members`` > 1 an
+    ensemble of seeds ``seed``, ``seed + 1``, ...) and :func:`small_fusion` to ``path``; the
+    spectral description's info is ``{"seeds": [1]}``."""
     model = build_model("amaresnet18", pyramid_width=16).eval()
-    net = seeded_net(seed)
+    net = ensemble([seeded_net(seed + i) for i in range(members)])
     description = spectral_description(net, {"seeds": [1]})
     meta = small_meta(fusion=small_fusion().to_dict(), spectral=description)
     return save_checkpoint(path, model, meta, spectral=net)

@@ -22,7 +22,7 @@ from model import Predictor
 from model.checkpoint import load_spectral
 from model.fusion import SPECTRAL_FEATURES, FusionModel, sigmoid
 from model.iqm import PANEL_VERSION
-from model.spectral import SpectralNet, spectral_logits, spectrum_or_none
+from model.spectral import SpectralModel, spectral_logits, spectrum_or_none
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
@@ -37,7 +37,7 @@ from ..fit.fusion import (
     slice_features,
     training_slices,
 )
-from ..fit.spectral import load_spectral_file
+from ..fit.spectral import load_spectral_files
 from ..simulate.artifacts import KINDS
 
 __all__ = ["CHOICE_RULE", "DETECTORS", "EVAL_SPLITS", "choose_variant", "run_fusion_experiment"]
@@ -92,7 +92,7 @@ def _features(
 
 
 def _add_spectral(
-    net: SpectralNet,
+    net: SpectralModel,
     sets: dict[str, list[Sample]],
     rows: dict[str, list[dict[str, float]]],
     advance: Callable[[int], None] | None,
@@ -247,26 +247,22 @@ def run_fusion_experiment(
     seed: int = 0,
     variants: int = 2,
     coarse_probability: float = 0.0,
-    spectral: Path | None = None,
+    spectral: Sequence[Path] = (),
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> dict[str, Any]:
     """Fit, threshold and score the detectors; write ``out_dir/amaqc-fused.safetensors``,
-    ``summary.json`` and ``roc-<split>.png``. ``spectral`` (a file of ``amaqc train-spectral``)
-    adds the candidates that read the spectral network; without it, the one ``checkpoint``
-    carries is used, if any. ``progress(description, total)`` returns an ``advance(n)``
-    callback (for a progress bar). Returns the summary."""
+    ``summary.json`` and ``roc-<split>.png``. ``spectral`` (files of ``amaqc train-spectral``;
+    several are served as one ensemble, the mean of their logits) adds the candidates that read
+    the spectral network; without it, the one ``checkpoint`` carries is used, if any.
+    ``progress(description, total)`` returns an ``advance(n)`` callback (for a progress bar).
+    Returns the summary."""
     data, out_dir = Path(data), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cnn = Predictor(checkpoint, detector="cnn")
-    net: SpectralNet | None = None
+    net: SpectralModel | None = None
     spectral_info: dict[str, Any] = {}
-    if spectral is not None:
-        net, description = load_spectral_file(spectral)
-        spectral_info = {
-            "file": Path(spectral).name,
-            "sha256": _sha(Path(spectral)),
-            **description.get("info", {}),
-        }
+    if spectral:
+        net, spectral_info = load_spectral_files([Path(p) for p in spectral])
     else:
         net = load_spectral(checkpoint)
         if net is not None:

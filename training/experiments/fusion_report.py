@@ -22,6 +22,30 @@ _NAMES: Final = {
 }
 
 
+def _recipe(info: dict[str, Any]) -> str:
+    return f"seeds {info.get('seeds', '?')}, {info.get('epochs', '?')} epochs"
+
+
+def network_text(info: dict[str, Any]) -> str:
+    """What the card says the spectral network is: one network's recipe, or an ensemble's
+    members' (``info`` as ``run_fusion_experiment`` records it)."""
+    members = info.get("members") or []
+    what = (
+        "a small CNN on the slice's log k-space magnitude, trained by `amaqc train-spectral` on "
+        "our simulator's twins"
+    )
+    never = "never on the seed the regressions are fitted on"
+    if not members:
+        recipe = _recipe(info)
+        where = "`model/spectral.py`"
+        return f"the logit of the spectral network ({where}: {what} of {recipe}, {never})"
+    recipes = "; ".join(_recipe(m) for m in members)
+    return (
+        f"the mean logit of an ensemble of {len(members)} spectral networks (`model/spectral.py`:"
+        f" each {what}, trained apart: {recipes}; {never})"
+    )
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
@@ -53,15 +77,7 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         "numbers in the checkpoint header) over some of: AMAResNet's slice probability and patch "
         f"map; {len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, "
         "ghosts along each axis, k-space spikes, truncation and line jumps, edges)"
-        + (
-            "; the logit of the spectral network (`model/spectral.py`: a small CNN on the "
-            "slice's log k-space magnitude, trained by `amaqc train-spectral` on our simulator's "
-            f"twins of seeds {summary['spectral'].get('seeds', '?')}, "
-            f"{summary['spectral'].get('epochs', '?')} epochs, never on the seed the "
-            "regressions are fitted on)"
-            if summary.get("spectral")
-            else ""
-        )
+        + ("; " + network_text(summary["spectral"]) if summary.get("spectral") else "")
         + ". All were fitted on the train split's slices "
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "

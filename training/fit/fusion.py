@@ -27,7 +27,7 @@ from model import Predictor
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.fusion import CNN_FEATURES, FusionModel, fusion_features
 from model.iqm import compute_iqms
-from model.spectral import SpectralNet, spectral_description
+from model.spectral import SpectralModel, spectral_description
 
 from ..data.samples import Sample
 from ..evaluate.calibrate import stored_dtype
@@ -207,7 +207,7 @@ def attach_fusion(
     fusion: FusionModel,
     out: Path,
     *,
-    spectral: tuple[SpectralNet, dict[str, Any]] | None = None,
+    spectral: tuple[SpectralModel, dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``checkpoint``'s weights (same precision) to ``out`` with ``fusion`` in its
     metadata; the CNN's own threshold and metrics are kept. ``spectral`` = (network, its

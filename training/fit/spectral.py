@@ -26,10 +26,14 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from model.backends import file_digest
 from model.spectral import (
     PREFIX,
+    SpectralEnsemble,
     SpectralError,
+    SpectralModel,
     SpectralNet,
+    ensemble,
     spectral_description,
     spectral_from_tensors,
     spectrum_or_none,
@@ -42,6 +46,7 @@ __all__ = [
     "SPECTRAL_HEADER",
     "fit_spectral",
     "load_spectral_file",
+    "load_spectral_files",
     "save_spectral_file",
     "spectral_training_set",
 ]
@@ -161,7 +166,7 @@ def fit_spectral(
     return net.cpu().eval()
 
 
-def save_spectral_file(path: Path, net: SpectralNet, info: dict[str, Any] | None = None) -> Path:
+def save_spectral_file(path: Path, net: SpectralModel, info: dict[str, Any] | None = None) -> Path:
     """Write the network alone (``spectral.*`` tensors, its description in the header)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +178,7 @@ def save_spectral_file(path: Path, net: SpectralNet, info: dict[str, Any] | None
     return path
 
 
-def load_spectral_file(path: Path) -> tuple[SpectralNet, dict[str, Any]]:
+def load_spectral_file(path: Path) -> tuple[SpectralModel, dict[str, Any]]:
     """A file of :func:`save_spectral_file`: (network in eval mode, its description)."""
     path = Path(path)
     if not path.is_file():
@@ -196,3 +201,29 @@ def load_spectral_file(path: Path) -> tuple[SpectralNet, dict[str, Any]]:
     except SpectralError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return net.eval(), description
+
+
+def load_spectral_files(paths: Sequence[Path]) -> tuple[SpectralModel, dict[str, Any]]:
+    """The network of one file of :func:`save_spectral_file`, or the ensemble
+    (:func:`model.spectral.ensemble`) of several, with the info the model card reads: the one
+    file's info (with its name and SHA-256), or ``members`` (each file's) and the kinds every
+    member was trained without (``held_out_kinds``: only those were never shown to the
+    ensemble). Raises ValueError naming the file or the mismatch."""
+    if not paths:
+        raise ValueError("no spectral network file given")
+    nets, infos = [], []
+    for path in map(Path, paths):
+        net, description = load_spectral_file(path)
+        if isinstance(net, SpectralEnsemble):
+            raise ValueError(f"{path}: already an ensemble; give its member networks instead")
+        nets.append(net)
+        info = description.get("info") or {}
+        infos.append({"file": path.name, "sha256": file_digest(path), **info})
+    try:
+        model = ensemble(nets)
+    except SpectralError as exc:
+        raise ValueError(str(exc)) from None
+    if len(infos) == 1:
+        return model, infos[0]
+    held = set.intersection(*(set(i.get("held_out_kinds") or ()) for i in infos))
+    return model, {"members": infos, "held_out_kinds": sorted(held)}
