@@ -52,6 +52,7 @@ from model.export import INPUT_NAME, OPSET, OUTPUT_NAME
 from model.iqm import compute_iqms
 from model.partition import partition
 from model.preprocess import normalize_slice
+from model.spectral import SpectralEnsemble, spectrum_or_none
 
 SERVED = Path(__file__).resolve().parents[1] / "model" / "weights" / "amaqc-default.safetensors"
 SIZE = 256
@@ -307,6 +308,17 @@ def main() -> None:
         f"ms, IQM panel {iqm:.1f} ms; served network path {1000 / rates[24][served_name]:.1f} ms "
         f"(24-slice series)"
     )
+    runner = fused.spectral_runner
+    if runner is not None:  # what the fused verdict adds for its spectral network
+        members = len(fused.spectral.members) if isinstance(fused.spectral, SpectralEnsemble) else 1
+        series = slices[:24]
+        spectra = [spectrum_or_none(s) for s in series]
+        spectrum = per_slice_ms(lambda: [spectrum_or_none(s) for s in series], 24, args.rounds)
+        network = per_slice_ms(lambda: runner(spectra), 24, args.rounds)
+        print(
+            f"spectral path per slice: spectrum {spectrum:.1f} ms, network {network:.1f} ms "
+            f"({members} member(s) on {runner.name}, 24-slice series)"
+        )
     print_verdicts(verdicts, times)
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
 

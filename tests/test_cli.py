@@ -52,6 +52,22 @@ def test_info_shows_threshold_and_metrics(tmp_path: Path) -> None:
     assert "0.3125" in result.output and "roc_auc" in result.output
 
 
+def test_info_names_the_spectral_network_or_each_member_of_its_ensemble(tmp_path: Path) -> None:
+    from app.cli.about import spectral_summary
+    from tests.utils.spectral import spectral_checkpoint_file
+
+    for members, want in ((1, "1 network: seeds [1]"), (3, "ensemble of 3 networks")):
+        path = spectral_checkpoint_file(tmp_path / f"s{members}.safetensors", members=members)
+        result = runner.invoke(app, ["info", str(path)], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        assert "spectral network" in result.output and want in result.output
+    info = {"members": [{"seeds": [1], "epochs": 5}, {"seeds": [8, 9], "epochs": 4}]}
+    line = spectral_summary({"members": 2, "info": info})
+    assert line == (
+        "ensemble of 2 networks (mean logit): seeds [1], 5 epochs; seeds [8, 9], 4 epochs"
+    )
+
+
 @pytest.mark.parametrize(
     ("flag", "unit"), [("--slice-level", "slices/s"), ("--no-realism", "patches/s")]
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -62,7 +62,24 @@ def info(
             f"threshold {fusion.threshold:.4f} over {len(fusion.features)} features "
             "(served by default; --detector cnn for AMAResNet alone)",
         )
+    if meta.spectral:
+        table.add_row("spectral network", spectral_summary(meta.spectral))
     for key, value in sorted(meta.metrics.items()):
         table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("created", f"{meta.created_at} (amaqc {meta.amaqc_version})")
     console.print(table)
+
+
+def spectral_summary(description: dict[str, Any]) -> str:
+    """One line on the spectral network a checkpoint carries: one network's training recipe, or
+    an ensemble's size and each member's."""
+    info = description.get("info") or {}
+
+    def recipe(i: dict[str, Any]) -> str:
+        return f"seeds {i.get('seeds', '?')}, {i.get('epochs', '?')} epochs"
+
+    members = info.get("members") or []
+    if int(description.get("members", 1)) > 1:
+        each = "; ".join(recipe(m) for m in members) or "recipes not recorded"
+        return f"ensemble of {description['members']} networks (mean logit): {each}"
+    return f"1 network: {recipe(info)}"
