@@ -73,11 +73,9 @@ def info(
 def spectral_summary(description: dict[str, Any]) -> str:
     """One line on the spectral network a checkpoint carries: one network's training recipe, or
     an ensemble's size and each member's."""
+    from training.fit.spectral import recipe
+
     info = description.get("info") or {}
-
-    def recipe(i: dict[str, Any]) -> str:
-        return f"seeds {i.get('seeds', '?')}, {i.get('epochs', '?')} epochs"
-
     members = info.get("members") or []
     if int(description.get("members", 1)) > 1:
         each = "; ".join(recipe(m) for m in members) or "recipes not recorded"

@@ -9,7 +9,6 @@ by the checkpoint's and the dataset manifest's SHA-256): refitting is then a mat
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model import Predictor
+from model.backends import file_digest
 from model.checkpoint import load_spectral
 from model.fusion import SPECTRAL_FEATURES, FusionModel, sigmoid
 from model.iqm import PANEL_VERSION
@@ -47,10 +47,6 @@ DETECTORS: Final = ("cnn", "iqm", "fused")
 #: The candidates with the spectral network (``--spectral``): the panel + its logit, and all three.
 SPECTRAL_DETECTORS: Final = ("spectral", "all")
 CALIB: Final = "calib"
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class _Set:
@@ -280,7 +276,8 @@ def run_fusion_experiment(
         except ValueError as exc:
             raise ValueError(f"{exc}; rebuild the dataset with `amaqc data build`") from None
     # the panel's version is part of the key: a changed metric recomputes the features
-    key = f"{_sha(checkpoint)}:{_sha(data / 'manifest.csv')}:iqm{PANEL_VERSION}:{seed}:{variants}"
+    key = f"{file_digest(checkpoint)}:{file_digest(data / 'manifest.csv')}"
+    key += f":iqm{PANEL_VERSION}:{seed}:{variants}"
     key += f":coarse{coarse_probability}" if coarse_probability else ""
     advance = progress("features", sum(map(len, sets.values()))) if progress else None
     rows = _features(cnn, sets, out_dir / "features.json", key, advance)

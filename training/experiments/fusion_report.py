@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from model.iqm import IQM_NAMES
 
+from ..fit.spectral import recipe
 from .model_card import write_between_markers
 
 __all__ = ["FUSION_END", "FUSION_START", "render_fusion", "write_fusion_section"]
@@ -22,10 +23,6 @@ _NAMES: Final = {
 }
 
 
-def _recipe(info: dict[str, Any]) -> str:
-    return f"seeds {info.get('seeds', '?')}, {info.get('epochs', '?')} epochs"
-
-
 def network_text(info: dict[str, Any]) -> str:
     """What the card says the spectral network is: one network's recipe, or an ensemble's
     members' (``info`` as ``run_fusion_experiment`` records it)."""
@@ -36,10 +33,9 @@ def network_text(info: dict[str, Any]) -> str:
     )
     never = "never on the seed the regressions are fitted on"
     if not members:
-        recipe = _recipe(info)
         where = "`model/spectral.py`"
-        return f"the logit of the spectral network ({where}: {what} of {recipe}, {never})"
-    recipes = "; ".join(_recipe(m) for m in members)
+        return f"the logit of the spectral network ({where}: {what} of {recipe(info)}, {never})"
+    recipes = "; ".join(recipe(m) for m in members)
     return (
         f"the mean logit of an ensemble of {len(members)} spectral networks (`model/spectral.py`:"
         f" each {what}, trained apart: {recipes}; {never})"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ __all__ = [
     "fit_spectral",
     "load_spectral_file",
     "load_spectral_files",
+    "recipe",
     "save_spectral_file",
     "spectral_training_set",
 ]
@@ -227,3 +228,9 @@ def load_spectral_files(paths: Sequence[Path]) -> tuple[SpectralModel, dict[str,
         return model, infos[0]
     held = set.intersection(*(set(i.get("held_out_kinds") or ()) for i in infos))
     return model, {"members": infos, "held_out_kinds": sorted(held)}
+
+
+def recipe(info: Mapping[str, Any]) -> str:
+    """One network's training recipe as the card and ``amaqc info`` name it, from its file's
+    ``info`` (an ensemble's ``members`` each hold one)."""
+    return f"seeds {info.get('seeds', '?')}, {info.get('epochs', '?')} epochs"
