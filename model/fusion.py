@@ -9,6 +9,15 @@ lower resolution leaves no trace. A small calibrated model over both,
 with ``f`` the features of :func:`fusion_features`, is stored as plain numbers in the checkpoint's
 JSON metadata (``CheckpointMeta.fusion``): nothing is unpickled, and a reader can see each
 feature's weight. Torch-free; ``training.fit.fusion`` fits it (scikit-learn).
+
+A model may also carry ``either`` heads (format ``amaqc-fusion/2``): one-feature logistic
+regressions ``b_h + w_h (f_h - mean_h) / scale_h`` whose logit replaces the regression's where
+it is higher,
+
+    p = sigmoid(max(regression logit, head logits)),
+
+so one strong piece of evidence (the spectral network seeing an artifact in k-space that the
+air metrics say nothing of) is not outvoted by the rest of the panel.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from .iqm import IQM_NAMES
 __all__ = [
     "CNN_FEATURES",
     "FUSION_FORMAT",
+    "FUSION_FORMAT_EITHER",
     "LOG_IQMS",
     "SPECTRAL_FEATURES",
+    "EitherHead",
     "FusionError",
     "FusionModel",
     "fusion_features",
@@ -35,6 +46,8 @@ __all__ = [
 ]
 
 FUSION_FORMAT: Final = "amaqc-fusion/1"
+#: The format of a model with ``either`` heads (readers of format 1 refuse it, never ignore it).
+FUSION_FORMAT_EITHER: Final = "amaqc-fusion/2"
 #: Features taken from AMAResNet's output: the slice probability and the patch map.
 CNN_FEATURES: Final = ("cnn_logit", "patch_max_logit", "patch_mean", "patch_std", "patch_frac")
 #: Features taken from the spectral network (:mod:`model.spectral`): its logit.
@@ -99,12 +112,40 @@ def fusion_features(
 
 
 @dataclass(frozen=True)
+class EitherHead:
+    """A one-feature logistic regression, ``intercept + coef * (f - mean) / scale``, that the
+    fused model's logit is raised to where it is higher (see the module docstring)."""
+
+    feature: str
+    mean: float
+    scale: float
+    coef: float
+    intercept: float
+
+    def __post_init__(self) -> None:
+        values = (self.mean, self.scale, self.coef, self.intercept)
+        if not all(isinstance(v, float | int) and math.isfinite(v) for v in values):
+            raise FusionError(f"either head {self.feature!r}: every number must be finite")
+        if self.scale <= 0:
+            raise FusionError(f"either head {self.feature!r}: scale must be > 0")
+
+    def logits(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(N,) the head's logit per row; -inf where the row lacks the feature (no evidence)."""
+        out = np.full(len(rows), -np.inf)
+        for i, row in enumerate(rows):
+            if self.feature in row:
+                out[i] = self.intercept + self.coef * (row[self.feature] - self.mean) / self.scale
+        return out
+
+
+@dataclass(frozen=True)
 class FusionModel:
     """A standardised logistic regression over named features, with its own threshold.
 
     ``features`` name the inputs (see :func:`fusion_features`); ``mean`` and ``scale`` standardise
     them; ``coef`` and ``intercept`` are the regression; ``threshold`` is the decision threshold
-    on its probability. ``info`` carries provenance (training data, rule, metrics).
+    on its probability. ``either`` are the heads whose logit replaces the regression's where it
+    is higher (:class:`EitherHead`). ``info`` carries provenance (training data, rule, metrics).
     """
 
     features: tuple[str, ...]
@@ -114,6 +155,7 @@ class FusionModel:
     intercept: float
     threshold: float = 0.5
     info: dict[str, Any] = field(default_factory=dict)
+    either: tuple[EitherHead, ...] = ()
     format: str = FUSION_FORMAT
 
     def __post_init__(self) -> None:
@@ -131,15 +173,16 @@ class FusionModel:
         if len(set(self.features)) != n:
             raise FusionError("feature names must be unique")
         known = set(CNN_FEATURES) | set(SPECTRAL_FEATURES) | {f"iqm_{q}" for q in IQM_NAMES}
-        unknown = sorted(set(self.features) - known)
+        unknown = sorted((set(self.features) | {h.feature for h in self.either}) - known)
         if unknown:
             raise FusionError(f"unknown feature(s) {unknown}")
         if not math.isfinite(self.intercept):
             raise FusionError("intercept must be finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise FusionError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.format != FUSION_FORMAT:
-            raise FusionError(f"unsupported fusion format {self.format!r} (want {FUSION_FORMAT})")
+        want = FUSION_FORMAT_EITHER if self.either else FUSION_FORMAT
+        if self.format != want:
+            raise FusionError(f"unsupported fusion format {self.format!r} (want {want})")
 
     @property
     def uses_cnn(self) -> bool:
@@ -148,7 +191,8 @@ class FusionModel:
     @property
     def uses_spectral(self) -> bool:
         """Whether the model reads the spectral network's output (:mod:`model.spectral`)."""
-        return any(f in SPECTRAL_FEATURES for f in self.features)
+        used = {*self.features, *(h.feature for h in self.either)}
+        return any(f in SPECTRAL_FEATURES for f in used)
 
     def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """(N, F) standardised features; a feature missing from a row reads 0 (its mean)."""
@@ -160,21 +204,44 @@ class FusionModel:
                     x[i, j] = (row[name] - mean[j]) / scale[j]
         return x
 
+    def regression_logits(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(N,) the logistic regression's logit alone (no ``either`` head)."""
+        return self.matrix(rows) @ np.asarray(self.coef) + self.intercept
+
+    def logits(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """(N,) the model's logit: the regression's, raised to any higher ``either`` head's."""
+        z = self.regression_logits(rows)
+        for head in self.either:
+            z = np.maximum(z, head.logits(rows))
+        return z
+
     def probability(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """(N,) artifact probabilities of feature rows (dicts of :func:`fusion_features`)."""
         if not rows:
             return np.zeros(0)
-        return sigmoid(self.matrix(rows) @ np.asarray(self.coef) + self.intercept)
+        return sigmoid(self.logits(rows))
 
     def contributions(self, row: Mapping[str, float]) -> dict[str, float]:
-        """Each feature's additive share of the logit for one slice (what pushed it up)."""
+        """Each feature's additive share of the logit for one slice (what pushed it up): the
+        regression's shares, plus, where an ``either`` head raised the logit, the rise on that
+        head's feature (so intercept + the shares is the model's logit)."""
         x = self.matrix([row])[0]
-        return {n: float(c * v) for n, c, v in zip(self.features, self.coef, x, strict=True)}
+        out = {n: float(c * v) for n, c, v in zip(self.features, self.coef, x, strict=True)}
+        base = float(self.regression_logits([row])[0])
+        final = float(self.logits([row])[0])
+        if final > base:
+            winner = max(self.either, key=lambda h: float(h.logits([row])[0]))
+            out[winner.feature] = out.get(winner.feature, 0.0) + final - base
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("features", "mean", "scale", "coef"):
             d[k] = list(d[k])
+        if not self.either:
+            del d["either"]  # a format-1 model is written as before
+        else:
+            d["either"] = [asdict(h) for h in self.either]
         return d
 
     @classmethod
@@ -188,7 +255,19 @@ class FusionModel:
                 intercept=float(data["intercept"]),
                 threshold=float(data.get("threshold", 0.5)),
                 info=dict(data.get("info", {})),
+                either=tuple(
+                    EitherHead(
+                        feature=str(h["feature"]),
+                        mean=float(h["mean"]),
+                        scale=float(h["scale"]),
+                        coef=float(h["coef"]),
+                        intercept=float(h["intercept"]),
+                    )
+                    for h in data.get("either", ())
+                ),
                 format=str(data.get("format", FUSION_FORMAT)),
             )
-        except (KeyError, TypeError) as exc:
+        except FusionError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
             raise FusionError(f"fusion model: missing or malformed field ({exc})") from None

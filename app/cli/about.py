@@ -59,8 +59,9 @@ def info(
     if fusion is not None:
         table.add_row(
             "fused detector",
-            f"threshold {fusion.threshold:.4f} over {len(fusion.features)} features "
-            "(served by default; --detector cnn for AMAResNet alone)",
+            f"threshold {fusion.threshold:.4f} over {len(fusion.features)} features"
+            + "".join(f", or {h.feature} alone where higher" for h in fusion.either)
+            + " (served by default; --detector cnn for AMAResNet alone)",
         )
     if meta.spectral:
         table.add_row("spectral network", spectral_summary(meta.spectral))

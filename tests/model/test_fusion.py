@@ -12,7 +12,13 @@ from safetensors import safe_open
 
 from model import CheckpointError, CheckpointMeta, Predictor, build_model, read_metadata
 from model.checkpoint import save_checkpoint
-from model.fusion import FusionError, FusionModel, fusion_features
+from model.fusion import (
+    FUSION_FORMAT_EITHER,
+    EitherHead,
+    FusionError,
+    FusionModel,
+    fusion_features,
+)
 from model.iqm import compute_iqms
 from tests.utils.images import make_phantom
 
@@ -87,6 +93,68 @@ def test_a_checkpoint_with_a_malformed_fusion_model_is_refused() -> None:
     bad = {**_fusion().to_dict(), "coef": [1.0]}
     with pytest.raises(CheckpointError, match="coef has 1 values"):
         CheckpointMeta(arch="amaresnet18", fusion=bad)
+
+
+def _either(**overrides: object) -> FusionModel:
+    head = EitherHead(feature="spectral_logit", mean=0.5, scale=2.0, coef=3.0, intercept=-1.0)
+    return _fusion(either=(head,), format=FUSION_FORMAT_EITHER, **overrides)
+
+
+def test_an_either_head_raises_the_logit_only_where_its_own_is_higher() -> None:
+    model, plain = _either(), _fusion()
+    quiet = {"cnn_logit": 0.0, "iqm_gsr_rows": 0.01, "iqm_snr": 1.5, "spectral_logit": 0.5}
+    loud = {**quiet, "spectral_logit": 4.5}  # head: -1 + 3 * (4.5 - 0.5) / 2 = 5
+    # the regression alone says -0.2 for both; the head says -1 (quiet) and 5 (loud)
+    assert model.probability([quiet])[0] == pytest.approx(plain.probability([quiet])[0])
+    assert model.probability([loud])[0] == pytest.approx(1 / (1 + np.exp(-5.0)))
+    assert plain.probability([loud])[0] == pytest.approx(1 / (1 + np.exp(0.2)))
+    # without the head's feature (a blank slice's spectrum) the regression decides
+    no_spectrum = {k: v for k, v in loud.items() if k != "spectral_logit"}
+    assert model.probability([no_spectrum])[0] == pytest.approx(plain.probability([loud])[0])
+    # the shares still add up to the logit: the rise is put on the head's feature
+    shares = model.contributions(loud)
+    assert sum(shares.values()) - 0.2 == pytest.approx(5.0)
+    assert shares["spectral_logit"] == pytest.approx(5.2)
+    assert model.uses_spectral and not plain.uses_spectral
+
+
+def test_an_either_model_round_trips_and_a_format_1_model_is_written_as_before(
+    tmp_path: Path,
+) -> None:
+    assert "either" not in _fusion().to_dict()
+    data = json.loads(json.dumps(_either().to_dict()))
+    assert data["format"] == FUSION_FORMAT_EITHER
+    assert FusionModel.from_dict(data) == _either()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "amaqc-fusion/1"}, "want amaqc-fusion/2"),
+        ({"either": [{"feature": "spectral_logit"}]}, "missing or malformed"),
+        (
+            {"either": [{"feature": "iqm_nope", "mean": 0, "scale": 1, "coef": 1, "intercept": 0}]},
+            "unknown feature",
+        ),
+        (
+            {
+                "either": [
+                    {"feature": "spectral_logit", "mean": 0, "scale": 0, "coef": 1, "intercept": 0}
+                ]
+            },
+            "scale must be > 0",
+        ),
+    ],
+)
+def test_a_malformed_either_head_is_refused_by_name(change: dict, message: str) -> None:
+    with pytest.raises(FusionError, match=message):
+        FusionModel.from_dict({**_either().to_dict(), **change})
+
+
+def test_a_format_1_reader_would_refuse_an_either_model_not_ignore_its_head() -> None:
+    # the format names the head: a model without heads must not claim format 2 either
+    with pytest.raises(FusionError, match="want amaqc-fusion/1"):
+        _fusion(format=FUSION_FORMAT_EITHER)
 
 
 def test_the_predictor_serves_the_fused_detector_and_keeps_the_cnn_probability(

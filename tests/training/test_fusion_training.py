@@ -243,7 +243,8 @@ def test_a_held_out_kind_is_scored_on_the_other_simulators_version_of_it() -> No
         make(30, 1, "tio_spike", "x", 3.0),  # carried by "a": found
     )
     evals = {"test": test, "transfer": test, "xsim": xsim}
-    held = _hold_out_kinds(train, calib, evals, ["iqm_snr", "iqm_efc"])
+    like = fit_fusion(train.rows, train.labels, features=["iqm_snr", "iqm_efc"])
+    held = _hold_out_kinds(train, calib, evals, like)
     assert set(held) == set(ours)
     assert set(held["motion"]["foreign"]) == {"tio_motion"}
     assert set(held["spike"]["foreign"]) == {"tio_spike"}  # no msim here: monai_spike absent
@@ -253,3 +254,54 @@ def test_a_held_out_kind_is_scored_on_the_other_simulators_version_of_it() -> No
     assert held["spike"]["foreign"]["tio_spike"]["n_artifact"] == 30
     assert held["spike"]["n_artifact"] == 20  # test + transfer (the same set twice here)
     assert set(FOREIGN_KINDS) == set(ours)
+
+
+def _two_kinds(seed: int = 0) -> tuple[list[dict[str, float]], np.ndarray, np.ndarray]:
+    """Clean slices; artifacts the air and the spectrum both show (most); artifacts only the
+    spectrum shows (a few: TorchIO's motion, ringing inside the head with clean air)."""
+    rng = np.random.default_rng(seed)
+    rows, labels, only_spectrum = [], [], []
+    for kind, n in (("clean", 300), ("both", 300), ("spectrum", 40)):
+        for _ in range(n):
+            air = rng.normal(5.0 if kind == "both" else 0.0)
+            spectrum = rng.normal({"clean": 0.0, "both": 1.5, "spectrum": 3.5}[kind])
+            rows.append({"iqm_ghost_anisotropy": float(air), "spectral_logit": float(spectrum)})
+            labels.append(int(kind != "clean"))
+            only_spectrum.append(kind == "spectrum")
+    return rows, np.array(labels), np.array(only_spectrum)
+
+
+def test_an_either_head_flags_what_only_its_feature_shows() -> None:
+    from training.fit.fusion import fit_either
+
+    rows, y, only = _two_kinds()
+    names = ["iqm_ghost_anisotropy", "spectral_logit"]
+    plain = fit_fusion(rows, y, features=names)
+    either = fit_either(rows, y, features=names, either=["spectral_logit"])
+    # the regression is the same; the head is spectral_logit's own regression
+    assert either.coef == plain.coef and either.intercept == plain.intercept
+    alone = fit_fusion(rows, y, features=["spectral_logit"])
+    assert either.either[0].coef == pytest.approx(alone.coef[0])
+    expected = np.maximum(plain.probability(rows), alone.probability(rows))
+    assert either.probability(rows) == pytest.approx(expected)
+    # artifacts only the spectrum shows: the air outvotes it in the regression, not in either
+    clean = y == 0
+    t_plain = np.quantile(plain.probability(rows)[clean], 0.95)
+    t_either = np.quantile(either.probability(rows)[clean], 0.95)
+    recall_plain = (plain.probability(rows)[only] >= t_plain).mean()
+    recall_either = (either.probability(rows)[only] >= t_either).mean()
+    assert recall_either > recall_plain + 0.1
+    assert FusionModel.from_dict(either.to_dict()) == either
+
+
+def test_a_kind_held_out_is_refitted_the_way_the_served_model_was() -> None:
+    from training.experiments.fusion_experiment import _fit
+    from training.fit.fusion import fit_either
+
+    rows, y, _ = _two_kinds()
+    names = ["iqm_ghost_anisotropy", "spectral_logit"]
+    either = fit_either(rows, y, features=names, either=["spectral_logit"])
+    refit = _fit(rows[:500], y[:500], either)
+    assert [h.feature for h in refit.either] == ["spectral_logit"]
+    assert refit.features == either.features
+    assert not _fit(rows, y, fit_fusion(rows, y, features=names)).either

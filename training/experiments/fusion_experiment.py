@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from ..fit.fusion import (
     MAX_FALSE_ALARM_RATE,
     VISIBLE_FLOOR,
     attach_fusion,
+    fit_either,
     fit_fusion,
     iqm_only,
     pooled_threshold,
@@ -44,8 +46,9 @@ __all__ = ["CHOICE_RULE", "DETECTORS", "EVAL_SPLITS", "choose_variant", "run_fus
 
 EVAL_SPLITS: Final = ("val", "test", "transfer", "xsim", "msim")
 DETECTORS: Final = ("cnn", "iqm", "fused")
-#: The candidates with the spectral network (``--spectral``): the panel + its logit, and all three.
-SPECTRAL_DETECTORS: Final = ("spectral", "all")
+#: The candidates with the spectral network (``--spectral``): the panel + its logit, all three,
+#: and the panel + its logit *or* the network alone (an ``either`` head, ``model.fusion``).
+SPECTRAL_DETECTORS: Final = ("spectral", "all", "spectral_or")
 CALIB: Final = "calib"
 
 
@@ -164,8 +167,16 @@ FOREIGN_KINDS: Final = {
 }
 
 
+def _fit(rows: list[dict[str, float]], labels: np.ndarray, like: FusionModel) -> FusionModel:
+    """A model fitted as ``like`` was (its features and ``either`` heads) on other rows."""
+    if like.either:
+        either = [h.feature for h in like.either]
+        return fit_either(rows, labels, features=list(like.features), either=either)
+    return fit_fusion(rows, labels, features=list(like.features))
+
+
 def _hold_out_kinds(
-    train: _Set, calib: _Set, evals: dict[str, _Set], names: list[str]
+    train: _Set, calib: _Set, evals: dict[str, _Set], like: FusionModel
 ) -> dict[str, Any]:
     """For each of our kinds: the fused model fit without it, scored on that kind alone (test +
     transfer artifacts of it against every clean slice there) and, under ``foreign``, on the
@@ -178,9 +189,7 @@ def _hold_out_kinds(
     out = {}
     for kind in KINDS:
         keep = ~((train.labels == 1) & (train.kinds == kind))
-        model = fit_fusion(
-            [train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], features=names
-        )
+        model = _fit([train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], like)
         cal = calib.subset(~((calib.labels == 1) & (calib.kinds == kind)))
         t = pooled_threshold(cal.labels, model.probability(cal.rows), cal.sources)["threshold"]
         sev = np.array([s.info.get("severity", "") for s in pooled.samples])
@@ -210,9 +219,9 @@ def _scored(model: FusionModel, data: _Set, threshold: float) -> dict[str, Any]:
 #: How ``train-fusion`` picks the model it writes, stated before any number is seen.
 CHOICE_RULE: Final = (
     "of the IQM panel alone, AMAResNet + the panel and, where a spectral network is given, the"
-    " panel + the spectral network and all three, the one with the higher mean F1 (moderate"
-    " + severe, at its pooled threshold) over test, transfer, xsim and msim; ties to the higher"
-    " mean ROC-AUC there"
+    " panel + the spectral network, all three, and the panel + the spectral network or the"
+    " network alone, the one with the higher mean F1 (moderate + severe, at its pooled"
+    " threshold) over test, transfer, xsim and msim; ties to the higher mean ROC-AUC there"
 )
 HELD_OUT: Final = ("test", "transfer", "xsim", "msim")
 
@@ -316,6 +325,10 @@ def run_fusion_experiment(
         d: None if f is None else fit_fusion(train.rows, train.labels, features=f, info=info)
         for d, f in features.items()
     }
+    if net is not None:
+        models["spectral_or"] = fit_either(
+            train.rows, train.labels, features=features["spectral"] or [], either=SPECTRAL_FEATURES
+        )
     summary: dict[str, Any] = {"data": str(data), "checkpoint": str(checkpoint), **info}
     summary["detectors"] = {d: _score(d, models[d], calib, evals) for d in models}
     for split, data_set in evals.items():
@@ -328,7 +341,7 @@ def run_fusion_experiment(
     assert chosen is not None
     # each of our kinds held out of the served candidate's logistic regression (a spectral
     # network, trained on every kind, is not refitted: the card says so)
-    summary["held_out_kinds"] = _hold_out_kinds(train, calib, evals, list(chosen.features))
+    summary["held_out_kinds"] = _hold_out_kinds(train, calib, evals, chosen)
     summary["held_out_variant"] = variant
     threshold = summary["detectors"][variant]["threshold"]["threshold"]
     metrics = {
@@ -357,5 +370,6 @@ def run_fusion_experiment(
         spectral=(net, spectral_info) if final.uses_spectral and net is not None else None,
     )
     summary["coefficients"] = dict(zip(final.features, final.coef, strict=True))
+    summary["either"] = [asdict(h) for h in final.either]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

@@ -20,6 +20,7 @@ _NAMES: Final = {
     "fused": "AMAResNet + panel",
     "spectral": "panel + spectral network",
     "all": "AMAResNet + panel + spectral network",
+    "spectral_or": "panel + spectral network, or the network alone",
 }
 
 
@@ -74,6 +75,13 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         f"map; {len(IQM_NAMES)} image-quality metrics of the whole slice (`model/iqm.py`: air, "
         "ghosts along each axis, k-space spikes, truncation and line jumps, edges)"
         + ("; " + network_text(summary["spectral"]) if summary.get("spectral") else "")
+        + (
+            "; *or the network alone* takes the higher of the regression's logit and the "
+            "spectral network's own (a one-feature logistic regression), so the network's "
+            "evidence is not outvoted by the air metrics"
+            if "spectral_or" in detectors
+            else ""
+        )
         + ". All were fitted on the train split's slices "
         f"({summary['training']['slices']} whole slices, {summary['training']['artifact']} of them"
         " with an artifact of our simulator; "
@@ -142,7 +150,7 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     held = summary.get("held_out_kinds", {})
     if held:
         net_held = summary.get("spectral", {}).get("held_out_kinds") or []
-        if summary.get("held_out_variant") not in ("spectral", "all"):
+        if summary.get("held_out_variant") not in ("spectral", "all", "spectral_or"):
             network = ""
         elif net_held:
             network = (
@@ -181,6 +189,13 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
             "",
             f"Weights of the served model ({_NAMES[served]}; standardised features, largest "
             "first): " + ", ".join(f"`{n}` {w:+.2f}" for n, w in coef) + ".",
+        ]
+    for head in summary.get("either", []):
+        lines += [
+            "",
+            f"Its logit is raised to `{head['feature']}`'s own where that is higher: "
+            f"{head['intercept']:+.2f} {head['coef']:+.2f} x (`{head['feature']}` - "
+            f"{head['mean']:.2f}) / {head['scale']:.2f}.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ clean slices **of each source**, so no one contrast or scanner is swamped with f
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,7 +26,13 @@ from sklearn.metrics import f1_score
 
 from model import Predictor
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.fusion import CNN_FEATURES, FusionModel, fusion_features
+from model.fusion import (
+    CNN_FEATURES,
+    FUSION_FORMAT_EITHER,
+    EitherHead,
+    FusionModel,
+    fusion_features,
+)
 from model.iqm import compute_iqms
 from model.spectral import SpectralModel, spectral_description
 
@@ -39,6 +46,7 @@ __all__ = [
     "MAX_FALSE_ALARM_RATE",
     "VISIBLE_FLOOR",
     "attach_fusion",
+    "fit_either",
     "fit_fusion",
     "pooled_threshold",
     "slice_features",
@@ -150,6 +158,34 @@ def fit_fusion(
         intercept=float(reg.intercept_[0]),
         info=dict(info or {}),
     )
+
+
+def fit_either(
+    rows: Sequence[Mapping[str, float]],
+    labels: ArrayLike,
+    *,
+    features: Sequence[str],
+    either: Sequence[str],
+    c: float = 0.5,
+    info: dict[str, Any] | None = None,
+) -> FusionModel:
+    """:func:`fit_fusion` over ``features``, plus one :class:`~model.fusion.EitherHead` per name
+    in ``either``: that feature's own balanced logistic regression (fitted on the same rows),
+    whose logit the model takes where it is higher than the regression's."""
+    base = fit_fusion(rows, labels, features=features, c=c, info=info)
+    heads = []
+    for name in either:
+        one = fit_fusion(rows, labels, features=[name], c=c)
+        heads.append(
+            EitherHead(
+                feature=name,
+                mean=one.mean[0],
+                scale=one.scale[0],
+                coef=one.coef[0],
+                intercept=one.intercept,
+            )
+        )
+    return replace(base, either=tuple(heads), format=FUSION_FORMAT_EITHER)
 
 
 def iqm_only(names: Sequence[str]) -> list[str]:
