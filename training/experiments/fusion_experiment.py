@@ -327,7 +327,11 @@ def run_fusion_experiment(
     }
     if net is not None:
         models["spectral_or"] = fit_either(
-            train.rows, train.labels, features=features["spectral"] or [], either=SPECTRAL_FEATURES
+            train.rows,
+            train.labels,
+            features=features["spectral"] or [],
+            either=SPECTRAL_FEATURES,
+            info=info,
         )
     summary: dict[str, Any] = {"data": str(data), "checkpoint": str(checkpoint), **info}
     summary["detectors"] = {d: _score(d, models[d], calib, evals) for d in models}
