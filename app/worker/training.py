@@ -293,7 +293,24 @@ def _run(settings: Settings, snapshot: _Snapshot, reporter: Reporter) -> None:
     reporter.write()  # a cancel that came during the last epoch wins over registering
     if not cfg.out.is_file():
         raise JobStopped("failed", "training produced no checkpoint")
+    _carry_fusion(snapshot, cfg.out, data, reporter)
     _register(settings, snapshot, cfg.out, data, reporter)
+
+
+def _carry_fusion(snapshot: _Snapshot, trained: Path, data: Path, reporter: Reporter) -> None:
+    """The base version's fused detector onto the trained checkpoint (carried over, or refitted
+    where it reads AMAResNet), so the new version's verdicts are the detector's, not AMAResNet's
+    alone; the log says which."""
+    from training.fit.fusion import carry_fusion
+
+    try:
+        note = carry_fusion(snapshot.base_path, trained, data)
+    except Exception as exc:  # the version is still registered: AMAResNet alone, and said so
+        logger.exception("job %s: fused detector not carried over", snapshot.id)
+        note = (
+            f"the fused detector was not carried over ({exc}): the version serves AMAResNet alone"
+        )
+    reporter.line(note)
 
 
 def _register(

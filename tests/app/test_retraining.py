@@ -181,6 +181,27 @@ def test_a_job_registers_a_version_with_its_numbers_and_leaves_the_active_one(
     assert run_training_job(settings, job_id) == "already succeeded"  # redelivery: no-op
 
 
+@pytest.mark.slow
+def test_a_job_keeps_the_fused_detector_of_the_version_it_fine_tunes(
+    client: TestClient, settings: Settings, admin: dict[str, str], dataset: str, tmp_path: Path
+) -> None:
+    from model import read_metadata
+    from tests.utils.spectral import small_fusion, spectral_checkpoint_file
+
+    base = spectral_checkpoint_file(tmp_path / "fused-base.safetensors")
+    with session_scope(settings.database_url) as session:
+        base_id = register_checkpoint(session, base).id  # the active version
+    job_id = _start(client, admin, dataset)
+    assert run_training_job(settings, job_id) == "succeeded"
+    job = client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).json()
+    assert any("does not read AMAResNet: carried over unchanged" in line for line in job["log"])
+    version = client.get(f"/api/v1/models/{job['result_version_id']}", headers=admin).json()
+    assert version["parent_id"] == base_id
+    meta = read_metadata(settings.models_dir / f"job-{job_id}.safetensors")
+    assert meta.fusion_model == small_fusion()  # the verdict is still the fused detector's
+    assert meta.spectral == read_metadata(base).spectral
+
+
 def test_auto_activation_follows_the_comparison_on_the_fixed_set(
     client: TestClient, settings: Settings, admin: dict[str, str], dataset: str
 ) -> None:

@@ -295,8 +295,8 @@ def test_an_either_head_flags_what_only_its_feature_shows() -> None:
 
 
 def test_a_kind_held_out_is_refitted_the_way_the_served_model_was() -> None:
-    from training.experiments.fusion_experiment import _fit
     from training.fit.fusion import fit_either
+    from training.fit.fusion import refit_like as _fit
 
     rows, y, _ = _two_kinds()
     names = ["iqm_ghost_anisotropy", "spectral_logit"]

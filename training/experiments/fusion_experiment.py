@@ -36,6 +36,7 @@ from ..fit.fusion import (
     fit_fusion,
     iqm_only,
     pooled_threshold,
+    refit_like,
     slice_features,
     training_slices,
 )
@@ -167,14 +168,6 @@ FOREIGN_KINDS: Final = {
 }
 
 
-def _fit(rows: list[dict[str, float]], labels: np.ndarray, like: FusionModel) -> FusionModel:
-    """A model fitted as ``like`` was (its features and ``either`` heads) on other rows."""
-    if like.either:
-        either = [h.feature for h in like.either]
-        return fit_either(rows, labels, features=list(like.features), either=either)
-    return fit_fusion(rows, labels, features=list(like.features))
-
-
 def _hold_out_kinds(
     train: _Set, calib: _Set, evals: dict[str, _Set], like: FusionModel
 ) -> dict[str, Any]:
@@ -189,7 +182,7 @@ def _hold_out_kinds(
     out = {}
     for kind in KINDS:
         keep = ~((train.labels == 1) & (train.kinds == kind))
-        model = _fit([train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], like)
+        model = refit_like([train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], like)
         cal = calib.subset(~((calib.labels == 1) & (calib.kinds == kind)))
         t = pooled_threshold(cal.labels, model.probability(cal.rows), cal.sources)["threshold"]
         sev = np.array([s.info.get("severity", "") for s in pooled.samples])

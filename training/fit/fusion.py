@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from model import Predictor
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import load_checkpoint, load_spectral, read_metadata, save_checkpoint
 from model.fusion import (
     CNN_FEATURES,
     FUSION_FORMAT_EITHER,
@@ -46,9 +46,11 @@ __all__ = [
     "MAX_FALSE_ALARM_RATE",
     "VISIBLE_FLOOR",
     "attach_fusion",
+    "carry_fusion",
     "fit_either",
     "fit_fusion",
     "pooled_threshold",
+    "refit_like",
     "slice_features",
     "training_slices",
 ]
@@ -262,3 +264,93 @@ def attach_fusion(
         dtype=stored_dtype(checkpoint),
         spectral=spectral[0] if spectral else None,
     )
+
+
+def carry_fusion(base: Path | None, trained: Path, data: Path | None = None) -> str:
+    """Give a retrained AMAResNet checkpoint (``trained``, rewritten in place) the fused
+    detector of the version it was fine-tuned from (``base``), and say what was done.
+
+    A fused model that does not read AMAResNet's output (the served panel + spectral network)
+    is carried over as it is, with its spectral network: its inputs did not change. One that
+    reads it is refitted, the same way (its features and ``either`` heads), on the AMAResNet
+    features of ``data``'s train split (twins of our simulator, as ``train-fusion``), its
+    threshold chosen on ``data``'s calib split by the pooled rule; without those splits the
+    new version serves AMAResNet alone, and the message says so.
+    """
+    if base is None:
+        return "trained from scratch: the version serves AMAResNet alone (no fused detector)"
+    meta = read_metadata(base)
+    fusion = meta.fusion_model
+    if fusion is None:
+        return "the base version has no fused detector: the version serves AMAResNet alone"
+    spectral = load_spectral(base, meta) if fusion.uses_spectral else None
+    carried = (spectral, dict(meta.spectral.get("info", {}))) if spectral is not None else None
+    if not fusion.uses_cnn:
+        attach_fusion(trained, fusion, trained, spectral=carried)
+        return (
+            f"the base version's fused detector ({len(fusion.features)} features, threshold "
+            f"{fusion.threshold:.3f}) does not read AMAResNet: carried over unchanged"
+        )
+    from ..data.samples import load_split
+
+    try:
+        train = load_split(data, "train") if data is not None else []
+        calib = load_split(data, "calib") if data is not None else []
+    except ValueError:
+        train, calib = [], []
+    if not train or len({s.label for s in calib}) < 2:
+        return (
+            "the base version's fused detector reads AMAResNet's output and the job's data has "
+            "no train and calib splits to refit it on (`amaqc data build` makes them): the "
+            "version serves AMAResNet alone; refit it with `amaqc train-fusion --checkpoint`"
+        )
+    recipe = fusion.info.get("training", {})
+    # train-fusion's own twins: seed 0, its --coarse share
+    coarse = float(recipe.get("coarse_probability", 0.0))
+    samples, _ = training_slices(train, seed=0, coarse_probability=coarse)
+    predictor = Predictor(trained, detector="cnn")
+    rows = _with_spectral(slice_features(predictor, samples), samples, spectral)
+    labels = np.array([s.label for s in samples])
+    refit = refit_like(rows, labels, fusion)
+    calib_rows = _with_spectral(slice_features(predictor, calib), calib, spectral)
+    rule = pooled_threshold(
+        [s.label for s in calib],
+        refit.probability(calib_rows),
+        [s.info.get("source", s.group) for s in calib],
+    )
+    final = replace(refit, threshold=rule["threshold"], info={**fusion.info, "rule": rule})
+    attach_fusion(trained, final, trained, spectral=carried)
+    return (
+        f"the base version's fused detector refitted on the new AMAResNet ({len(samples)} "
+        f"training slices), threshold {final.threshold:.3f} on the calib split"
+    )
+
+
+def _with_spectral(
+    rows: list[dict[str, float]], samples: Sequence[Sample], net: SpectralModel | None
+) -> list[dict[str, float]]:
+    """``rows`` with the spectral network's logit added where a slice has a spectrum."""
+    if net is None:
+        return rows
+    from model.spectral import spectral_logits, spectrum_or_none
+
+    spectra = [spectrum_or_none(s.pixels) for s in samples]
+    for row, z in zip(rows, spectral_logits(net, spectra), strict=True):
+        if z is not None:
+            row["spectral_logit"] = z
+    return rows
+
+
+def refit_like(
+    rows: Sequence[Mapping[str, float]], labels: np.ndarray, like: FusionModel
+) -> FusionModel:
+    """A model fitted as ``like`` was (its features and ``either`` heads) on other rows."""
+    if like.either:
+        return fit_either(
+            rows,
+            labels,
+            features=list(like.features),
+            either=[h.feature for h in like.either],
+            info=like.info,
+        )
+    return fit_fusion(rows, labels, features=list(like.features), info=like.info)
