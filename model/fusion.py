@@ -227,11 +227,11 @@ class FusionModel:
         head's feature (so intercept + the shares is the model's logit)."""
         x = self.matrix([row])[0]
         out = {n: float(c * v) for n, c, v in zip(self.features, self.coef, x, strict=True)}
-        base = float(self.regression_logits([row])[0])
-        final = float(self.logits([row])[0])
-        if final > base:
-            winner = max(self.either, key=lambda h: float(h.logits([row])[0]))
-            out[winner.feature] = out.get(winner.feature, 0.0) + final - base
+        base = self.intercept + sum(out.values())
+        heads = [(float(h.logits([row])[0]), h.feature) for h in self.either]
+        top, feature = max(heads, default=(base, ""))
+        if top > base:
+            out[feature] = out.get(feature, 0.0) + top - base
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from model.backends import file_digest
 from model.checkpoint import load_spectral
 from model.fusion import SPECTRAL_FEATURES, FusionModel, sigmoid
 from model.iqm import PANEL_VERSION
-from model.spectral import SpectralModel, spectral_logits, spectrum_or_none
+from model.spectral import SpectralModel
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
@@ -31,6 +31,7 @@ from ..evaluate.scoring import source_names, summarise
 from ..fit.fusion import (
     MAX_FALSE_ALARM_RATE,
     VISIBLE_FLOOR,
+    add_spectral_logits,
     attach_fusion,
     fit_either,
     fit_fusion,
@@ -97,17 +98,9 @@ def _add_spectral(
     rows: dict[str, list[dict[str, float]]],
     advance: Callable[[int], None] | None,
 ) -> None:
-    """Add the spectral network's logit (``spectral_logit``) to every feature row that has a
-    spectrum (a blank slice has none and reads the training mean)."""
+    """Add the spectral network's logit to every split's feature rows."""
     for split, samples in sets.items():
-        for start in range(0, len(samples), 64):
-            part = samples[start : start + 64]
-            spectra = [spectrum_or_none(sample.pixels) for sample in part]
-            for i, logit in enumerate(spectral_logits(net, spectra), start=start):
-                if logit is not None:
-                    rows[split][i]["spectral_logit"] = logit
-            if advance is not None:
-                advance(len(part))
+        add_spectral_logits(net, samples, rows[split], advance=advance)
 
 
 def _probs(detector: str, model: FusionModel | None, data: _Set) -> np.ndarray:

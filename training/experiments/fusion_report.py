@@ -8,6 +8,7 @@ from typing import Any, Final
 from model.iqm import IQM_NAMES
 
 from ..fit.spectral import recipe
+from .fusion_experiment import SPECTRAL_DETECTORS
 from .model_card import write_between_markers
 
 __all__ = ["FUSION_END", "FUSION_START", "render_fusion", "write_fusion_section"]
@@ -150,7 +151,7 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     held = summary.get("held_out_kinds", {})
     if held:
         net_held = summary.get("spectral", {}).get("held_out_kinds") or []
-        if summary.get("held_out_variant") not in ("spectral", "all", "spectral_or"):
+        if summary.get("held_out_variant") not in SPECTRAL_DETECTORS:
             network = ""
         elif net_held:
             network = (

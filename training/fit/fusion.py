@@ -34,17 +34,24 @@ from model.fusion import (
     fusion_features,
 )
 from model.iqm import compute_iqms
-from model.spectral import SpectralModel, spectral_description
+from model.spectral import (
+    SpectralModel,
+    spectral_description,
+    spectral_logits,
+    spectrum_or_none,
+)
 
 from ..data.samples import Sample
 from ..evaluate.calibrate import stored_dtype
 from ..evaluate.metrics import clean_only_threshold
+from ..evaluate.scoring import source_names
 from ..simulate.cross_sim import aligned_nrmse
 from ..simulate.evalset import simulated_pairs
 
 __all__ = [
     "MAX_FALSE_ALARM_RATE",
     "VISIBLE_FLOOR",
+    "add_spectral_logits",
     "attach_fusion",
     "carry_fusion",
     "fit_either",
@@ -309,14 +316,12 @@ def carry_fusion(base: Path | None, trained: Path, data: Path | None = None) -> 
     coarse = float(recipe.get("coarse_probability", 0.0))
     samples, _ = training_slices(train, seed=0, coarse_probability=coarse)
     predictor = Predictor(trained, detector="cnn")
-    rows = _with_spectral(slice_features(predictor, samples), samples, spectral)
+    rows = add_spectral_logits(spectral, samples, slice_features(predictor, samples))
     labels = np.array([s.label for s in samples])
     refit = refit_like(rows, labels, fusion)
-    calib_rows = _with_spectral(slice_features(predictor, calib), calib, spectral)
+    calib_rows = add_spectral_logits(spectral, calib, slice_features(predictor, calib))
     rule = pooled_threshold(
-        [s.label for s in calib],
-        refit.probability(calib_rows),
-        [s.info.get("source", s.group) for s in calib],
+        [s.label for s in calib], refit.probability(calib_rows), source_names(calib)
     )
     final = replace(refit, threshold=rule["threshold"], info={**fusion.info, "rule": rule})
     attach_fusion(trained, final, trained, spectral=carried)
@@ -326,18 +331,28 @@ def carry_fusion(base: Path | None, trained: Path, data: Path | None = None) -> 
     )
 
 
-def _with_spectral(
-    rows: list[dict[str, float]], samples: Sequence[Sample], net: SpectralModel | None
+def add_spectral_logits(
+    net: SpectralModel | None,
+    samples: Sequence[Sample],
+    rows: list[dict[str, float]],
+    *,
+    chunk: int = 64,
+    advance: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
-    """``rows`` with the spectral network's logit added where a slice has a spectrum."""
+    """``rows`` (one per sample, changed in place and returned) with the spectral network's
+    logit (``spectral_logit``) added where a slice has a spectrum (a blank slice has none and
+    reads the training mean); ``net`` None leaves them as they are. ``advance(n)`` is called
+    after each chunk (for a progress bar)."""
     if net is None:
         return rows
-    from model.spectral import spectral_logits, spectrum_or_none
-
-    spectra = [spectrum_or_none(s.pixels) for s in samples]
-    for row, z in zip(rows, spectral_logits(net, spectra), strict=True):
-        if z is not None:
-            row["spectral_logit"] = z
+    for start in range(0, len(samples), chunk):
+        part = samples[start : start + chunk]
+        spectra = [spectrum_or_none(sample.pixels) for sample in part]
+        for i, z in enumerate(spectral_logits(net, spectra), start=start):
+            if z is not None:
+                rows[i]["spectral_logit"] = z
+        if advance is not None:
+            advance(len(part))
     return rows
 
 
