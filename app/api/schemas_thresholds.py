@@ -1,9 +1,10 @@
-"""Schemas of the per-scanner / per-protocol thresholds (``/api/v1/thresholds``)."""
+"""Schemas of the per-scanner / per-protocol thresholds (``/api/v1/thresholds``), and the
+active model version's own thresholds they replace."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -43,7 +44,14 @@ class ThresholdPublic(BaseModel):
 class ThresholdsPublic(BaseModel):
     items: list[ThresholdPublic]
     model_threshold: float | None = Field(
-        description="The active model version's own threshold, which applies where no row does"
+        description="The active model version's own threshold, which applies where no row does "
+        "and the series' acquisition family has no threshold of its own (or is unknown)"
+    )
+    model_acquisition_thresholds: dict[Literal["epi", "non_epi"], float] = Field(
+        default_factory=dict,
+        description="The active model version's threshold per acquisition family ('epi': "
+        "echo-planar, 'non_epi': not), which applies to a series of that family where no row "
+        "does; {} when the version has one threshold for all",
     )
 
 

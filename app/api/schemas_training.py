@@ -141,7 +141,14 @@ class ModelVersionDetail(BaseModel):
     id: int
     name: str
     arch: str
-    threshold: float
+    threshold: float = Field(
+        description="the decision threshold for a series whose acquisition family is unknown"
+    )
+    acquisition_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="the threshold for a series of each acquisition family (epi: echo-planar; "
+        "non_epi) where the version has one of its own; {} for one threshold for all",
+    )
     active: bool
     shadow: bool = Field(description="scores new series beside the active version (shadow mode)")
     created_at: datetime
@@ -247,6 +254,7 @@ def version_detail(
         name=version.name,
         arch=version.arch,
         threshold=version.threshold,
+        acquisition_thresholds=version.acquisition_thresholds or {},
         active=version.active,
         shadow=version.shadow,
         created_at=version.created_at,

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from model.acquisition import ACQUISITION_LABELS
+
 from .common import console, fail
 
 app = typer.Typer()
@@ -63,6 +65,11 @@ def info(
             + "".join(f", or {h.feature} alone where higher" for h in fusion.either)
             + " (served by default; --detector cnn for AMAResNet alone)",
         )
+        for family, value in sorted(fusion.acquisition_thresholds.items()):
+            table.add_row(
+                f"threshold for {family}",
+                f"{value:.4f} ({ACQUISITION_LABELS.get(family, family)} series)",
+            )
     if meta.spectral:
         table.add_row("spectral network", spectral_summary(meta.spectral))
     for key, value in sorted(meta.metrics.items()):

@@ -52,10 +52,20 @@ def train_fusion(
             "networks, trained apart, as one ensemble (the mean of their logits)."
         ),
     ] = None,
+    per_acquisition: Annotated[
+        bool,
+        typer.Option(
+            "--per-acquisition/--pooled-only",
+            help="Also choose a threshold per acquisition family (echo-planar or not) by the "
+            "same rule on that family's calib slices; a series whose family is unknown keeps "
+            "the pooled one.",
+        ),
+    ] = True,
 ) -> None:
     """Fit the fused detector (logistic regression over AMAResNet's output and the IQM panel)
     on the train split, choose its threshold on the pooled calib split (<= 5 % false alarms on
-    every clean source), and score it beside AMAResNet alone and the IQM panel alone.
+    every clean source) and one per acquisition family (echo-planar or not), and score it
+    beside AMAResNet alone and the IQM panel alone.
 
     Writes OUT/amaqc-fused.safetensors (the same weights, the fusion model in its metadata),
     OUT/summary.json and OUT/roc-<split>.png. Features are cached in OUT/features.json, so a
@@ -76,6 +86,7 @@ def train_fusion(
                 variants=variants,
                 coarse_probability=coarse,
                 spectral=spectral or (),
+                per_acquisition=per_acquisition,
                 progress=progress,
             )
         except (ValueError, FileNotFoundError) as exc:
@@ -88,10 +99,16 @@ def train_fusion(
             m = result[split].get("moderate_and_severe") or result[split]["metrics"]
             auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
             cells.append(f"{auc} / {m['f1']:.3f}")
-        table.add_row(name, f"{result['threshold']['threshold']:.3f}", *cells)
+        cut = f"{result['threshold']['threshold']:.3f}"
+        cut += "".join(
+            f"\n{family} {rule['threshold']:.3f}"
+            for family, rule in result.get("acquisition_thresholds", {}).items()
+        )
+        table.add_row(name, cut, *cells)
     console.print(table)
+    where = "its family's threshold" if per_acquisition else "each detector's pooled threshold"
     console.print(
-        f"moderate + severe artifacts, F1 at each detector's pooled threshold; wrote "
+        f"moderate + severe artifacts, F1 at {where}; wrote "
         f"{out / 'amaqc-fused.safetensors'} and {out / 'summary.json'}"
     )
 

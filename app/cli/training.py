@@ -460,13 +460,26 @@ def predict(
             "the checkpoint carries a fusion model."
         ),
     ] = "auto",
+    acquisition: Annotated[
+        str,
+        typer.Option(
+            help="The images' acquisition family, for the fused detector's threshold: epi "
+            "(echo-planar: diffusion, fMRI), non_epi, or auto: each DICOM file's own header "
+            "(other formats: unknown, the pooled threshold)."
+        ),
+    ] = "auto",
 ) -> None:
     """Score images and write one CSV line per slice (label 1 = artifact).
 
     Reads DICOM, PNG (8/16-bit), JPEG, NIfTI and .npy; unreadable files are skipped and counted.
     """
+    from model.acquisition import validate
     from training.evaluate import predict_path
 
+    try:
+        family = None if acquisition == "auto" else validate(acquisition)
+    except ValueError as exc:
+        raise fail(f"--acquisition: {exc} (or auto)") from None
     predictor = _predictor(checkpoint, device, detector)
     with progress_bar() as progress:
         task = progress.add_task("predicting", total=None, info="")
@@ -475,6 +488,7 @@ def predict(
                 path,
                 predictor,
                 output,
+                acquisition=family,
                 on_file=lambda f, n: progress.update(task, total=n, advance=1, info=f.name[-30:]),
             )
         except FileNotFoundError as exc:

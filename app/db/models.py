@@ -129,6 +129,11 @@ class Series(Base):
     manufacturer_model: Mapped[str | None] = mapped_column(String(200))
     #: AcquisitionDateTime (or date + time) as ISO text in the scanner's local time (no zone)
     acquired_at: Mapped[str | None] = mapped_column(String(32))
+    #: the acquisition family (``model.acquisition``: ``epi`` or ``non_epi``) from the DICOM
+    #: header, else from the upload's ``protocol`` or the series' names; null when nothing says
+    #: (and before 0014). It picks the model version's threshold for the family
+    #: (:attr:`ModelVersion.acquisition_thresholds`)
+    acquisition: Mapped[str | None] = mapped_column(String(20))
 
     instances: Mapped[list[Instance]] = relationship(
         back_populates="series", order_by="Instance.id", lazy="raise"
@@ -197,6 +202,11 @@ class ModelVersion(Base):
     arch: Mapped[str] = mapped_column(String(100))
     threshold: Mapped[float] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the served detector's threshold per acquisition family (``model.acquisition`` name ->
+    #: value), from the checkpoint's fused detector; each replaces ``threshold`` for the series
+    #: of its family, ``threshold`` stays the one for a series of unknown family. Null or {}:
+    #: one threshold for all (a checkpoint without them, or a row before 0014)
+    acquisition_thresholds: Mapped[dict[str, Any] | None]
     active: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -306,15 +316,17 @@ class SeriesVerdict(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: where ``threshold`` came from: one of :data:`THRESHOLD_SOURCES` (null before revision
     #: 0010), and the scanner and protocol of the :class:`Threshold` row that applied, as
-    #: they were then ("" for any; null with ``model``)
+    #: they were then ("" for any; null with ``acquisition`` and ``model``)
     threshold_source: Mapped[str | None] = mapped_column(String(20))
     threshold_scanner: Mapped[str | None] = mapped_column(String(200))
     threshold_protocol: Mapped[str | None] = mapped_column(String(200))
 
 
 #: a verdict's threshold source, most specific first: a :class:`Threshold` row for the
-#: series' scanner and protocol, for its protocol, for its scanner, else the model version's own
-THRESHOLD_SOURCES = ("scanner+protocol", "protocol", "scanner", "model")
+#: series' scanner and protocol, for its protocol, for its scanner, else the model version's
+#: threshold for the series' acquisition family (:attr:`Series.acquisition`), else the model
+#: version's own
+THRESHOLD_SOURCES = ("scanner+protocol", "protocol", "scanner", "acquisition", "model")
 #: how a :class:`Threshold` row was set
 THRESHOLD_ORIGINS = ("admin", "calibrate")
 

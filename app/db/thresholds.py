@@ -2,7 +2,11 @@
 
 A :class:`~app.db.models.Threshold` names a scanner, a protocol, or both ("" for any). The
 worker compares a series' slice probabilities with the most specific row that matches it,
-scanner + protocol > protocol > scanner, else with the active model version's own threshold.
+scanner + protocol > protocol > scanner, else with the model version's threshold for the
+series' acquisition family (``acquisition``: echo-planar or not, ``model/acquisition.py``)
+where the version has one and the series' family is known, else with the version's own
+(``model``). A site's row still wins over the family's: it was set for that site's series, the
+family's on the model's validation slices.
 
 Names are matched after :func:`normalise` (case, ``_`` / ``-`` and runs of spaces ignored).
 A series answers to several names, tried in this order (the first that a row names wins within
@@ -60,7 +64,7 @@ class Applied:
 
     value: float
     source: str  # one of app.db.models.THRESHOLD_SOURCES
-    scanner: str | None = None  # the row's scanner ("" for any); None for "model"
+    scanner: str | None = None  # the row's scanner ("" for any); None for the model's
     protocol: str | None = None
 
     def columns(self) -> dict[str, Any]:
@@ -73,8 +77,20 @@ class Applied:
         }
 
 
+def model_threshold(series: Series, version: ModelVersion) -> Applied:
+    """``version``'s threshold for ``series`` without the site's rows: the one for the series'
+    acquisition family where the version has it (source ``acquisition``), else the version's
+    own (``model``: also for a series of unknown family). The version in shadow mode is judged
+    on this alone, as it was chosen."""
+    by_family = version.acquisition_thresholds or {}
+    if series.acquisition is not None and series.acquisition in by_family:
+        return Applied(float(by_family[series.acquisition]), "acquisition")
+    return Applied(float(version.threshold), "model")
+
+
 def applicable(session: Session, series: Series, version: ModelVersion) -> Applied:
-    """The most specific threshold row for ``series``, else ``version``'s own threshold."""
+    """The most specific threshold row for ``series``, else ``version``'s threshold for it
+    (:func:`model_threshold`)."""
     scanners, protocols = scanner_names(series), protocol_names(series)
     best: tuple[tuple[int, int, int], Threshold] | None = None
     for row in session.scalars(select(Threshold)):
@@ -91,7 +107,7 @@ def applicable(session: Session, series: Series, version: ModelVersion) -> Appli
         if best is None or rank < best[0]:
             best = (rank, row)
     if best is None:
-        return Applied(float(version.threshold), "model")
+        return model_threshold(series, version)
     row = best[1]
     source = ("scanner+protocol", "protocol", "scanner")[best[0][0]]
     return Applied(float(row.value), source, row.scanner, row.protocol)

@@ -4,6 +4,14 @@ is created, shown to radiographer and admin roles only, never logged.
 
 Files without a DICOM header (PNG, JPEG, NIfTI) carry no context; a study keeps the first
 values it was given (a later series of the same study fills only what is still empty).
+
+The series' acquisition family (``model.acquisition``; it picks the model's threshold for the
+family, ``app/db/thresholds.py``) comes from the header where there is one, and from the names
+the series carries: an upload's ``protocol`` form field (also beside a header: a word such as
+``ep2d`` or ``bold`` says echo-planar there as in a header's names, and a name never says "not
+echo-planar") or, without a header, a series description the file gave. Every path that creates
+a series (``/series``, ``/slices``, STOW-RS, the C-STORE listener) comes through
+:func:`fill_context`.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Series, Study
 from app.dicom_header import HeaderContext, header_context
+from model.acquisition import EPI, from_names
 
 from .decode import DecodedFile
 
@@ -47,9 +56,13 @@ def fill_context(
 ) -> None:
     """Write the header context of ``files`` on a new ``series`` and on its study (fields the
     study already has are kept). The scanner is named from the header (ManufacturerModelName,
-    else StationName, else Manufacturer) unless the upload's form named it (``scanner_given``)."""
+    else StationName, else Manufacturer) unless the upload's form named it (``scanner_given``).
+    ``series.protocol`` (the form's ``protocol``, else the first file's series description) is
+    read as one of the names that may say the series is echo-planar."""
     context = first_header(files)
+    series.acquisition = acquisition_of(context, series.protocol)
     if context is None:
+        session.flush()
         return
     for name in _SERIES_FIELDS:
         setattr(series, name, getattr(context, name))
@@ -61,3 +74,13 @@ def fill_context(
             if getattr(study, name) is None:
                 setattr(study, name, getattr(context, name))
     session.flush()
+
+
+def acquisition_of(context: HeaderContext | None, protocol: str | None) -> str | None:
+    """The acquisition family of a new series: the header's when it says echo-planar; else
+    echo-planar when ``protocol`` names it (``model.acquisition.from_names``); else the
+    header's (``non_epi`` or None). The header's names were read by ``from_header`` already."""
+    header_says = context.acquisition if context is not None else None
+    if header_says == EPI:
+        return EPI
+    return from_names(protocol) or header_says

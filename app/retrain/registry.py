@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from app import storage
 from app.db import repo, repo_training
 from app.db.models import ModelActivation, ModelVersion
-from app.model_versions import CheckpointUnusable, checkpoint_metadata, served_threshold
+from app.model_versions import (
+    CheckpointUnusable,
+    checkpoint_metadata,
+    served_acquisition_thresholds,
+    served_threshold,
+)
 
 
 class ActivationRefused(Exception):
@@ -159,6 +164,7 @@ def register_trained(
             sha256=sha,
             arch=str(meta["arch"]),
             threshold=served_threshold(meta),
+            acquisition_thresholds=served_acquisition_thresholds(meta),
             metrics=dict(meta.get("metrics") or {}),
             parent_id=parent_id,
             data_summary=data_summary,

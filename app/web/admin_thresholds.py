@@ -1,5 +1,6 @@
 """The admin page of per-scanner / per-protocol thresholds (``/admin/thresholds``): the rows,
-the active model version's own threshold, a form that sets one and a remove button per row.
+the active model version's own thresholds (per acquisition family where it has them), a form
+that sets one and a remove button per row.
 
 Plain form posts carrying the page's CSRF token, through the same ``app.db.thresholds``
 functions as ``/api/v1/thresholds``; a refused value shows the page again with the reason.
@@ -16,8 +17,11 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import SessionDep
 from app.db import repo, thresholds
+from app.db.models import ModelVersion
+from model.acquisition import ACQUISITIONS
 
 from .deps import AdminDep, WebForbidden, WebUser, render
+from .verdict_words import FAMILY_WORDS
 
 router = APIRouter(prefix="/thresholds", include_in_schema=False)
 
@@ -63,6 +67,21 @@ def _rows(session: Session) -> list[dict[str, Any]]:
     return out
 
 
+def _families(version: ModelVersion | None) -> list[dict[str, str]]:
+    """The model version's threshold per acquisition family, as the page names them: ``for
+    echo-planar series`` and the value, in the order of ``model.acquisition.ACQUISITIONS``."""
+    found = (version.acquisition_thresholds or {}) if version is not None else {}
+    return [
+        {
+            "name": name,
+            "words": f"for {FAMILY_WORDS[name]} series",
+            "value": f"{float(found[name]):.4g}",
+        }
+        for name in ACQUISITIONS
+        if name in found
+    ]
+
+
 def _page(
     request: Request,
     user: WebUser,
@@ -79,6 +98,7 @@ def _page(
         code,
         rows=_rows(session),
         version=version,
+        families=_families(version),
         error=error,
         values=values or {},
     )

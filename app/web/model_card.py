@@ -18,6 +18,7 @@ from typing import Any
 
 from app.db.models import ModelVersion
 from app.model_versions import CheckpointUnusable, checkpoint_metadata
+from model.acquisition import ACQUISITION_LABELS
 
 #: the held-out metrics of a split, in the table's order, and how the table names them
 METRIC_COLUMNS = (
@@ -186,6 +187,13 @@ def _threshold(version: ModelVersion, meta: Mapping[str, Any]) -> dict[str, Any]
             facts.append(("F1 there", _number(rule["f1"])))
         if isinstance(rule.get("oracle_f1"), int | float):
             facts.append(("best F1 without the bound", _number(rule["oracle_f1"])))
+        families = _dict(fusion.get("acquisition_thresholds"))
+        for family, value in sorted(families.items()):
+            if isinstance(value, int | float):
+                label = ACQUISITION_LABELS.get(str(family), str(family))
+                facts.append((f"threshold for {label} series", _number(value)))
+        if families:
+            facts.append(("a series of unknown acquisition", "the threshold above"))
         if isinstance(meta.get("threshold"), int | float):
             facts.append(("AMAResNet's own threshold", _number(meta["threshold"])))
     elif config:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import SeriesRule
+from model.acquisition import EPI, NON_EPI
 
 TIPS = {
     "probability": "The model's estimate (0 to 1) that the series shows an artifact: the slice "
@@ -14,8 +15,9 @@ TIPS = {
     "flagged": "Slices whose probability is at or above the threshold. Slice numbers are the "
     "DICOM InstanceNumber (the position in the series where a slice has none).",
     "threshold": "A slice at or above this probability is flagged. It is the model version's own "
-    "(chosen on its validation images) unless an admin set one for the series' scanner or "
-    "protocol (Admin, Thresholds): then it says which.",
+    "(chosen on its validation images; where the version has one per acquisition family, the "
+    "one for the series' family: echo-planar or not) unless an admin set one for the series' "
+    "scanner or protocol (Admin, Thresholds): then it says which.",
     "model": "The model version that scored this series, and its network.",
     "any": "Rule 'any': one flagged slice makes the series an artifact.",
     "count": "Rule 'count:k': the series is an artifact when at least k slices are flagged.",
@@ -68,12 +70,22 @@ def explain(verdict: dict[str, Any] | None, slices: list[dict[str, Any]]) -> dic
     }
 
 
-def threshold_for(verdict: Any) -> str:
+#: a family as the verdict line names it (``model.acquisition.ACQUISITION_LABELS`` in full
+#: is the tooltip's)
+FAMILY_WORDS = {EPI: "echo-planar", NON_EPI: "non-echo-planar"}
+
+
+def threshold_for(verdict: Any, acquisition: str | None = None) -> str:
     """``set for scanner mr east 1, protocol t1 mprage`` when a per-scanner / per-protocol
-    threshold decided the series verdict (a :class:`~app.db.models.SeriesVerdict`); "" when
-    the model version's own did (or the verdict predates thresholds)."""
+    threshold decided the series verdict (a :class:`~app.db.models.SeriesVerdict`); ``the
+    model's threshold for echo-planar series`` when the model version's threshold for the
+    series' acquisition family did (``acquisition``: the series'); "" when the model version's
+    own did (or the verdict predates thresholds)."""
     if verdict.threshold_source in (None, "model"):
         return ""
+    if verdict.threshold_source == "acquisition":
+        family = FAMILY_WORDS.get(acquisition or "", "this acquisition family's")
+        return f"the model's threshold for {family} series"
     named = [
         f"{what} {name}"
         for what, name in (

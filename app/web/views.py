@@ -13,6 +13,7 @@ from app.api.schemas_context import series_context
 from app.db import repo, reviews
 from app.db.models import Review, Series, Study
 from app.web.quality import quality_rows
+from model.acquisition import ACQUISITION_LABELS
 
 from .verdict_words import explain, slice_name, threshold_for
 
@@ -43,8 +44,9 @@ def context_view(
     series: Series, study: Study | None, *, role: str, hide_names: bool
 ) -> dict[str, Any] | None:
     """The patient and study context as the pages show it (None for a role that may not see
-    it): the API's fields, plus ``scanner_detail`` (make, model and station) and
-    ``acquired_text`` (the scanner's local time, as the header gives it)."""
+    it): the API's fields, plus ``scanner_detail`` (make, model and station),
+    ``acquired_text`` (the scanner's local time, as the header gives it) and
+    ``acquisition_text`` (the series' acquisition family in words; None when unknown)."""
     context = series_context(series, study, role=role, hide_names=hide_names)
     if context is None:
         return None
@@ -54,6 +56,7 @@ def context_view(
         **context.model_dump(),
         "scanner_detail": " · ".join(p for p in (make, station) if p),
         "acquired_text": context.acquired_at.replace("T", " ") if context.acquired_at else None,
+        "acquisition_text": ACQUISITION_LABELS.get(series.acquisition or ""),
     }
 
 
@@ -123,7 +126,7 @@ def series_data(
             "label": label_name(verdict.label),
             "probability": verdict.probability,
             "threshold": verdict.threshold,
-            "threshold_for": threshold_for(verdict),
+            "threshold_for": threshold_for(verdict, series.acquisition),
             "rule": verdict.rule,
             "flagged": list(verdict.flagged),
         }

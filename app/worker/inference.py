@@ -7,7 +7,9 @@ constraints back that up), so a redelivered job writes nothing twice.
 
 Shadow mode: once the active version's verdicts are committed, the version in shadow (if one
 is) scores the same slices with its own cached Predictor and writes *shadow* rows, which no
-user-facing read returns. Whatever goes wrong there is logged and changes nothing else.
+user-facing read returns, at its own threshold for the series' acquisition family
+(:func:`app.db.thresholds.model_threshold`: the site's rows were set for the active version).
+Whatever goes wrong there is logged and changes nothing else.
 """
 
 from __future__ import annotations
@@ -230,6 +232,7 @@ def _shadow(settings: Settings, series_id: int) -> str:
         series = repo.get_series(session, series_id)
         if version is None or series is None:
             return "no shadow"
+        applied = thresholds.model_threshold(series, version)
         instances = repo.series_instances(session, series_id)
         scored = repo.instance_verdicts(session, [i.id for i in instances], version.id, shadow=True)
         todo = [i for i in instances if i.id not in scored]
@@ -237,7 +240,13 @@ def _shadow(settings: Settings, series_id: int) -> str:
         predictor = predictor_for(version, _shadow_loaded, settings=settings)
         predictions = predictor.predict(load_pixels(settings, todo))
         _write_instance_verdicts(
-            settings, version, todo, predictions, shadow=True, inference=ran_on(predictor)
+            settings,
+            version,
+            todo,
+            predictions,
+            shadow=True,
+            inference=ran_on(predictor),
+            applied=applied,
         )
     with session_scope(settings.database_url) as session:
         series = repo.get_series(session, series_id)
@@ -248,8 +257,9 @@ def _shadow(settings: Settings, series_id: int) -> str:
             session, [i.id for i in instances], version.id, shadow=True
         )
         values = series_verdict_values(
-            {i: v.probability for i, v in verdicts.items()}, version.threshold, settings.rule
+            {i: v.probability for i, v in verdicts.items()}, applied.value, settings.rule
         )
+        values.update(applied.columns())
         repo.put_series_verdict(
             session,
             {"series_id": series_id, "model_version_id": version.id, "shadow": True, **values},

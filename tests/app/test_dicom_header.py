@@ -69,3 +69,42 @@ def test_the_acquisition_time_is_read_as_the_header_gives_it(
 
     ds = pydicom.dcmread(_saved(tmp_path, **tags))
     assert header_context(ds).acquired_at == acquired
+
+
+def _header(**tags: object) -> object:
+    ds = dicom_dataset(series_uid="1.2.22.80")
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("tags", "family"),
+    [
+        ({"ScanningSequence": "EP"}, "epi"),
+        ({"ScanningSequence": ["SE", "EP"]}, "epi"),  # a spin-echo EPI (diffusion)
+        ({"ScanningSequence": "SE"}, "non_epi"),
+        ({"ScanningSequence": ["GR", "IR"]}, "non_epi"),  # an MPRAGE
+        ({"EchoPlanarPulseSequence": "YES"}, "epi"),  # enhanced MR
+        ({"EchoPlanarPulseSequence": "NO"}, "non_epi"),
+        ({"ImageType": ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]}, "epi"),
+        ({}, None),  # nothing says: the model's pooled threshold
+        ({"ScanningSequence": "SE", "ProtocolName": "ep2d_diff"}, "epi"),  # a name wins over SE
+        ({"ProtocolName": "T1 epilepsy"}, None),  # a whole word only; no word says "not EPI"
+        ({"ScanningSequence": "SE", "SeriesDescription": "T1 epilepsy"}, "non_epi"),
+        ({"SequenceName": "*epfid2d1_64"}, "epi"),  # Siemens' BOLD readout
+    ],
+)
+def test_the_acquisition_family_is_read_from_the_header(
+    tags: dict[str, object], family: str | None
+) -> None:
+    assert header_context(_header(**tags)).acquisition == family
+
+
+def test_a_saved_and_reread_header_keeps_its_family(tmp_path: Path) -> None:
+    import pydicom
+
+    path = _saved(tmp_path, ScanningSequence=["SE", "EP"], SequenceVariant="SK")
+    assert header_context(pydicom.dcmread(path, stop_before_pixels=True)).acquisition == "epi"
+    plain = _saved(tmp_path, ScanningSequence=["GR", "IR"])
+    assert header_context(pydicom.dcmread(plain, stop_before_pixels=True)).acquisition == "non_epi"

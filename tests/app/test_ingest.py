@@ -167,3 +167,85 @@ def test_a_resent_slice_answers_the_id_of_the_instance_already_stored(
 def test_the_api_process_never_imports_torch() -> None:
     code = "import sys, app.api.main; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --- the acquisition family (model/acquisition.py) -----------------------------------------
+
+
+def _acquisition(client: TestClient, headers: dict[str, str], series_id: int) -> str | None:
+    body = client.get(f"/api/v1/series/{series_id}", headers=headers).json()
+    return body["acquisition"]  # type: ignore[no-any-return]
+
+
+def _nifti_bytes() -> bytes:
+    import nibabel as nib
+    import numpy as np
+
+    from tests.utils.images import phantom
+
+    volume = np.stack([phantom(64, seed=s) for s in (5, 6)], axis=-1)
+    return bytes(nib.Nifti1Image((volume * 1000).astype(np.int16), np.eye(4)).to_bytes())
+
+
+def test_a_dicom_series_is_filed_under_the_family_its_header_names(
+    client: TestClient, settings: Settings, scanner: dict[str, str]
+) -> None:
+    from tests.utils.protocols import header_dicom, upload
+
+    epi = upload(client, scanner, header_dicom("1.2.3.50.1", protocol="dti", ScanningSequence="EP"))
+    mprage = header_dicom("1.2.3.50.2", protocol="t1_mprage", ScanningSequence=["GR", "IR"])
+    plain = header_dicom("1.2.3.50.3", protocol="t1_mprage")  # no sequence tags, no EPI word
+    assert _acquisition(client, scanner, epi) == "epi"
+    assert _acquisition(client, scanner, upload(client, scanner, mprage)) == "non_epi"
+    assert _acquisition(client, scanner, upload(client, scanner, plain)) is None
+    with session_scope(settings.database_url) as session:
+        assert session.get(Series, epi).acquisition == "epi"  # type: ignore[union-attr]
+
+
+def test_an_upload_without_a_header_takes_its_family_from_the_protocol_field(
+    client: TestClient, scanner: dict[str, str]
+) -> None:
+    nifti = [("files", ("run.nii.gz", _nifti_bytes(), "application/octet-stream"))]
+    png = [("files", ("a.png", png_bytes(), "image/png"))]
+    found = {}
+    for name, files, form in [
+        ("bold", nifti, {"protocol": "ep2d_bold"}),
+        ("no protocol", nifti, {}),
+        ("t1", png, {"protocol": "T1 epilepsy"}),  # "epilepsy" is no EPI word
+        ("png dwi", png, {"protocol": "DWI b1000"}),
+    ]:
+        r = client.post("/api/v1/series", files=files, data=form, headers=scanner)
+        assert r.status_code == 202, r.text
+        found[name] = _acquisition(client, scanner, r.json()["series_id"])
+    assert found == {"bold": "epi", "no protocol": None, "t1": None, "png dwi": "epi"}
+
+
+def test_an_epi_word_in_the_protocol_field_beats_a_spin_echo_header(
+    client: TestClient, scanner: dict[str, str]
+) -> None:
+    """Some vendors write Scanning Sequence SE alone for a spin-echo EPI: the form's protocol
+    is a name the series carries, as the header's ProtocolName is."""
+    from tests.utils.protocols import header_dicom
+
+    data = header_dicom("1.2.3.52.1", protocol="localizer", ScanningSequence="SE")
+    files = [("files", ("a.dcm", data, "application/dicom"))]
+    r = client.post("/api/v1/series", files=files, data={"protocol": "ep2d_diff"}, headers=scanner)
+    assert r.status_code == 202, r.text
+    assert _acquisition(client, scanner, r.json()["series_id"]) == "epi"
+    again = header_dicom("1.2.3.52.2", protocol="localizer", ScanningSequence="SE")
+    files = [("files", ("a.dcm", again, "application/dicom"))]
+    r = client.post("/api/v1/series", files=files, data={"protocol": "t2 tse"}, headers=scanner)
+    assert _acquisition(client, scanner, r.json()["series_id"]) == "non_epi"
+
+
+def test_a_stow_rs_series_is_filed_under_its_family(
+    client: TestClient, scanner: dict[str, str]
+) -> None:
+    from tests.utils.dicomweb import STUDIES, stow_body, stow_headers
+    from tests.utils.protocols import header_dicom
+
+    parts = [header_dicom("1.2.3.53.1", protocol="resting state", EchoPlanarPulseSequence="YES")]
+    r = client.post(STUDIES, content=stow_body(parts), headers=stow_headers(scanner))
+    assert r.status_code == 200, r.text
+    url = r.json()["00081199"]["Value"][0]["00091001"]["Value"][0]
+    assert client.get(url, headers=scanner).json()["acquisition"] == "epi"

@@ -3,11 +3,14 @@ a real PostgreSQL (a throwaway database on 127.0.0.1:5432)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from app.migrate import check, downgrade, upgrade
+from tests.app.conftest import pg_database
 
 TABLES = {
     "api_key",
@@ -61,3 +64,55 @@ def test_upgrade_downgrade_upgrade_on_postgresql(pg_url: str) -> None:
     assert _tables(pg_url) == set()
     upgrade(pg_url)
     assert _tables(pg_url) == TABLES
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0014_adds_the_acquisition_family_and_keeps_older_rows(
+    tmp_path: Path, backend: str
+) -> None:
+    """Rows from before 0014 get null (family unknown; one threshold for all), and a
+    downgrade drops only the two columns."""
+    with ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path}/a.db"
+            if backend == "sqlite"
+            else stack.enter_context(pg_database())
+        )
+        upgrade(url, "0013")
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO series (series_uid, status, complete, attempts, "
+                    "received_at, last_instance_at) VALUES ('1.2.3', 'done', true, 0, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO model_version (name, checkpoint_path, sha256, arch, "
+                    "threshold, metrics, active, shadow, created_at) VALUES ('v', "
+                    "'x', 'abc', 'resnet18', 0.5, '{}', true, false, "
+                    "CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT acquisition FROM series")).all() == [(None,)]
+            found = conn.execute(text("SELECT acquisition_thresholds FROM model_version")).all()
+            assert found == [(None,)]
+        downgrade(url, "0013")
+        assert "acquisition" not in _columns(url, "series")
+        assert "acquisition_thresholds" not in _columns(url, "model_version")
+        assert "threshold" in _columns(url, "model_version")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT series_uid FROM series")).all() == [("1.2.3",)]

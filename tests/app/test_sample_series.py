@@ -87,6 +87,39 @@ def test_the_service_accepts_and_scores_the_sample(
     body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
     assert body["status"] == "done" and len(body["instances"]) == 3
     assert body["protocol"] == "T1 axial, clean"
+    assert body["acquisition"] == "non_epi"  # an MPRAGE's GR\IR: not echo-planar
+
+
+@pytest.mark.parametrize(
+    ("source", "scanning", "family"),
+    [("mriqc_0042", ["GR", "IR"], "non_epi"), ("nibabel_epi", ["EP"], "epi")],
+)
+def test_a_sample_names_the_sequence_of_its_sources_contrast(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient,
+    scanner: dict[str, str],
+    source: str,
+    scanning: list[str],
+    family: str,
+) -> None:
+    """The service files the sample under the acquisition family a scanner's series of that
+    contrast would get (the slices: phantoms, whatever the source)."""
+    import app.sample_series as sample
+
+    def phantoms(cache: Path, name: str, plane: str, count: int, **_: object) -> tuple:
+        return [phantom(64, seed=i) for i in range(count)], f"{name} {plane} slices"
+
+    monkeypatch.setattr(sample, "pick_slices", phantoms)
+    series = write_sample_series(tmp_path / "out", source=source, count=2)
+    header = pydicom.dcmread(series.files[0], stop_before_pixels=True)
+    value = header.ScanningSequence
+    assert (list(value) if isinstance(value, pydicom.multival.MultiValue) else [value]) == scanning
+    assert header.SequenceVariant and "ScanOptions" in header
+    files = [("files", (p.name, p.read_bytes(), "application/dicom")) for p in series.files]
+    series_id = client.post("/api/v1/series", files=files, headers=scanner).json()["series_id"]
+    body = client.get(f"/api/v1/series/{series_id}", headers=scanner).json()
+    assert body["acquisition"] == family
 
 
 def test_the_command_writes_the_series_and_prints_how_to_send_it(tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ def test_a_missing_feature_reads_as_its_training_mean() -> None:
         ({"features": ("cnn_logit", "iqm_gsr_rows", "iqm_nope")}, "unknown feature"),
         ({"mean": (0.0, float("nan"), 1.0)}, "non-finite"),
         ({"threshold": 1.5}, "threshold must be in"),
+        ({"acquisition_thresholds": {"t2": 0.5}}, "unknown acquisition family 't2'"),
+        ({"acquisition_thresholds": {"epi": 1.2}}, "the epi threshold must be in"),
     ],
 )
 def test_a_malformed_fusion_model_is_refused_by_name(change: dict, message: str) -> None:
@@ -193,3 +195,31 @@ def test_a_blank_slice_gets_a_verdict_without_the_panel(fused_checkpoint: Path) 
     pred = Predictor(fused_checkpoint, device="cpu").predict(np.zeros((64, 64)))[0]
     assert pred.iqms is None
     assert 0.0 <= pred.probability <= 1.0
+
+
+def test_a_threshold_per_acquisition_family_round_trips_and_falls_back_to_the_pooled_one(
+    tmp_path: Path,
+) -> None:
+    per_family = _fusion(threshold=0.92, acquisition_thresholds={"epi": 0.92, "non_epi": 0.84})
+    assert per_family.to_dict()["acquisition_thresholds"] == {"epi": 0.92, "non_epi": 0.84}
+    assert "acquisition_thresholds" not in _fusion().to_dict()  # written as before without
+    assert FusionModel.from_dict(per_family.to_dict()) == per_family
+    assert per_family.threshold_for("non_epi") == 0.84
+    assert per_family.threshold_for("epi") == 0.92
+    assert per_family.threshold_for(None) == 0.92  # family unknown: the pooled threshold
+    only_epi = _fusion(threshold=0.9, acquisition_thresholds={"epi": 0.95})
+    assert only_epi.threshold_for("non_epi") == 0.9  # a family without its own: pooled
+    meta = CheckpointMeta(
+        arch="amaresnet18",
+        arch_config={"pyramid_width": 16},
+        patch_size=32,
+        patch_stride=32,
+        fusion=per_family.to_dict(),
+    )
+    path = save_checkpoint(
+        tmp_path / "a.safetensors", build_model("amaresnet18", pyramid_width=16), meta
+    )
+    predictor = Predictor(path, device="cpu")
+    assert predictor.threshold == 0.92
+    assert predictor.threshold_for("non_epi") == 0.84
+    assert Predictor(path, device="cpu", detector="cnn").threshold_for("non_epi") == 0.5

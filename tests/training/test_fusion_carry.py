@@ -102,12 +102,32 @@ def test_a_fused_detector_that_reads_amaresnet_is_refitted_on_the_jobs_data(
     assert refit.features == _reads_cnn().features
     assert refit.coef != _reads_cnn().coef  # fitted, not copied
     assert 0.0 <= refit.threshold <= 1.0 and refit.info["rule"]["threshold"] == refit.threshold
+    assert refit.acquisition_thresholds == {}  # the base had none
     assert load_spectral(trained) is not None
     # without train and calib splits it cannot be refitted: AMAResNet alone, and said so
     other = _trained(tmp_path / "other.safetensors")
     note = carry_fusion(base, other, tmp_path / "nowhere")
     assert "serves AMAResNet alone" in note and "train-fusion" in note
     assert read_metadata(other).fusion_model is None
+
+
+def test_a_refit_rechooses_the_thresholds_per_family_its_base_had(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    base = spectral_checkpoint_file(tmp_path / "base.safetensors")
+    model, meta = load_checkpoint(base)
+    per_family = replace(_reads_cnn(), acquisition_thresholds={"epi": 0.9, "non_epi": 0.2})
+    meta.fusion = per_family.to_dict()
+    save_checkpoint(base, model, meta, spectral=load_spectral(base))
+    trained = _trained(tmp_path / "trained.safetensors")
+    note = carry_fusion(base, trained, _data_with_calib(tmp_path / "ds"))
+    refit = read_metadata(trained).fusion_model
+    assert refit is not None
+    # re-chosen, never copied: the job's calib (6 clean phantoms of one source) is too small
+    # for a threshold of its own, so the refit serves its pooled one for every series
+    assert refit.acquisition_thresholds == {} and refit.info["acquisition_rules"] == {}
+    assert refit.threshold_for("non_epi") == refit.threshold == refit.info["rule"]["threshold"]
+    assert "non_epi" not in note
 
 
 @pytest.mark.parametrize("members", [1, 3])

@@ -305,3 +305,91 @@ def test_a_kind_held_out_is_refitted_the_way_the_served_model_was() -> None:
     assert [h.feature for h in refit.either] == ["spectral_logit"]
     assert refit.features == either.features
     assert not _fit(rows, y, fit_fusion(rows, y, features=names)).either
+
+
+def _two_families(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Echo-planar clean slices that score high (its baseline) next to anatomical ones that
+    score low; each family's artifacts score above its own clean slices."""
+    rng = np.random.default_rng(seed)
+    parts = [  # (n, label, source, family, centre)
+        (50, 0, "t1", "non_epi", 0.10),
+        (50, 0, "t1b", "non_epi", 0.10),
+        (100, 1, "t1", "non_epi", 0.60),
+        (50, 0, "dwi", "epi", 0.70),
+        (50, 0, "dwib", "epi", 0.70),
+        (100, 1, "dwi", "epi", 0.95),
+    ]
+    probs, labels, sources, families = [], [], [], []
+    for n, label, source, family, centre in parts:
+        probs += np.clip(rng.normal(centre, 0.05, n), 0, 1).tolist()
+        labels += [label] * n
+        sources += [source] * n
+        families += [family] * n
+    return np.array(labels), np.array(probs), np.array(sources), np.array(families)
+
+
+def test_each_acquisition_family_gets_the_pooled_rule_on_its_own_slices() -> None:
+    from training.fit.fusion import acquisition_thresholds
+
+    labels, probs, sources, families = _two_families()
+    pooled = pooled_threshold(labels, probs, sources)
+    rules = acquisition_thresholds(labels, probs, sources, families)
+    assert set(rules) == {"epi", "non_epi"}
+    # the echo-planar clean slices hold the pooled threshold up; the anatomical one drops
+    assert rules["non_epi"]["threshold"] < pooled["threshold"] - 0.2
+    for family, rule in rules.items():
+        clean = (labels == 0) & (families == family)
+        assert (probs[clean] >= rule["threshold"]).mean() <= 0.05  # the bound still holds
+    t1_artifacts = (labels == 1) & (families == "non_epi")
+    assert (probs[t1_artifacts] >= rules["non_epi"]["threshold"]).mean() > 0.9
+    assert (probs[t1_artifacts] >= pooled["threshold"]).mean() < 0.5
+    # a family with one class only gets no threshold of its own
+    only_clean = acquisition_thresholds(labels[:300], probs[:300], sources[:300], families[:300])
+    assert set(only_clean) == {"non_epi"}
+    # nor one whose clean slices come from a single source, or are too few
+    one_source = np.where(sources == "t1b", "t1", sources)
+    assert set(acquisition_thresholds(labels, probs, one_source, families)) == {"epi"}
+    assert acquisition_thresholds(labels, probs, sources, families, min_clean=101) == {}
+
+
+def test_a_split_is_scored_at_each_slices_familys_threshold() -> None:
+    from training.data.samples import Sample
+    from training.experiments.fusion_experiment import _score, _Set
+
+    labels, probs, sources, families = _two_families()
+    contrast = {"epi": "DWI-b0", "non_epi": "T1"}
+    pixels = np.zeros((2, 2), np.float32)
+    samples = [
+        Sample(
+            pixels,
+            int(y),
+            str(s),
+            f"{s}{i}",
+            {"source": str(s), "contrast": contrast[f], "severity": "severe" if y else ""},
+        )
+        for i, (y, s, f) in enumerate(zip(labels, sources, families, strict=True))
+    ]
+    # a one-feature "model" whose probability is the constructed score
+    rows = [{"iqm_snr": float(np.log(p / (1 - p)))} for p in np.clip(probs, 1e-4, 1 - 1e-4)]
+    model = FusionModel(("iqm_snr",), (0.0,), (1.0,), (1.0,), 0.0)
+    data = _Set(samples, rows)
+    per = _score("fused", model, data, {"test": data})
+    pooled = _score("fused", model, data, {"test": data}, per_acquisition=False)
+    assert set(per["acquisition_thresholds"]) == {"epi", "non_epi"}
+    assert pooled["acquisition_thresholds"] == {}
+    f1_per = per["test"]["moderate_and_severe"]["f1"]
+    assert f1_per > pooled["test"]["moderate_and_severe"]["f1"] + 0.1
+    # the pooled threshold's numbers are kept beside for comparison
+    assert per["test"]["moderate_and_severe_pooled"] == pooled["test"]["moderate_and_severe"]
+    assert per["test"]["by_source"]["t1"]["false_alarm_rate"] <= 0.05
+
+
+def test_a_candidate_that_breaks_the_false_alarm_bound_is_chosen_only_if_all_do() -> None:
+    from training.experiments.fusion_experiment import choose_variant
+
+    better, safer = _result(0.6, 0.9), _result(0.5, 0.9)
+    for result, rate in ((better, 0.08), (safer, 0.04)):
+        result["test"]["by_source"] = {"a": {"n": 50, "false_alarm_rate": rate}}
+    assert choose_variant({"spectral": better, "spectral_or": safer}) == "spectral_or"
+    safer["test"]["by_source"]["a"]["false_alarm_rate"] = 0.06  # both break it: the better F1
+    assert choose_variant({"spectral": better, "spectral_or": safer}) == "spectral"

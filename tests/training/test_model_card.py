@@ -147,3 +147,15 @@ def test_the_cards_first_line_names_what_the_served_detector_reads(variant: str,
     meta = {"threshold": 0.8, "fusion": {"threshold": 0.9, "info": {"variant": variant}}}
     line = _served_line(meta, {})
     assert says in line and "decision threshold **0.900**" in line
+
+
+def test_the_cards_first_line_names_each_acquisition_familys_threshold() -> None:
+    from training.experiments.model_card import _served_line
+
+    fusion = {"threshold": 0.92, "info": {"variant": "spectral_or"}}
+    plain = _served_line({"threshold": 0.8, "fusion": fusion}, {})
+    assert "or the network alone" in plain and "echo-planar" not in plain
+    fusion["acquisition_thresholds"] = {"epi": 0.92, "non_epi": 0.836}
+    line = _served_line({"threshold": 0.8, "fusion": fusion}, {})
+    assert "**0.920** for a series whose acquisition family is unknown" in line
+    assert "**0.836** for not echo-planar" in line and "**0.920** for echo-planar" in line

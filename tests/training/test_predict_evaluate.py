@@ -45,14 +45,74 @@ def test_predict_csv_has_header_and_one_line_per_image(mixed_folder: Path, tmp_p
     report = predict_path(mixed_folder, predictor, tmp_path / "p.csv")
     with (tmp_path / "p.csv").open() as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["file", "probability", "label", "cnn_probability"]
+    assert rows[0] == [
+        "file",
+        "probability",
+        "label",
+        "cnn_probability",
+        "acquisition",
+        "threshold",
+    ]
     files = sorted(r[0] for r in rows[1:])
     assert files == ["a16.png", "series/IM0001", "sub/b8.png", "sub/c.jpg"]
-    for _, prob, label, cnn in rows[1:]:
+    for _, prob, label, cnn, _family, threshold in rows[1:]:
         assert 0.0 <= float(prob) <= 1.0 and label in {"0", "1"}
+        assert float(threshold) == 0.5
         assert int(label) == int(float(prob) >= 0.5)
         assert cnn == prob  # AMAResNet alone is served: its probability is the verdict's
     assert report.files == 4 and [p.name for p, _ in report.skipped] == ["broken.png"]
+
+
+def _per_family_checkpoint(tmp: Path) -> Path:
+    """A fused checkpoint whose one feature (the slice's SNR) decides, with a threshold per
+    acquisition family set so that the same probability is flagged as echo-planar only."""
+    from model.fusion import FusionModel
+
+    fusion = FusionModel(
+        ("iqm_snr",),
+        (0.0,),
+        (1.0,),
+        (0.0,),
+        0.0,
+        threshold=0.4,
+        acquisition_thresholds={"epi": 0.45, "non_epi": 0.9},
+    )  # coef 0: every slice gets probability 0.5
+    meta = CheckpointMeta(
+        arch="resnet18",
+        threshold=0.5,
+        patch_size=64,
+        patch_stride=64,
+        normalization={"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 128},
+        fusion=fusion.to_dict(),
+    )
+    return save_checkpoint(tmp / "fam.safetensors", build_model("resnet18"), meta)
+
+
+def test_predict_applies_each_dicom_files_acquisition_family_threshold(tmp_path: Path) -> None:
+    import pydicom
+
+    folder = tmp_path / "scans"
+    epi = write_dicom(folder / "epi.dcm", phantom(64, 1))
+    t1 = write_dicom(folder / "t1.dcm", phantom(64, 2), instance=2)
+    write_png8(folder / "plain.png", phantom(64, 3))
+    for path, sequence in ((epi, "EP"), (t1, ["GR", "IR"])):
+        ds = pydicom.dcmread(path)
+        ds.ScanningSequence = sequence
+        ds.save_as(path)
+    predictor = Predictor(_per_family_checkpoint(tmp_path))
+    predict_path(folder, predictor, tmp_path / "p.csv")
+    with (tmp_path / "p.csv").open() as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert {k: (r["acquisition"], r["threshold"], r["label"]) for k, r in rows.items()} == {
+        "epi.dcm": ("epi", "0.450000", "1"),
+        "t1.dcm": ("non_epi", "0.900000", "0"),
+        "plain.png": ("", "0.400000", "1"),  # no header: the pooled threshold
+    }
+    predict_path(folder, predictor, tmp_path / "q.csv", acquisition="non_epi")
+    with (tmp_path / "q.csv").open() as f:
+        assert {r["label"] for r in csv.DictReader(f)} == {"0"}
+    result = runner.invoke(app, ["predict", str(folder), "--acquisition", "swi"])
+    assert result.exit_code != 0 and "unknown acquisition family 'swi'" in result.output
 
 
 def test_predict_cli_reports_skipped_files_and_writes_csv(

@@ -24,6 +24,8 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from model.acquisition import from_header
+
 from .image_types import UnreadableImage
 
 FloatArray = npt.NDArray[np.float32]
@@ -138,6 +140,9 @@ def dicom_meta(ds: Dataset) -> dict[str, str]:
         value = ds.get(keyword)
         if value is not None and str(value).strip():
             meta[key] = _meta_str(value)
+    acquisition = from_header(ds)  # echo-planar or not: which threshold a series gets
+    if acquisition is not None:
+        meta["acquisition"] = acquisition
     return meta
 
 

@@ -20,8 +20,12 @@ from sklearn.metrics import (
 )
 
 
-def binary_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float) -> dict[str, Any]:
-    """Metrics of ``prob >= threshold`` against ``y_true`` (1 = artifact).
+def binary_metrics(
+    y_true: ArrayLike, prob: ArrayLike, threshold: float | ArrayLike
+) -> dict[str, Any]:
+    """Metrics of ``prob >= threshold`` against ``y_true`` (1 = artifact); ``threshold`` may be
+    one number or one per slice (a threshold per acquisition family: ``"threshold"`` is then
+    None).
 
     ROC-AUC is ``None`` when only one class is present (it is undefined then).
     """
@@ -31,12 +35,15 @@ def binary_metrics(y_true: ArrayLike, prob: ArrayLike, threshold: float) -> dict
         raise ValueError(f"y_true {y.shape} and prob {p.shape} must be equal-length 1-D")
     if y.size == 0:
         raise ValueError("no samples to score")
-    pred = (p >= threshold).astype(int)
+    t = np.asarray(threshold, dtype=float)
+    if t.ndim and t.shape != p.shape:
+        raise ValueError(f"threshold {t.shape} must be one number or one per slice {p.shape}")
+    pred = (p >= t).astype(int)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel().tolist()
     both = len(np.unique(y)) == 2
     return {
         "n": int(y.size),
-        "threshold": float(threshold),
+        "threshold": float(t) if t.ndim == 0 else None,
         "accuracy": float(accuracy_score(y, pred)),
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),

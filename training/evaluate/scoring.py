@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from model import Predictor
+from model.acquisition import of_contrast
 
 from ..data.samples import Sample, load_split
 from .metrics import binary_metrics, plot_confusion, plot_roc
@@ -43,9 +44,14 @@ def _subset(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray) -> dict[str
 
 
 def breakdown(
-    samples: Sequence[Sample], labels: np.ndarray, probs: np.ndarray, threshold: float, key: str
+    samples: Sequence[Sample],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    threshold: float | np.ndarray,
+    key: str,
 ) -> dict[str, dict[str, Any]]:
-    """Per value of ``info[key]`` (``kind``, ``severity``, ``source``)."""
+    """Per value of ``info[key]`` (``kind``, ``severity``, ``source``); ``threshold`` one
+    number or one per slice."""
     values = np.array([s.info.get(key, "") for s in samples])
     pred = probs >= threshold
     out = {}
@@ -68,6 +74,31 @@ def source_names(samples: Sequence[Sample]) -> np.ndarray:
     return np.array([s.info.get("source", s.group) for s in samples])
 
 
+def acquisition_names(samples: Sequence[Sample]) -> np.ndarray:
+    """Each sample's acquisition family (:mod:`model.acquisition`): from its manifest's
+    ``contrast`` (``DWI-b0`` and ``EPI`` are echo-planar), else its source's."""
+    from ..data.sources import SOURCES
+
+    out = []
+    for s in samples:
+        contrast = s.info.get("contrast")
+        if not contrast:
+            source = SOURCES.get(s.info.get("source", s.group))
+            contrast = source.contrast if source is not None else ""
+        out.append(of_contrast(contrast))
+    return np.array(out)
+
+
+def slice_thresholds(
+    samples: Sequence[Sample], threshold: float, by_acquisition: Mapping[str, float] | None
+) -> float | np.ndarray:
+    """The threshold each sample's series would get: its family's in ``by_acquisition``, else
+    ``threshold`` (one number back when ``by_acquisition`` is empty)."""
+    if not by_acquisition:
+        return float(threshold)
+    return np.array([float(by_acquisition.get(a, threshold)) for a in acquisition_names(samples)])
+
+
 def target_mask(samples: Sequence[Sample]) -> np.ndarray | None:
     """Clean slices plus artifacts of a TARGET_SEVERITIES severity; None when the data carries
     no severities."""
@@ -79,20 +110,35 @@ def target_mask(samples: Sequence[Sample]) -> np.ndarray | None:
 
 
 def summarise(
-    samples: Sequence[Sample], probs: np.ndarray, threshold: float, split: str
+    samples: Sequence[Sample],
+    probs: np.ndarray,
+    threshold: float,
+    split: str,
+    *,
+    by_acquisition: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The metrics summary of ``probs`` on ``samples`` at ``threshold`` (see ``evaluate``)."""
+    """The metrics summary of ``probs`` on ``samples`` at ``threshold`` (see ``evaluate``), or,
+    with ``by_acquisition``, at each slice's family's threshold (``threshold`` for the others);
+    ``moderate_and_severe_pooled`` then keeps the metrics at ``threshold`` alone."""
     labels = np.array([s.label for s in samples])
+    applied = slice_thresholds(samples, threshold, by_acquisition)
     summary: dict[str, Any] = {
         "split": split,
         "checkpoint_threshold": threshold,
-        "metrics": binary_metrics(labels, probs, threshold),
+        "metrics": binary_metrics(labels, probs, applied),
     }
+    if by_acquisition:
+        summary["acquisition_thresholds"] = dict(by_acquisition)
     target = target_mask(samples)
     if target is not None:
-        summary["moderate_and_severe"] = binary_metrics(labels[target], probs[target], threshold)
+        cut = applied[target] if isinstance(applied, np.ndarray) else applied
+        summary["moderate_and_severe"] = binary_metrics(labels[target], probs[target], cut)
+        if by_acquisition:
+            summary["moderate_and_severe_pooled"] = binary_metrics(
+                labels[target], probs[target], threshold
+            )
     for key in ("kind", "severity", "source"):
-        rows = breakdown(samples, labels, probs, threshold, key)
+        rows = breakdown(samples, labels, probs, applied, key)
         if rows:
             summary[f"by_{key}"] = rows
     return summary
@@ -111,7 +157,10 @@ def evaluate(
     samples = load_split(Path(data), split, seed=seed)
     probs = predict_samples(predictor, samples)
     threshold = predictor.threshold
-    summary = summarise(samples, probs, threshold, split)
+    by_acquisition = dict(predictor.fusion.acquisition_thresholds) if predictor.fusion else {}
+    summary = summarise(samples, probs, threshold, split, by_acquisition=by_acquisition)
+    applied = np.broadcast_to(slice_thresholds(samples, threshold, by_acquisition), probs.shape)
+    families = acquisition_names(samples)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -121,20 +170,34 @@ def evaluate(
         plot_confusion(
             summary["metrics"]["confusion"],
             out_dir / "confusion.png",
-            title=f"{split}, threshold {threshold:.3f}",
+            title=f"{split}, threshold {threshold:.3f}"
+            + (" (per acquisition family)" if by_acquisition else ""),
         )
         with (out_dir / "predictions.csv").open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["file", "probability", "label", "true_label", "kind", "severity"])
-            for s, p in zip(samples, probs, strict=True):
+            writer.writerow(
+                [
+                    "file",
+                    "probability",
+                    "label",
+                    "true_label",
+                    "kind",
+                    "severity",
+                    "acquisition",
+                    "threshold",
+                ]
+            )
+            for s, p, t, a in zip(samples, probs, applied, families, strict=True):
                 writer.writerow(
                     [
                         s.name,
                         f"{p:.6f}",
-                        int(p >= threshold),
+                        int(p >= t),
                         s.label,
                         s.info.get("kind", ""),
                         s.info.get("severity", ""),
+                        a,
+                        f"{t:.6f}",
                     ]
                 )
     return summary

@@ -62,8 +62,9 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     kind, kinds held out of training, and the fused model's weights."""
     detectors = summary["detectors"]
     served = summary.get("served_variant", "fused")
-    splits = [k for k in detectors[served] if k != "threshold"]
+    splits = [k for k in detectors[served] if k not in ("threshold", "acquisition_thresholds")]
     fused_rule = detectors[served]["threshold"]
+    families = detectors[served].get("acquisition_thresholds") or {}
     lines = [
         "## Detector v2: AMAResNet fused with an image-quality panel"
         + (" and a spectral network" if summary.get("spectral") else ""),
@@ -100,16 +101,35 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         f"`calib`: DWI b0, T1, EPI and anisotropic DWI slices of the non-training subjects, "
         "fresh draws of both simulators, no image shared with the splits below). Binding "
         f"source: {fused_rule['binding_source'] or 'none'}; F1 there {_pct(fused_rule['f1'])} % "
-        f"(oracle {_pct(fused_rule['oracle_f1'])} %).",
+        f"(oracle {_pct(fused_rule['oracle_f1'])} %)."
+        + (
+            " The same rule on each acquisition family's calib slices alone (`model/"
+            "acquisition.py`; the family comes from the series' DICOM header at ingest): "
+            + "; ".join(
+                f"{family} **{rule['threshold']:.3f}** (binding source "
+                f"{rule['binding_source'] or 'none'}, F1 there {_pct(rule['f1'])} %)"
+                for family, rule in families.items()
+            )
+            + ". A series of a known family is served at its family's threshold, any other at"
+            " the pooled one."
+            if families
+            else ""
+        ),
         "",
         "Moderate + severe artifacts against every clean slice of the split; F1 at each "
-        "detector's own pooled threshold; *LSO F1* = F1 at the threshold the same rule picks "
+        + (
+            "slice's acquisition family's threshold (each detector's own; *F1 one threshold* ="
+            " at the pooled threshold for every slice)"
+            if families
+            else "detector's own pooled threshold"
+        )
+        + "; *LSO F1* = F1 at the threshold the same rule picks "
         "with this split's sources left out of the pool (what a new site's scanner would get); "
         "*max FA* = the highest false-alarm rate of any clean source of the split.",
         "",
         "| split | detector | threshold | ROC-AUC % | F1 % | precision % | recall % | LSO F1 % "
-        "| max FA % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| max FA % |" + (" F1 one threshold % |" if families else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if families else ""),
     ]
     for split in splits:
         for name, result in detectors.items():
@@ -118,10 +138,16 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
             lso = s.get("leave_source_out", {})
             source, fa = _max_false_alarms(s)
             label = _NAMES.get(name, name) + (" (served)" if name == served else "")
+            cut = f"{result['threshold']['threshold']:.3f}" + "".join(
+                f", {k} {v['threshold']:.3f}"
+                for k, v in (result.get("acquisition_thresholds") or {}).items()
+            )
+            pooled = s.get("moderate_and_severe_pooled")
             lines.append(
-                f"| {split} | {label} | {result['threshold']['threshold']:.3f} "
+                f"| {split} | {label} | {cut} "
                 f"| {_pct(m['roc_auc'])} | {_pct(m['f1'])} | {_pct(m['precision'])} | "
                 f"{_pct(m['recall'])} | {_pct(lso.get('f1'))} | {_pct(fa)} ({source}) |"
+                + (f" {_pct(pooled['f1'] if pooled else None)} |" if families else "")
             )
     lines += [
         "",

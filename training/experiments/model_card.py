@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from model import Predictor, load_checkpoint, save_checkpoint
+from model.acquisition import ACQUISITION_LABELS
 from model.checkpoint import load_spectral
 
 from ..data.samples import Sample, load_split
@@ -53,6 +54,8 @@ def publish(
     spectral = load_spectral(checkpoint, meta)
     predictor = Predictor((model, meta), device="cpu", spectral=spectral)
     before = Predictor(previous, device="cpu") if previous is not None else None
+    # each slice at the threshold its series would be served with (its acquisition family's)
+    by_acquisition = dict(predictor.fusion.acquisition_thresholds) if predictor.fusion else {}
     results: dict[str, Any] = {}
     scored: dict[str, tuple[list[Sample], np.ndarray]] = {}
     curves = {}
@@ -61,7 +64,9 @@ def publish(
             continue  # a dataset built before the cross-simulator splits
         samples = load_split(data, split)
         probs = predict_samples(predictor, samples)
-        results[split] = summarise(samples, probs, predictor.threshold, split)
+        results[split] = summarise(
+            samples, probs, predictor.threshold, split, by_acquisition=by_acquisition
+        )
         curves[f"{split} ({len(samples)} slices)"] = ([s.label for s in samples], probs.tolist())
         if before is not None:
             results[split]["vs_previous"] = compare_with(
@@ -203,10 +208,24 @@ def _served_line(meta_dict: dict[str, Any], cfg: dict[str, Any]) -> str:
         "iqm": "the IQM panel alone",
         "spectral": "the IQM panel + the spectral network",
         "all": "AMAResNet + the IQM panel + the spectral network",
+        "spectral_or": "the IQM panel + the spectral network, or the network alone",
     }.get(variant, "AMAResNet + the IQM panel")
+    families = fusion.get("acquisition_thresholds") or {}
+    per_family = (
+        " for a series whose acquisition family is unknown; "
+        + ", ".join(
+            f"**{v:.3f}** for {ACQUISITION_LABELS.get(k, k)} series"
+            for k, v in sorted(families.items())
+        )
+        + " (each chosen by the same rule on that family's calib slices; the held-out"
+        " numbers below are at each slice's family's threshold)"
+        if families
+        else ""
+    )
     return (
         f" the served verdict is the fused detector's ({what}; see *Detector v2* below), "
-        f"decision threshold **{fusion['threshold']:.3f}**; {cnn}, kept in every verdict."
+        f"decision threshold **{fusion['threshold']:.3f}**{per_family}; {cnn}, kept in every"
+        " verdict."
     )
 
 
@@ -272,6 +291,13 @@ def render_card(
         lines.append(_row(split, summary["metrics"]))
         if "moderate_and_severe" in summary:
             lines.append(_row(f"{split}, moderate + severe only", summary["moderate_and_severe"]))
+        if "moderate_and_severe_pooled" in summary:
+            lines.append(
+                _row(
+                    f"{split}, moderate + severe, pooled threshold for every slice",
+                    summary["moderate_and_severe_pooled"],
+                )
+            )
     lines += [
         "",
         f"![ROC curves]({img_rel}/model-roc.png)",

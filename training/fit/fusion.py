@@ -44,13 +44,16 @@ from model.spectral import (
 from ..data.samples import Sample
 from ..evaluate.calibrate import stored_dtype
 from ..evaluate.metrics import clean_only_threshold
-from ..evaluate.scoring import source_names
+from ..evaluate.scoring import acquisition_names, source_names
 from ..simulate.cross_sim import aligned_nrmse
 from ..simulate.evalset import simulated_pairs
 
 __all__ = [
+    "FAMILY_MIN_CLEAN",
+    "FAMILY_MIN_SOURCES",
     "MAX_FALSE_ALARM_RATE",
     "VISIBLE_FLOOR",
+    "acquisition_thresholds",
     "add_spectral_logits",
     "attach_fusion",
     "carry_fusion",
@@ -66,6 +69,10 @@ __all__ = [
 VISIBLE_FLOOR: Final = 0.05
 #: The false-alarm bound of the threshold rule, per clean source.
 MAX_FALSE_ALARM_RATE: Final = 0.05
+#: An acquisition family gets a threshold of its own only with clean validation slices of at
+#: least this many sources, and this many in all (:func:`acquisition_thresholds`).
+FAMILY_MIN_SOURCES: Final = 2
+FAMILY_MIN_CLEAN: Final = 50
 
 
 def training_slices(
@@ -247,6 +254,42 @@ def pooled_threshold(
     }
 
 
+def acquisition_thresholds(
+    labels: ArrayLike,
+    probs: ArrayLike,
+    sources: ArrayLike,
+    acquisitions: ArrayLike,
+    *,
+    max_false_alarm_rate: float = MAX_FALSE_ALARM_RATE,
+    min_sources: int = FAMILY_MIN_SOURCES,
+    min_clean: int = FAMILY_MIN_CLEAN,
+) -> dict[str, dict[str, Any]]:
+    """:func:`pooled_threshold` run on each acquisition family's slices alone (``model.
+    acquisition``; the same per-source false-alarm bound): family -> its rule's result. A family
+    gets none (its series keep the pooled threshold) without both clean and artifact slices, or
+    with clean slices of fewer than ``min_sources`` sources or fewer than ``min_clean`` in all:
+    a threshold that one acquisition's few clean slices set does not hold for the next scanner
+    (measured: with the test subject's source left out of calib, the anatomical family's only
+    other source, 8 clean slices, set a threshold that halved test's F1)."""
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(probs, dtype=np.float64)
+    src, acq = np.asarray(sources), np.asarray(acquisitions)
+    if not y.shape == acq.shape:
+        raise ValueError("labels and acquisitions must have one length")
+    out: dict[str, dict[str, Any]] = {}
+    for family in sorted(set(acq.tolist())):
+        sel = acq == family
+        clean = sel & (y == 0)
+        if len(np.unique(y[sel])) < 2 or clean.sum() < min_clean:
+            continue
+        if len(set(src[clean].tolist())) < min_sources:
+            continue
+        out[str(family)] = pooled_threshold(
+            y[sel], p[sel], src[sel], max_false_alarm_rate=max_false_alarm_rate
+        )
+    return out
+
+
 def attach_fusion(
     checkpoint: Path,
     fusion: FusionModel,
@@ -320,14 +363,22 @@ def carry_fusion(base: Path | None, trained: Path, data: Path | None = None) -> 
     labels = np.array([s.label for s in samples])
     refit = refit_like(rows, labels, fusion)
     calib_rows = add_spectral_logits(spectral, calib, slice_features(predictor, calib))
-    rule = pooled_threshold(
-        [s.label for s in calib], refit.probability(calib_rows), source_names(calib)
-    )
-    final = replace(refit, threshold=rule["threshold"], info={**fusion.info, "rule": rule})
+    calib_labels, calib_probs = [s.label for s in calib], refit.probability(calib_rows)
+    rule = pooled_threshold(calib_labels, calib_probs, source_names(calib))
+    info = {**fusion.info, "rule": rule}
+    by_family: dict[str, float] = {}
+    if fusion.acquisition_thresholds:  # the base chose one per family: so does the refit
+        rules = acquisition_thresholds(
+            calib_labels, calib_probs, source_names(calib), acquisition_names(calib)
+        )
+        by_family = {k: float(v["threshold"]) for k, v in rules.items()}
+        info["acquisition_rules"] = rules
+    final = replace(refit, threshold=rule["threshold"], acquisition_thresholds=by_family, info=info)
     attach_fusion(trained, final, trained, spectral=carried)
+    per_family = "".join(f", {k} {v:.3f}" for k, v in by_family.items())
     return (
         f"the base version's fused detector refitted on the new AMAResNet ({len(samples)} "
-        f"training slices), threshold {final.threshold:.3f} on the calib split"
+        f"training slices), threshold {final.threshold:.3f}{per_family} on the calib split"
     )
 
 

@@ -65,6 +65,7 @@ def get_series(
         error=series.error,
         protocol=series.protocol,
         scanner=series.scanner,
+        acquisition=series.acquisition,  # type: ignore[arg-type]
         context=series_context(
             series,
             session.get(Study, series.study_id) if series.study_id is not None else None,

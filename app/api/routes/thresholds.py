@@ -1,7 +1,8 @@
 """Per-scanner / per-protocol decision thresholds (admin keys only): list, set, remove.
 
 The worker applies the most specific row that matches a series (scanner + protocol >
-protocol > scanner > the model version's own threshold) to the series it scores next.
+protocol > scanner > the model version's threshold for the series' acquisition family > the
+model version's own threshold) to the series it scores next.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ router = APIRouter(prefix="/thresholds", tags=["thresholds"], dependencies=[requ
 
 @router.get("", response_model=ThresholdsPublic)
 def list_thresholds(session: SessionDep) -> ThresholdsPublic:
-    """Every threshold row, and the active model version's own threshold."""
+    """Every threshold row, and the active model version's own thresholds: for any series and
+    per acquisition family."""
     version = repo.active_model_version(session)
+    by_family = (version.acquisition_thresholds or {}) if version else {}
     return ThresholdsPublic(
         items=[threshold_public(t) for t in thresholds.list_thresholds(session)],
         model_threshold=version.threshold if version else None,
+        model_acquisition_thresholds=by_family,  # type: ignore[arg-type]
     )
 
 
