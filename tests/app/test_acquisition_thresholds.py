@@ -8,6 +8,7 @@ import html
 import json
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,24 +30,15 @@ from app.model_versions import (
 from app.retrain.registry import register_trained
 from app.web.verdict_words import threshold_for
 from app.worker.inference import analyse
-from model.fusion import FusionModel
 from tests.app.conftest import app_client, auth, new_key, set_threshold, sign_in
 from tests.utils.protocols import header_dicom, upload
-from tests.utils.service import tiny_checkpoint
+from tests.utils.service import SERVICE_FUSION, tiny_checkpoint
 from training.fit.fusion import attach_fusion
 
 #: 0.0 flags every echo-planar slice, 1.0 (almost surely) none of the others; a series of
 #: unknown family gets 0.7
-FUSION = FusionModel(
-    features=("cnn_logit", "iqm_qi1", "iqm_spike"),
-    mean=(0.0, 0.1, 1.5),
-    scale=(1.0, 0.1, 0.5),
-    coef=(0.5, 2.0, 1.0),
-    intercept=0.0,
-    threshold=0.7,
-    acquisition_thresholds={"epi": 0.0, "non_epi": 1.0},
-)
 BY_FAMILY = {"epi": 0.0, "non_epi": 1.0}
+FUSION = replace(SERVICE_FUSION, acquisition_thresholds=BY_FAMILY)
 
 
 @pytest.fixture

@@ -17,17 +17,10 @@ from app.worker.inference import analyse
 from model.fusion import FusionModel
 from model.iqm import IQM_NAMES
 from tests.app.conftest import make_settings
-from tests.utils.service import series_files, tiny_checkpoint
+from tests.utils.service import SERVICE_FUSION, series_files, tiny_checkpoint
 from training.fit.fusion import attach_fusion
 
-FUSION = FusionModel(
-    features=("cnn_logit", "iqm_qi1", "iqm_spike"),
-    mean=(0.0, 0.1, 1.5),
-    scale=(1.0, 0.1, 0.5),
-    coef=(0.5, 2.0, 1.0),
-    intercept=0.0,
-    threshold=0.7,
-)
+FUSION = SERVICE_FUSION
 
 
 @pytest.fixture

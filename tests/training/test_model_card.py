@@ -159,3 +159,20 @@ def test_the_cards_first_line_names_each_acquisition_familys_threshold() -> None
     line = _served_line({"threshold": 0.8, "fusion": fusion}, {})
     assert "**0.920** for a series whose acquisition family is unknown" in line
     assert "**0.836** for not echo-planar" in line and "**0.920** for echo-planar" in line
+
+
+def test_the_card_shows_the_series_level_table_when_there_is_one() -> None:
+    from training.experiments.model_card import _series_section
+
+    assert _series_section({"test": {"metrics": {}}}) == []
+    rule = {
+        "max_false_alarm_rate": 0.35,
+        "max_false_alarm_source": "mriqc_0042",
+        "clean_series": 57,
+        "recall": {"1": 0.85, "3": 1.0, "12": None},
+    }
+    lines = _series_section(
+        {"test": {"series_level": {"slices_per_series": 12, "rules": {"any": rule}}}}
+    )
+    assert "### Series level: what a radiographer sees" in lines
+    assert "| test | any | 57 | 35.0 (mriqc_0042) | 85.0 | 100.0 | n/a |" in lines

@@ -15,10 +15,21 @@ import numpy as np
 
 from app.config import Settings
 from app.supervise import die_with_parent
+from model.fusion import FusionModel
 
 from .images import dicom_dataset, phantom, set_pixels_12bit
 
 TINY_NORMALIZATION = {"method": "percentile", "lower": 0.5, "upper": 99.5, "size": 128}
+
+#: a fused detector over AMAResNet's logit and two IQMs, one threshold (0.7), for service tests
+SERVICE_FUSION = FusionModel(
+    features=("cnn_logit", "iqm_qi1", "iqm_spike"),
+    mean=(0.0, 0.1, 1.5),
+    scale=(1.0, 0.1, 0.5),
+    coef=(0.5, 2.0, 1.0),
+    intercept=0.0,
+    threshold=0.7,
+)
 
 
 def tiny_checkpoint(path: Path) -> Path:

@@ -19,7 +19,14 @@ from model.checkpoint import load_spectral
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import binary_metrics, clean_only_threshold, paired_auc_difference, plot_roc
-from ..evaluate.scoring import predict_samples, source_names, summarise, target_mask
+from ..evaluate.scoring import (
+    predict_samples,
+    slice_thresholds,
+    source_names,
+    summarise,
+    target_mask,
+)
+from ..evaluate.series import series_level
 from ..fit.train import LR_FLOOR
 
 SPLITS = ("val", "test", "transfer", "xsim", "msim")  # xsim, msim where the dataset has them
@@ -73,6 +80,10 @@ def publish(
                 samples, predict_samples(before, samples), probs
             )
         scored[split] = (samples, probs)
+        cut = slice_thresholds(samples, predictor.threshold, by_acquisition)
+        series = series_level(samples, probs >= cut)
+        if series:
+            results[split]["series_level"] = series
     if (Path(data) / CALIB).is_dir():
         calib = load_split(data, CALIB)
         site = site_calibrated(calib, predict_samples(predictor, calib), scored)
@@ -229,6 +240,40 @@ def _served_line(meta_dict: dict[str, Any], cfg: dict[str, Any]) -> str:
     )
 
 
+def _series_section(results: dict[str, Any]) -> list[str]:
+    """The series-level table (``training.evaluate.series``), or nothing without one."""
+    rows = [(split, r["series_level"]) for split, r in results.items() if "series_level" in r]
+    if not rows:
+        return []
+    n = rows[0][1]["slices_per_series"]
+    lines = [
+        "",
+        "### Series level: what a radiographer sees",
+        "",
+        "The service flags a series when at least k of its slices are flagged "
+        f"(`AMAQC_SERIES_RULE`: `any` is k = 1, the default; `count:k`). Series of {n} "
+        "consecutive clean slices of "
+        "one source and plane (the split's own slices, in their volume's order: every few "
+        "slices of the volume, nuisances drawn per slice); an artifact series is the same "
+        "window with 1, 3 or all of its middle slices replaced by a moderate or severe "
+        "artifact twin (their kinds as the split cycles them). `training/evaluate/series.py`.",
+        "",
+        "| split | rule | clean series | series false alarms % (worst source) | "
+        "recall % 1 slice | recall % 3 slices | recall % all slices |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for split, result in rows:
+        for rule, row in result["rules"].items():
+            recall = row["recall"]
+            lines.append(
+                f"| {split} | {rule} | {row['clean_series']} | "
+                f"{_pct(row['max_false_alarm_rate'])} ({row['max_false_alarm_source']}) | "
+                f"{_pct(recall.get('1'))} | {_pct(recall.get('3'))} | "
+                f"{_pct(recall.get(str(n)))} |"
+            )
+    return lines
+
+
 def render_card(
     *, meta_dict: dict[str, Any], results: dict[str, Any], out: Path, command: str, img_rel: str
 ) -> str:
@@ -341,6 +386,7 @@ def render_card(
                 f"| {split} | {row['n']} | {_pct(shipped['f1'])} | {_pct(row['f1'])} | "
                 f"{_pct(row['recall'])} | {_pct(fa)} | {cuts} |"
             )
+    lines += _series_section(results)
     compared = [(split, r["vs_previous"]) for split, r in results.items() if "vs_previous" in r]
     if compared:
         lines += [
