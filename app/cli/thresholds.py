@@ -81,6 +81,10 @@ def thresholds_list(data_dir: DataDir = None) -> None:
             )
         version = repo.active_model_version(session)
         model = f"{version.threshold:.4g} ({version.name})" if version else "none active"
+        families = (version.acquisition_thresholds or {}) if version else {}
+        if families:
+            per_family = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(families.items()))
+            model += f"; for a series of a known acquisition family: {per_family}"
     console.print(table)
     console.print(f"{len(rows)} threshold(s); elsewhere the model's own: {model}")
 

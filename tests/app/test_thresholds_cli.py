@@ -51,6 +51,20 @@ def test_thresholds_set_list_and_remove(amaqc: CliRunner, settings: Settings) ->
         assert [t.value for t in thresholds.list_thresholds(session)] == [0.6]
 
 
+def test_thresholds_list_names_the_models_threshold_per_family(
+    amaqc: CliRunner, settings: Settings
+) -> None:
+    plain = amaqc.invoke(cli, ["thresholds", "list"])
+    assert plain.exit_code == 0 and "acquisition family" not in plain.output
+    with session_scope(settings.database_url) as session:
+        version = repo.active_model_version(session)
+        assert version is not None
+        version.acquisition_thresholds = {"epi": 0.921, "non_epi": 0.836}
+    listed = amaqc.invoke(cli, ["thresholds", "list"], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    assert "known acquisition family: epi 0.921, non_epi 0.836" in " ".join(listed.output.split())
+
+
 def test_thresholds_set_refuses_a_row_for_everything(amaqc: CliRunner) -> None:
     done = amaqc.invoke(cli, ["thresholds", "set", "0.3"])
     assert done.exit_code == 2 and "neither" in done.output
