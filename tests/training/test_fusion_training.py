@@ -365,7 +365,13 @@ def test_a_split_is_scored_at_each_slices_familys_threshold() -> None:
             int(y),
             str(s),
             f"{s}{i}",
-            {"source": str(s), "contrast": contrast[f], "severity": "severe" if y else ""},
+            {
+                "source": str(s),
+                "contrast": contrast[f],
+                "severity": "severe" if y else "",
+                "plane": "axial",
+                "index": str(i),
+            },
         )
         for i, (y, s, f) in enumerate(zip(labels, sources, families, strict=True))
     ]
@@ -382,6 +388,10 @@ def test_a_split_is_scored_at_each_slices_familys_threshold() -> None:
     # the pooled threshold's numbers are kept beside for comparison
     assert per["test"]["moderate_and_severe_pooled"] == pooled["test"]["moderate_and_severe"]
     assert per["test"]["by_source"]["t1"]["false_alarm_rate"] <= 0.05
+    # and at series level: clean series of each source, under each rule
+    series = per["test"]["series_level"]["rules"]
+    assert set(series) == {"any", "count:2", "count:3"}
+    assert set(series["any"]["false_alarm_rate_by_source"]) == {"t1", "t1b", "dwi", "dwib"}
 
 
 def test_a_candidate_that_breaks_the_false_alarm_bound_is_chosen_only_if_all_do() -> None:
@@ -393,3 +403,20 @@ def test_a_candidate_that_breaks_the_false_alarm_bound_is_chosen_only_if_all_do(
     assert choose_variant({"spectral": better, "spectral_or": safer}) == "spectral_or"
     safer["test"]["by_source"]["a"]["false_alarm_rate"] = 0.06  # both break it: the better F1
     assert choose_variant({"spectral": better, "spectral_or": safer}) == "spectral"
+
+
+def test_the_card_section_gives_each_candidates_series_false_alarms() -> None:
+    from training.experiments.fusion_report import render_fusion
+
+    served = _result(0.5, 0.9)
+    served["test"]["series_level"] = {
+        "rules": {"any": {"max_false_alarm_rate": 0.35, "max_false_alarm_source": "mriqc_0042"}}
+    }
+    text = render_fusion(
+        {"detectors": {"iqm": served}, "served_variant": "iqm", "training": TRAINING}
+    )
+    assert "series FA % |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| test | IQM panel alone")]
+    assert rows and rows[0].endswith("| 35.0 (mriqc_0042) |")
+    transfer = [line for line in text.splitlines() if line.startswith("| transfer | IQM")]
+    assert transfer[0].endswith("| n/a |")  # no series-level measurement there

@@ -28,6 +28,7 @@ from model.spectral import SpectralModel
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
 from ..evaluate.scoring import acquisition_names, slice_thresholds, source_names, summarise
+from ..evaluate.series import series_level
 from ..fit.fusion import (
     MAX_FALSE_ALARM_RATE,
     VISIBLE_FLOOR,
@@ -158,6 +159,10 @@ def _score(
                 "acquisition_thresholds": _cuts(ts),
                 **_f1(data.labels[target], probs[target] >= cut),
             }
+        applied = slice_thresholds(data.samples, rule["threshold"], _cuts(rules))
+        series = series_level(data.samples, probs >= applied)
+        if series:  # what a radiographer sees: the card's series-level table, per candidate
+            summary["series_level"] = series
         out[split] = summary
     return out
 

@@ -57,6 +57,15 @@ def _max_false_alarms(summary: dict[str, Any]) -> tuple[str, float | None]:
     return worst, rate
 
 
+def _series_fa(split_result: dict[str, Any]) -> str:
+    """The worst source's share of clean series flagged under the default rule (``any``), or
+    n/a without a series-level measurement (``training.evaluate.series``)."""
+    rule = split_result.get("series_level", {}).get("rules", {}).get("any")
+    if not rule:
+        return "n/a"
+    return f"{_pct(rule['max_false_alarm_rate'])} ({rule['max_false_alarm_source']})"
+
+
 def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
     """Markdown for the card: the rule, every detector on every split (moderate + severe), per
     kind, kinds held out of training, and the fused model's weights."""
@@ -125,11 +134,13 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
         )
         + "; *LSO F1* = F1 at the threshold the same rule picks "
         "with this split's sources left out of the pool (what a new site's scanner would get); "
-        "*max FA* = the highest false-alarm rate of any clean source of the split.",
+        "*max FA* = the highest false-alarm rate of any clean source of the split; *series FA* ="
+        " the share of 12-slice clean series of the worst source flagged under the default rule "
+        "(`any` slice; the card's *Series level* table says how the series are made).",
         "",
         "| split | detector | threshold | ROC-AUC % | F1 % | precision % | recall % | LSO F1 % "
-        "| max FA % |" + (" F1 one threshold % |" if families else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if families else ""),
+        "| max FA % |" + (" F1 one threshold % |" if families else "") + " series FA % |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if families else "") + "---|",
     ]
     for split in splits:
         for name, result in detectors.items():
@@ -148,6 +159,7 @@ def render_fusion(summary: dict[str, Any], img_rel: str = "img") -> str:
                 f"| {_pct(m['roc_auc'])} | {_pct(m['f1'])} | {_pct(m['precision'])} | "
                 f"{_pct(m['recall'])} | {_pct(lso.get('f1'))} | {_pct(fa)} ({source}) |"
                 + (f" {_pct(pooled['f1'] if pooled else None)} |" if families else "")
+                + f" {_series_fa(s)} |"
             )
     lines += [
         "",
