@@ -89,14 +89,15 @@ def acquisition_names(samples: Sequence[Sample]) -> np.ndarray:
     return np.array(out)
 
 
-def slice_thresholds(
-    samples: Sequence[Sample], threshold: float, by_acquisition: Mapping[str, float] | None
-) -> float | np.ndarray:
-    """The threshold each sample's series would get: its family's in ``by_acquisition``, else
-    ``threshold`` (one number back when ``by_acquisition`` is empty)."""
-    if not by_acquisition:
-        return float(threshold)
-    return np.array([float(by_acquisition.get(a, threshold)) for a in acquisition_names(samples)])
+def family_thresholds(
+    families: Sequence[str] | np.ndarray,
+    threshold: float,
+    by_acquisition: Mapping[str, float] | None,
+) -> np.ndarray:
+    """(N,) the threshold each slice's series would get: its family's (``families``, e.g. of
+    :func:`acquisition_names`) in ``by_acquisition``, else ``threshold``."""
+    found = by_acquisition or {}
+    return np.array([float(found.get(a, threshold)) for a in families], dtype=np.float64)
 
 
 def target_mask(samples: Sequence[Sample]) -> np.ndarray | None:
@@ -121,7 +122,11 @@ def summarise(
     with ``by_acquisition``, at each slice's family's threshold (``threshold`` for the others);
     ``moderate_and_severe_pooled`` then keeps the metrics at ``threshold`` alone."""
     labels = np.array([s.label for s in samples])
-    applied = slice_thresholds(samples, threshold, by_acquisition)
+    applied: float | np.ndarray = (
+        family_thresholds(acquisition_names(samples), threshold, by_acquisition)
+        if by_acquisition
+        else float(threshold)
+    )
     summary: dict[str, Any] = {
         "split": split,
         "checkpoint_threshold": threshold,
@@ -159,8 +164,8 @@ def evaluate(
     threshold = predictor.threshold
     by_acquisition = dict(predictor.fusion.acquisition_thresholds) if predictor.fusion else {}
     summary = summarise(samples, probs, threshold, split, by_acquisition=by_acquisition)
-    applied = np.broadcast_to(slice_thresholds(samples, threshold, by_acquisition), probs.shape)
     families = acquisition_names(samples)
+    applied = family_thresholds(families, threshold, by_acquisition)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from model.spectral import SpectralModel
 
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import plot_roc
-from ..evaluate.scoring import acquisition_names, slice_thresholds, source_names, summarise
+from ..evaluate.scoring import acquisition_names, family_thresholds, source_names, summarise
 from ..evaluate.series import series_level
 from ..fit.fusion import (
     MAX_FALSE_ALARM_RATE,
@@ -35,6 +35,7 @@ from ..fit.fusion import (
     acquisition_thresholds,
     add_spectral_logits,
     attach_fusion,
+    chosen_thresholds,
     fit_either,
     fit_fusion,
     iqm_only,
@@ -66,6 +67,13 @@ class _Set:
         self.sources = source_names(samples)
         self.acquisitions = acquisition_names(samples)
         self.kinds = np.array([s.info.get("kind", "") for s in samples])
+
+    def flagged(
+        self, probs: np.ndarray, threshold: float, by_acquisition: dict[str, float]
+    ) -> np.ndarray:
+        """(N,) ``probs`` at each slice's threshold: its family's in ``by_acquisition``, else
+        ``threshold``."""
+        return probs >= family_thresholds(self.acquisitions, threshold, by_acquisition)
 
     def subset(self, keep: np.ndarray) -> _Set:
         idx = np.flatnonzero(keep)
@@ -126,10 +134,6 @@ def _thresholds(
     return rule, rules
 
 
-def _cuts(rules: dict[str, dict[str, Any]]) -> dict[str, float]:
-    return {k: float(v["threshold"]) for k, v in rules.items()}
-
-
 def _score(
     detector: str,
     model: FusionModel | None,
@@ -139,12 +143,11 @@ def _score(
     per_acquisition: bool = True,
 ) -> dict[str, Any]:
     rule, rules = _thresholds(_probs(detector, model, calib), calib, per_acquisition)
+    cuts = chosen_thresholds(rules)
     out: dict[str, Any] = {"threshold": rule, "acquisition_thresholds": rules}
     for split, data in splits.items():
         probs = _probs(detector, model, data)
-        summary = summarise(
-            data.samples, probs, rule["threshold"], split, by_acquisition=_cuts(rules)
-        )
+        summary = summarise(data.samples, probs, rule["threshold"], split, by_acquisition=cuts)
         # the same rule with this split's own sources left out of the pool: an honest
         # estimate for a site whose scanner the pool did not hold
         own = set(data.sources.tolist())
@@ -152,15 +155,13 @@ def _score(
         if len(np.unique(rest.labels)) == 2:
             t, ts = _thresholds(_probs(detector, model, rest), rest, per_acquisition)
             target = _target(data)
-            applied = slice_thresholds(data.samples, t["threshold"], _cuts(ts))
-            cut = applied[target] if isinstance(applied, np.ndarray) else applied
+            flagged = data.flagged(probs, t["threshold"], chosen_thresholds(ts))
             summary["leave_source_out"] = {
                 "threshold": t["threshold"],
-                "acquisition_thresholds": _cuts(ts),
-                **_f1(data.labels[target], probs[target] >= cut),
+                "acquisition_thresholds": chosen_thresholds(ts),
+                **_f1(data.labels[target], flagged[target]),
             }
-        applied = slice_thresholds(data.samples, rule["threshold"], _cuts(rules))
-        series = series_level(data.samples, probs >= applied)
+        series = series_level(data.samples, data.flagged(probs, rule["threshold"], cuts))
         if series:  # what a radiographer sees: the card's series-level table, per candidate
             summary["series_level"] = series
         out[split] = summary
@@ -216,7 +217,7 @@ def _hold_out_kinds(
         model = refit_like([train.rows[i] for i in np.flatnonzero(keep)], train.labels[keep], like)
         cal = calib.subset(~((calib.labels == 1) & (calib.kinds == kind)))
         rule, rules = _thresholds(model.probability(cal.rows), cal, per_acquisition)
-        t, ts = float(rule["threshold"]), _cuts(rules)
+        t, ts = float(rule["threshold"]), chosen_thresholds(rules)
         sev = np.array([s.info.get("severity", "") for s in pooled.samples])
         sel = (pooled.labels == 0) | ((pooled.kinds == kind) & np.isin(sev, ("moderate", "severe")))
         out[kind] = {**_scored(model, pooled.subset(sel), t, ts), "foreign": {}}
@@ -236,7 +237,7 @@ def _scored(
     """ROC-AUC, recall and false-alarm rate of ``model`` on ``data`` at ``threshold`` (each
     slice's family's in ``by_acquisition`` where there is one)."""
     probs = model.probability(data.rows)
-    flagged = probs >= slice_thresholds(data.samples, threshold, by_acquisition)
+    flagged = data.flagged(probs, threshold, by_acquisition)
     return {
         "n_artifact": int(data.labels.sum()),
         "roc_auc": float(roc_auc_score(data.labels, probs)),
@@ -411,7 +412,7 @@ def run_fusion_experiment(
         {
             **chosen.to_dict(),
             "threshold": threshold,
-            "acquisition_thresholds": _cuts(
+            "acquisition_thresholds": chosen_thresholds(
                 summary["detectors"][variant]["acquisition_thresholds"]
             ),
             "info": {

@@ -20,8 +20,9 @@ from model.checkpoint import load_spectral
 from ..data.samples import Sample, load_split
 from ..evaluate.metrics import binary_metrics, clean_only_threshold, paired_auc_difference, plot_roc
 from ..evaluate.scoring import (
+    acquisition_names,
+    family_thresholds,
     predict_samples,
-    slice_thresholds,
     source_names,
     summarise,
     target_mask,
@@ -80,7 +81,7 @@ def publish(
                 samples, predict_samples(before, samples), probs
             )
         scored[split] = (samples, probs)
-        cut = slice_thresholds(samples, predictor.threshold, by_acquisition)
+        cut = family_thresholds(acquisition_names(samples), predictor.threshold, by_acquisition)
         series = series_level(samples, probs >= cut)
         if series:
             results[split]["series_level"] = series

@@ -57,6 +57,7 @@ __all__ = [
     "add_spectral_logits",
     "attach_fusion",
     "carry_fusion",
+    "chosen_thresholds",
     "fit_either",
     "fit_fusion",
     "pooled_threshold",
@@ -290,6 +291,11 @@ def acquisition_thresholds(
     return out
 
 
+def chosen_thresholds(rules: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """family -> threshold of :func:`acquisition_thresholds`' results."""
+    return {family: float(rule["threshold"]) for family, rule in rules.items()}
+
+
 def attach_fusion(
     checkpoint: Path,
     fusion: FusionModel,
@@ -371,7 +377,7 @@ def carry_fusion(base: Path | None, trained: Path, data: Path | None = None) -> 
         rules = acquisition_thresholds(
             calib_labels, calib_probs, source_names(calib), acquisition_names(calib)
         )
-        by_family = {k: float(v["threshold"]) for k, v in rules.items()}
+        by_family = chosen_thresholds(rules)
         info["acquisition_rules"] = rules
     final = replace(refit, threshold=rule["threshold"], acquisition_thresholds=by_family, info=info)
     attach_fusion(trained, final, trained, spectral=carried)
