@@ -118,7 +118,11 @@ class RawCompute:
                 path = Path(tmp) / f"{i}.dcm"
                 path.write_bytes(data)
                 self.pixels.append(read_slices(path)[0].pixels)
-        self.predictor = Predictor(ckpt)
+        # what the worker runs with its default settings (AMAQC_INFERENCE_PRECISION=auto: the
+        # int8 export where one is accepted for this checkpoint), so the ratio compares like
+        # with like
+        self.predictor = Predictor(ckpt, precision="auto")
+        print(f"Predictor: {self.predictor.backend} ({self.predictor.precision})")
         self.predictor.predict(self.pixels)  # warm-up
         self.seconds: list[float] = []
 

@@ -18,8 +18,9 @@ export nobody caches costs more than it saves). Nothing here reads the environme
 passes its choice in.
 
 Precision (:data:`PRECISIONS`): ``float32`` runs the exports above; ``int8`` runs the checkpoint's
-int8 export (:mod:`model.int8`, written by ``amaqc quantize`` into the same cache) on ONNX Runtime,
-and only where its record says it was measured on this checkpoint's bytes and passed issue 18's
+int8 export (:mod:`model.int8`, written by ``amaqc quantize`` into the same cache, or shipped in
+``int8/`` beside the checkpoint by ``amaqc quantize --ship``) on ONNX Runtime, and only where its
+record says it was measured on this checkpoint's bytes and passed issue 18's
 rule; ``auto`` is int8 where such an export exists and float32 otherwise. The int8 scorer is
 named ``onnxruntime-int8``, so whoever logs the backend logs the precision with it.
 """
@@ -379,7 +380,7 @@ def _int8_scorer(
 ) -> OnnxScorer:
     """The accepted int8 export of ``checkpoint`` on ONNX Runtime; raises
     :class:`BackendUnavailable` saying why where there is none or it cannot run here."""
-    from .int8 import accepted_int8
+    from .int8 import accepted_int8, int8_folders
     from .resnet import AMAResNet
 
     if backend == "torch" or device.type != "cpu" or checkpoint is None:
@@ -388,12 +389,13 @@ def _int8_scorer(
         raise BackendUnavailable(f"no ONNX export for {type(network).__name__}")
     if not onnxruntime_available():
         raise BackendUnavailable("onnxruntime is not installed")
-    folder, digest = cache_folder(checkpoint, cache_dir), file_digest(checkpoint)
-    found = accepted_int8(folder, digest)
+    digest = file_digest(checkpoint)
+    folders = int8_folders(checkpoint, cache_folder(checkpoint, cache_dir))
+    found = next(filter(None, (accepted_int8(f, digest) for f in folders)), None)
     if found is None:
         raise BackendUnavailable(
-            f"no accepted int8 export of checkpoint {digest[:12]} in {folder} "
-            "(run `amaqc quantize` on it)"
+            f"no accepted int8 export of checkpoint {digest[:12]} in "
+            f"{' or '.join(str(f) for f in folders)} (run `amaqc quantize` on it)"
         )
     path, record = found
     try:

@@ -16,6 +16,10 @@ share:
   these very bytes, passes the rule, and names the int8 file's own digest. A changed checkpoint
   has another digest and so never finds the old file; a changed or swapped int8 file no longer
   matches its record.
+- the **shipped** int8 export (:func:`shipped_folder`: ``int8/`` beside the checkpoint, tracked
+  with it; ``amaqc quantize --ship`` writes it): the same two files, so a fresh install serves
+  the accepted int8 network without a dataset to quantise on. The export cache is looked in
+  first (:func:`int8_folders`); the same checks apply to both.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ INT8_VERSION = 1
 #: classifier (docs/performance.md: int8 everywhere moved a held-out AUC by 0.0067)
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("/stem", "/pyramid", "/fc")
 CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
+#: the folder beside a checkpoint that ships its accepted int8 export (``amaqc quantize --ship``)
+SHIPPED_DIRNAME = "int8"
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,33 @@ def int8_paths(folder: str | Path, checkpoint_sha256: str) -> tuple[Path, Path]:
     """(int8 ONNX, JSON record) of the checkpoint with this digest in the export cache."""
     stem = f"{checkpoint_sha256}-e{EXPORT_VERSION}-int8"
     return Path(folder) / f"{stem}.onnx", Path(folder) / f"{stem}.json"
+
+
+def shipped_folder(checkpoint: str | Path) -> Path:
+    """Where ``checkpoint``'s int8 export ships: ``int8/`` beside it (tracked with it)."""
+    return Path(checkpoint).parent / SHIPPED_DIRNAME
+
+
+def int8_folders(checkpoint: str | Path, cache: str | Path) -> list[Path]:
+    """The folders an int8 export of ``checkpoint`` is looked for in, in order: the export
+    ``cache`` (what ``amaqc quantize`` wrote on this machine), then the shipped folder."""
+    folders = [Path(cache)]
+    shipped = shipped_folder(checkpoint)
+    if shipped.resolve() != folders[0].resolve():
+        folders.append(shipped)
+    return folders
+
+
+def prune_int8(folder: str | Path, keep_sha256: str) -> list[Path]:
+    """Remove from ``folder`` the int8 exports and records of every checkpoint but
+    ``keep_sha256`` (a shipped folder holds the served checkpoint's alone); returns what went."""
+    keep = {p.name for p in int8_paths(folder, keep_sha256)}
+    gone = []
+    for path in sorted(Path(folder).glob("*-int8.*")):
+        if path.suffix in (".onnx", ".json") and path.name not in keep:
+            path.unlink()
+            gone.append(path)
+    return gone
 
 
 def write_int8(folder: str | Path, record: Int8Record, onnx_file: Path | None) -> Path:

@@ -43,13 +43,22 @@ def quantize(
         list[str] | None,
         typer.Option(help="Held-out split to check (repeat; default: test transfer xsim msim)."),
     ] = None,
+    ship: Annotated[
+        bool,
+        typer.Option(
+            help="Write the int8 export into int8/ beside the checkpoint (committed with it, "
+            "so every install serves it) instead of the export cache; other checkpoints' int8 "
+            "files there are removed."
+        ),
+    ] = False,
 ) -> None:
     """Quantise a checkpoint's network to int8 (ONNX Runtime, static, QDQ) on calibration
     patches of the train split, score every held-out split with float32 and int8, and accept
     int8 only if no AMAResNet ROC-AUC (all slices; clean + moderate / severe) moves by 0.005 or
-    more. Writes the int8 export and its record into the export cache under the checkpoint's
-    SHA-256; only an accepted one is served (AMAQC_INFERENCE_PRECISION=auto or int8). Exits 1
-    when int8 is rejected (the record says why; no int8 file is kept).
+    more. Writes the int8 export and its record into the export cache (or, with --ship, into
+    int8/ beside the checkpoint) under the checkpoint's SHA-256; only an accepted one is served
+    (AMAQC_INFERENCE_PRECISION=auto or int8). Exits 1 when int8 is rejected (the record says
+    why; no int8 file is kept).
     """
     from model.int8 import DEFAULT_KEEP_FLOAT, MAX_AUC_CHANGE
     from training.experiments.quantize import HELD_OUT, run_quantisation
@@ -68,6 +77,7 @@ def quantize(
                 splits=split or HELD_OUT,
                 calibration=calibration,
                 keep_float=keep_float if keep_float is not None else DEFAULT_KEEP_FLOAT,
+                ship=ship,
                 progress=progress,
             )
         except (ValueError, FileNotFoundError) as exc:

@@ -27,8 +27,10 @@ from model.int8 import (
     Int8Record,
     accepted_int8,
     int8_paths,
+    prune_int8,
     quantise_onnx,
     read_record,
+    shipped_folder,
     write_int8,
 )
 from model.resnet import AMAResNet
@@ -36,6 +38,8 @@ from tests.utils.images import make_phantom, phantom
 from tests.utils.service import tiny_amaresnet
 
 pytestmark = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime not installed")
+
+SERVED = Path(__file__).resolve().parents[2] / "model" / "weights" / "amaqc-default.safetensors"
 
 PATCH = 32
 #: slice probabilities of the int8 export may differ from float32's by this much (a random tiny
@@ -205,3 +209,69 @@ def test_int8_on_torch_says_where_int8_runs(tmp_path: Path, quantised: tuple[Pat
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         Predictor((build_model("amaresnet18", pyramid_width=8), META), precision="int4")
+
+
+def _ship(tmp_path: Path, quantised: tuple[Path, Path]) -> tuple[Path, Path]:
+    """Like :func:`_cache`, but the accepted int8 export lies in the shipped folder beside the
+    checkpoint and the export cache holds only the float32 export."""
+    ckpt, cache = _cache(tmp_path, quantised)
+    shipped = shipped_folder(ckpt)
+    shipped.mkdir()
+    for path in int8_paths(cache, file_digest(ckpt)):
+        shutil.move(path, shipped / path.name)
+    return ckpt, cache
+
+
+def test_a_shipped_int8_export_serves_without_a_cache_record(
+    tmp_path: Path, quantised: tuple[Path, Path]
+) -> None:
+    ckpt, cache = _ship(tmp_path, quantised)
+    assert accepted_int8(cache, file_digest(ckpt)) is None  # nothing in the cache
+    predictor = Predictor(ckpt, device="cpu", precision="auto", cache_dir=cache)
+    assert (predictor.backend, predictor.precision) == ("onnxruntime-int8", "int8")
+    # the same checks as in the cache: a swapped file is not served
+    model_path, _ = int8_paths(shipped_folder(ckpt), file_digest(ckpt))
+    shutil.copy(quantised[1].with_name("fp32.onnx"), model_path)
+    assert Predictor(ckpt, device="cpu", precision="auto", cache_dir=cache).precision == "float32"
+    with pytest.raises(BackendUnavailable, match=r"in .*cache or .*int8 \(run `amaqc quantize`"):
+        Predictor(ckpt, device="cpu", precision="int8", cache_dir=cache)
+
+
+def test_a_republished_checkpoint_does_not_serve_the_old_shipped_export(
+    tmp_path: Path, quantised: tuple[Path, Path]
+) -> None:
+    ckpt, cache = _ship(tmp_path, quantised)
+    _checkpoint(ckpt, seed=1)  # new weights published under the same name
+    assert Predictor(ckpt, device="cpu", precision="auto", cache_dir=cache).precision == "float32"
+
+
+def test_prune_keeps_one_checkpoints_int8_files(
+    tmp_path: Path, quantised: tuple[Path, Path]
+) -> None:
+    ckpt, _ = _ship(tmp_path, quantised)
+    folder, digest = shipped_folder(ckpt), file_digest(ckpt)
+    stale = [p.with_name(p.name.replace(digest, "0" * 64)) for p in int8_paths(folder, digest)]
+    for path in stale:
+        path.write_text("old")
+    (folder / "notes.txt").write_text("kept")
+    assert sorted(prune_int8(folder, digest)) == sorted(stale)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*(p.name for p in int8_paths(folder, digest)), "notes.txt"]
+    )
+
+
+def test_the_served_checkpoint_ships_its_accepted_int8_export(tmp_path: Path) -> None:
+    """`amaqc quantize --ship` has to be rerun whenever the served file changes: a new file
+    without it would silently serve float32 (this test fails instead)."""
+    found = accepted_int8(shipped_folder(SERVED), file_digest(SERVED))
+    assert found is not None, "run `amaqc quantize --ship` on the served checkpoint"
+    _, record = found
+    assert record.worst_change is not None and record.worst_change < MAX_AUC_CHANGE
+    assert {a.split for a in record.aucs} >= {"test", "transfer", "xsim", "msim"}
+    # served as int8 where asked, and close to the float32 network on head-like slices
+    int8 = Predictor(SERVED, device="cpu", precision="auto", cache_dir=tmp_path, detector="cnn")
+    ref = Predictor(SERVED, device="cpu", backend="torch", detector="cnn")
+    assert int8.precision == "int8"
+    slices = [make_phantom(256)] + [phantom(256, seed=i) for i in range(1, 3)]
+    for got, want in zip(int8.predict(slices), ref.predict(slices), strict=True):
+        assert got.probability == pytest.approx(want.probability, abs=INT8_TOLERANCE)

@@ -3,6 +3,7 @@ serves as int8 afterwards, and a rejection leaves nothing that could serve."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from app.cli import app
 from model import Predictor
 from model.backends import file_digest, onnxruntime_available
-from model.int8 import int8_paths, read_record
+from model.int8 import int8_paths, read_record, shipped_folder
 from tests.utils.images import phantom, write_png16
 from tests.utils.service import tiny_amaresnet
 from training.experiments.quantize import run_quantisation, split_aucs
@@ -96,6 +97,26 @@ def test_cli_prints_the_table_and_accepts(dataset: tuple[Path, Path], tmp_path: 
     assert result.exit_code == 0, result.output
     assert "int8 accepted" in result.output and "float32" in result.output
     assert int8_paths(tmp_path, file_digest(ckpt))[0].is_file()
+
+
+def test_cli_ship_writes_beside_the_checkpoint_and_drops_older_ones(
+    dataset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, original = dataset
+    ckpt = Path(shutil.copy(original, tmp_path / "model.safetensors"))
+    shipped = shipped_folder(ckpt)
+    shipped.mkdir()
+    stale = shipped / f"{'0' * 64}-e1-int8.json"  # a checkpoint published before this one
+    stale.write_text("{}")
+    args = ["quantize", "--data", str(data), "--checkpoint", str(ckpt), "--ship"]
+    result = CliRunner().invoke(app, [*args, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(
+        p.name for p in int8_paths(shipped, file_digest(ckpt))
+    )
+    assert not int8_paths(tmp_path / "cache", file_digest(ckpt))[1].exists()  # not the cache
+    served = Predictor(ckpt, device="cpu", precision="auto", cache_dir=tmp_path / "cache")
+    assert served.precision == "int8"
 
 
 def test_cli_without_held_out_splits_is_a_one_line_error(

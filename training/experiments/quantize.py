@@ -42,7 +42,9 @@ from model.int8 import (
     MAX_AUC_CHANGE,
     AucChange,
     Int8Record,
+    prune_int8,
     quantise_onnx,
+    shipped_folder,
     write_int8,
 )
 from model.resnet import AMAResNet
@@ -143,12 +145,16 @@ def run_quantisation(
     method: str = "MinMax",
     max_auc_change: float = MAX_AUC_CHANGE,
     speed_rounds: int = 3,
+    ship: bool = False,
     progress: Progress | None = None,
 ) -> tuple[Int8Record, Path]:
     """Quantise, check and store (see the module docstring); returns the record and where it was
-    written. ``splits`` that the dataset lacks are skipped; ``max_auc_change`` can only be made
-    stricter than the issue's rule (a looser record never serves). ``progress(description,
-    total)`` returns an ``advance(n)`` callback."""
+    written: the export cache, or with ``ship`` the shipped folder beside the checkpoint
+    (``model.int8.shipped_folder``, tracked with it), which then holds this checkpoint's record
+    alone (any other checkpoint's int8 files there are removed). ``splits`` that the dataset
+    lacks are skipped; ``max_auc_change`` can only be made stricter than the issue's rule (a
+    looser record never serves). ``progress(description, total)`` returns an ``advance(n)``
+    callback."""
     data, checkpoint = Path(data), Path(checkpoint)
     if calibration < 1:
         raise ValueError(f"calibration must be >= 1 patch, got {calibration}")
@@ -221,5 +227,9 @@ def run_quantisation(
         )
         if not record.accepted:
             record = replace(record, onnx_sha256=None)  # the int8 file is not kept
-        path = write_int8(cache_folder(checkpoint, cache_dir), record, int8_file)
+        folder = shipped_folder(checkpoint) if ship else cache_folder(checkpoint, cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = write_int8(folder, record, int8_file)
+        if ship:
+            prune_int8(folder, digest)
     return record, path
