@@ -14,11 +14,13 @@ from torch import nn
 from model import CheckpointMeta, Predictor, build_model, save_checkpoint
 from model.backends import (
     MAX_PROBABILITY_DIFFERENCE,
+    SPINNING,
     BackendUnavailable,
+    cpu_session,
     make_scorer,
     onnxruntime_available,
 )
-from model.export import DenseConvBN, InferenceNetwork
+from model.export import DenseConvBN, InferenceNetwork, export_onnx
 from model.resnet import AMAResNet
 from tests.utils.images import make_phantom, phantom
 
@@ -213,3 +215,15 @@ def test_auto_uses_torch_on_cuda() -> None:
     predictor = Predictor((_tiny(), _meta()), device="cuda")
     assert predictor.backend == "torch"
     assert len(predictor.predict(_slices(count=2))) == 2
+
+
+@needs_ort
+def test_served_sessions_do_not_spin_unless_asked() -> None:
+    """ONNX Runtime's threads spin-wait by default; the worker's sessions (the network's, the
+    spectral networks') share the cores with the IQM panel, so they are made without it."""
+    predictor = Predictor((_tiny(), _meta()), device="cpu", backend="onnxruntime")
+    options = predictor.scorer.session.get_session_options()  # type: ignore[attr-defined]
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert SPINNING is False
+    with_spin = cpu_session(export_onnx(_tiny(), 32), spinning=True).get_session_options()
+    assert with_spin.get_session_config_entry("session.intra_op.allow_spinning") == "1"
