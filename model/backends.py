@@ -50,7 +50,7 @@ PRECISIONS = ("auto", "float32", "int8")
 #: Whether ONNX Runtime's intra-op threads spin while they wait for work (its default: on).
 #: In amaqc's worker they share the cores with the IQM panel's thread, the spectral networks'
 #: session and the service, and spinning steals those cores: off, the whole verdict ran 2x as
-#: fast for one slice a call and 5-9 % faster for 24-32 (docs/performance.md, 2026-12-07).
+#: fast for one slice a call, and as fast as before for 24-32 (docs/performance.md, 2026-12-07).
 SPINNING = False
 #: the largest probability difference from torch an export may show on the probe patches
 MAX_PROBABILITY_DIFFERENCE = 1e-3
