@@ -519,11 +519,20 @@ def model_card(
         Path | None,
         typer.Option(help="summary.json of `amaqc train-fusion`: the card's detector-v2 section."),
     ] = None,
+    quantize: Annotated[
+        bool,
+        typer.Option(
+            help="Then quantise the published file to int8 and ship the record beside it (as "
+            "`amaqc quantize --ship`: int8 serves only if no held-out ROC-AUC moves by 0.005)."
+        ),
+    ] = True,
 ) -> None:
     """Publish a checkpoint as the served default and write its model card.
 
     Evaluates it on val / test / transfer, stores the metrics in its metadata, writes it as
-    float16, plots the ROC curves and fills the measured part of the model card.
+    float16, plots the ROC curves and fills the measured part of the model card; then, unless
+    --no-quantize, measures its int8 export and ships the record (and the int8 file, when
+    accepted) in int8/ beside the published file, replacing the previous file's.
     """
     from training.experiments.model_card import publish
 
@@ -553,3 +562,28 @@ def model_card(
                 f"{d['difference']:+.3f} (95 % interval {d['ci_low']:+.3f} to {d['ci_high']:+.3f})"
             )
     console.print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB); updated {card}")
+    if quantize:
+        _ship_int8(data, target)
+
+
+def _ship_int8(data: Path, checkpoint: Path) -> None:
+    """`amaqc quantize --ship` on a just-published file; a failure is reported, not raised
+    (the file is published and serves float32 until it has a record)."""
+    from model.int8 import MAX_AUC_CHANGE, shipped_folder
+    from training.experiments.quantize import run_quantisation
+
+    try:
+        record, _ = run_quantisation(data, checkpoint, ship=True)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        console.print(
+            f"[yellow]int8 not measured ({exc}); {checkpoint.name} serves float32 until "
+            f"`amaqc quantize --data DIR --checkpoint {checkpoint} --ship` records it[/]"
+        )
+        return
+    worst = record.worst_change
+    verdict = "accepted" if record.accepted else "rejected (float32 will be served)"
+    console.print(
+        f"int8 {verdict}: largest ROC-AUC change "
+        f"{'n/a' if worst is None else f'{worst:.4f}'} (rule: < {MAX_AUC_CHANGE}); record in "
+        f"{shipped_folder(checkpoint)}"
+    )

@@ -176,3 +176,34 @@ def test_the_card_shows_the_series_level_table_when_there_is_one() -> None:
     )
     assert "### Series level: what a radiographer sees" in lines
     assert "| test | any | 57 | 35.0 (mriqc_0042) | 85.0 | 100.0 | n/a |" in lines
+
+
+def test_cli_publishes_and_ships_the_int8_record_beside_the_file(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from model.backends import file_digest
+    from model.int8 import read_record, shipped_folder
+
+    ckpt, data = trained
+    out = tmp_path / "served.safetensors"
+    shipped = shipped_folder(out)
+    shipped.mkdir()
+    (shipped / f"{'0' * 64}-e1-int8.json").write_text("{}")  # the file it replaces
+    args = ["model-card", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)]
+    args += ["--card", str(tmp_path / "card.md"), "--img-dir", str(tmp_path / "img")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = read_record(shipped, file_digest(out))
+    assert record is not None and {a.split for a in record.aucs} == {"test", "transfer"}
+    assert ("int8 accepted" if record.accepted else "int8 rejected") in result.output
+    assert not (shipped / f"{'0' * 64}-e1-int8.json").exists()
+
+    plain = tmp_path / "other" / "plain.safetensors"
+    plain.parent.mkdir()
+    args[args.index(str(out))] = str(plain)
+    result = CliRunner().invoke(app, [*args, "--no-quantize"])
+    assert result.exit_code == 0, result.output
+    assert "int8" not in result.output and not shipped_folder(plain).exists()
