@@ -85,3 +85,15 @@ def test_train_reports_each_epoch_and_writes_the_checkpoint(
     assert result.exit_code == 0, result.output
     assert "epoch 1: loss" in result.output and unit in result.output
     assert read_metadata(out).training["config"]["slice_level"] is (flag == "--slice-level")
+
+
+def test_info_says_whether_the_network_serves_as_int8(tmp_path: Path) -> None:
+    import shutil
+
+    served = Path(__file__).resolve().parents[1] / "model" / "weights" / "amaqc-default.safetensors"
+    result = runner.invoke(app, ["info", str(served)], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "int8 network" in result.output and "accepted (largest held-out" in result.output
+    copy = shutil.copy(served, tmp_path / "copy.safetensors")  # same bytes, no record beside
+    result = runner.invoke(app, ["info", str(copy)], terminal_width=250)
+    assert "none measured for this file" in result.output

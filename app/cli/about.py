@@ -72,10 +72,36 @@ def info(
             )
     if meta.spectral:
         table.add_row("spectral network", spectral_summary(meta.spectral))
+    if meta.arch == "amaresnet18":
+        table.add_row("int8 network", int8_summary(checkpoint))
     for key, value in sorted(meta.metrics.items()):
         table.add_row(f"metric {key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     table.add_row("created", f"{meta.created_at} (amaqc {meta.amaqc_version})")
     console.print(table)
+
+
+def int8_summary(checkpoint: Path) -> str:
+    """Whether a CPU worker serves ``checkpoint``'s network as int8 (with
+    AMAQC_INFERENCE_PRECISION=auto): an accepted record for these bytes in the export cache or
+    shipped beside the file, a rejected one, or none."""
+    from model.backends import cache_folder, file_digest
+    from model.int8 import MAX_AUC_CHANGE, accepted_int8, int8_folders, read_record
+
+    digest = file_digest(checkpoint)
+    folders = int8_folders(checkpoint, cache_folder(checkpoint))
+    for folder in folders:
+        found = accepted_int8(folder, digest)
+        if found is not None:
+            path, record = found
+            return (
+                f"accepted (largest held-out ROC-AUC change {record.worst_change:.4f} < "
+                f"{MAX_AUC_CHANGE}): CPU workers serve {path}"
+            )
+    for folder in folders:
+        record = read_record(folder, digest)
+        if record is not None:
+            return f"not served (record in {folder}: largest change {record.worst_change}); float32"
+    return "none measured for this file (`amaqc quantize --data DIR`); float32"
 
 
 def spectral_summary(description: dict[str, Any]) -> str:
