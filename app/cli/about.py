@@ -98,9 +98,9 @@ def int8_summary(checkpoint: Path) -> str:
                 f"{MAX_AUC_CHANGE}): CPU workers serve {path}"
             )
     for folder in folders:
-        record = read_record(folder, digest)
-        if record is not None:
-            return f"not served (record in {folder}: largest change {record.worst_change}); float32"
+        stored = read_record(folder, digest)
+        if stored is not None:
+            return f"not served (record in {folder}: largest change {stored.worst_change}); float32"
     return "none measured for this file (`amaqc quantize --data DIR`); float32"
 
 
