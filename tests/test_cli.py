@@ -97,3 +97,12 @@ def test_info_says_whether_the_network_serves_as_int8(tmp_path: Path) -> None:
     copy = shutil.copy(served, tmp_path / "copy.safetensors")  # same bytes, no record beside
     result = runner.invoke(app, ["info", str(copy)], terminal_width=250)
     assert "none measured for this file" in result.output
+
+    from model.backends import file_digest
+    from model.int8 import AucChange, Int8Record, shipped_folder, write_int8
+
+    rejected = Int8Record(file_digest(copy), [AucChange("test", "all", 40, 0.8, 0.79)])
+    shipped_folder(copy).mkdir()
+    write_int8(shipped_folder(copy), rejected, None)
+    result = runner.invoke(app, ["info", str(copy)], terminal_width=250)
+    assert "not served" in result.output and "float32" in result.output
