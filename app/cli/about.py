@@ -100,7 +100,8 @@ def int8_summary(checkpoint: Path) -> str:
     for folder in folders:
         stored = read_record(folder, digest)
         if stored is not None:
-            return f"not served (record in {folder}: largest change {stored.worst_change}); float32"
+            worst = "n/a" if stored.worst_change is None else f"{stored.worst_change:.4f}"
+            return f"not served (record in {folder}: largest change {worst}); float32"
     return "none measured for this file (`amaqc quantize --data DIR`); float32"
 
 

@@ -19,6 +19,7 @@ from .common import (
     fail,
     load_settings,
     progress_bar,
+    progress_tasks,
     upgrade_schema,
 )
 
@@ -573,7 +574,8 @@ def _ship_int8(data: Path, checkpoint: Path) -> None:
     from training.experiments.quantize import run_quantisation
 
     try:
-        record, _ = run_quantisation(data, checkpoint, ship=True)
+        with progress_bar() as bar:
+            record, _ = run_quantisation(data, checkpoint, ship=True, progress=progress_tasks(bar))
     except (ValueError, FileNotFoundError, OSError) as exc:
         console.print(
             f"[yellow]int8 not measured ({exc}); {checkpoint.name} serves float32 until "
