@@ -178,13 +178,8 @@ def main() -> None:
         with torch.inference_mode():
             plain_torch(x).cpu()
 
-    def run_plain_ort(batch: list[np.ndarray]) -> None:
-        assert plain_ort is not None
-        plain_ort(prepared(batch))
-
-    def run_plain_ort_still(batch: list[np.ndarray]) -> None:
-        assert plain_ort_still is not None
-        plain_ort_still(prepared(batch))
+    def on_ort(scorer: OnnxScorer) -> Callable[[list[np.ndarray]], object]:
+        return lambda batch: scorer(prepared(batch))
 
     runners: dict[str, Callable[[list[np.ndarray]], object]] = {
         f"served ({served.backend})": served.predict
@@ -208,9 +203,9 @@ def main() -> None:
             runners[serial] = verdict(predictor, overlap=False)
             runners[overlapped] = verdict(predictor, overlap=True)
             verdicts.append((serial, overlapped))
-    if plain_ort is not None:
-        runners["resnet18 (onnxruntime)"] = run_plain_ort
-        runners[STILL] = run_plain_ort_still
+    if plain_ort is not None and plain_ort_still is not None:
+        runners["resnet18 (onnxruntime)"] = on_ort(plain_ort)
+        runners[STILL] = on_ort(plain_ort_still)
     if not args.verdict_only:
         runners["resnet18 (torch)"] = run_plain_torch
 

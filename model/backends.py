@@ -389,7 +389,7 @@ def _int8_scorer(
 ) -> OnnxScorer:
     """The accepted int8 export of ``checkpoint`` on ONNX Runtime; raises
     :class:`BackendUnavailable` saying why where there is none or it cannot run here."""
-    from .int8 import accepted_int8, int8_folders
+    from .int8 import first_accepted, int8_folders
     from .resnet import AMAResNet
 
     if backend == "torch" or device.type != "cpu" or checkpoint is None:
@@ -400,7 +400,7 @@ def _int8_scorer(
         raise BackendUnavailable("onnxruntime is not installed")
     digest = file_digest(checkpoint)
     folders = int8_folders(checkpoint, cache_folder(checkpoint, cache_dir))
-    found = next(filter(None, (accepted_int8(f, digest) for f in folders)), None)
+    found = first_accepted(folders, digest)
     if found is None:
         raise BackendUnavailable(
             f"no accepted int8 export of checkpoint {digest[:12]} in "

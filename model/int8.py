@@ -145,6 +145,14 @@ def int8_folders(checkpoint: str | Path, cache: str | Path) -> list[Path]:
     return folders
 
 
+def first_accepted(
+    folders: Sequence[str | Path], checkpoint_sha256: str
+) -> tuple[Path, Int8Record] | None:
+    """:func:`accepted_int8` in each of ``folders`` in turn (:func:`int8_folders`): the first
+    found, or None."""
+    return next(filter(None, (accepted_int8(f, checkpoint_sha256) for f in folders)), None)
+
+
 def prune_int8(folder: str | Path, keep_sha256: str) -> list[Path]:
     """Remove from ``folder`` the int8 exports and records of every checkpoint but
     ``keep_sha256`` (a shipped folder holds the served checkpoint's alone); returns what went."""

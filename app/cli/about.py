@@ -85,18 +85,17 @@ def int8_summary(checkpoint: Path) -> str:
     AMAQC_INFERENCE_PRECISION=auto): an accepted record for these bytes in the export cache or
     shipped beside the file, a rejected one, or none."""
     from model.backends import cache_folder, file_digest
-    from model.int8 import MAX_AUC_CHANGE, accepted_int8, int8_folders, read_record
+    from model.int8 import MAX_AUC_CHANGE, first_accepted, int8_folders, read_record
 
     digest = file_digest(checkpoint)
     folders = int8_folders(checkpoint, cache_folder(checkpoint))
-    for folder in folders:
-        found = accepted_int8(folder, digest)
-        if found is not None:
-            path, record = found
-            return (
-                f"accepted (largest held-out ROC-AUC change {record.worst_change:.4f} < "
-                f"{MAX_AUC_CHANGE}): CPU workers serve {path}"
-            )
+    found = first_accepted(folders, digest)
+    if found is not None:
+        path, record = found
+        return (
+            f"accepted (largest held-out ROC-AUC change {record.worst_change:.4f} < "
+            f"{MAX_AUC_CHANGE}): CPU workers serve {path}"
+        )
     for folder in folders:
         stored = read_record(folder, digest)
         if stored is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,6 +16,9 @@ from .common import (
     progress_tasks,
     require_dataset,
 )
+
+if TYPE_CHECKING:
+    from model.int8 import Int8Record
 
 app = typer.Typer()
 
@@ -60,7 +63,7 @@ def quantize(
     (AMAQC_INFERENCE_PRECISION=auto or int8). Exits 1 when int8 is rejected (the record says
     why; no int8 file is kept).
     """
-    from model.int8 import DEFAULT_KEEP_FLOAT, MAX_AUC_CHANGE
+    from model.int8 import DEFAULT_KEEP_FLOAT
     from training.experiments.quantize import HELD_OUT, run_quantisation
 
     ckpt = checkpoint or default_checkpoint()
@@ -84,6 +87,16 @@ def quantize(
             raise fail(str(exc)) from None
         except OSError as exc:  # an export cache that cannot be written
             raise fail(f"cannot write the export cache: {exc}") from None
+    report(record, path)
+    if not record.accepted:
+        raise typer.Exit(1)
+
+
+def report(record: Int8Record, path: Path) -> None:
+    """Print what ``amaqc quantize`` measured: the AUC table, the network's speed, and whether
+    int8 was accepted (``path``: the record written)."""
+    from model.int8 import MAX_AUC_CHANGE
+
     table = Table("split", "ROC-AUC", "slices", "float32", "int8", "change")
     for auc in record.aucs:
         style = "" if abs(auc.change) < MAX_AUC_CHANGE else "bold red"
@@ -109,7 +122,7 @@ def quantize(
             f"int8 rejected: largest ROC-AUC change {worst if worst is None else f'{worst:.4f}'} "
             f"(rule: < {MAX_AUC_CHANGE}); serving stays float32; record {path}"
         )
-        raise typer.Exit(1)
+        return
     console.print(
         f"int8 accepted: largest ROC-AUC change {worst:.4f} (rule: < {MAX_AUC_CHANGE}); "
         f"wrote {path.with_suffix('.onnx')} and {path}"

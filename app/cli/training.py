@@ -568,24 +568,22 @@ def model_card(
 
 
 def _ship_int8(data: Path, checkpoint: Path) -> None:
-    """`amaqc quantize --ship` on a just-published file; a failure is reported, not raised
-    (the file is published and serves float32 until it has a record)."""
-    from model.int8 import MAX_AUC_CHANGE, shipped_folder
+    """`amaqc quantize --ship` on a just-published file, reported as that command reports; a
+    failure is reported, not raised (the file is published and serves float32 until it has a
+    record)."""
     from training.experiments.quantize import run_quantisation
+
+    from .quantize import report
 
     try:
         with progress_bar() as bar:
-            record, _ = run_quantisation(data, checkpoint, ship=True, progress=progress_tasks(bar))
+            record, path = run_quantisation(
+                data, checkpoint, ship=True, progress=progress_tasks(bar)
+            )
     except (ValueError, FileNotFoundError, OSError) as exc:
         console.print(
             f"[yellow]int8 not measured ({exc}); {checkpoint.name} serves float32 until "
             f"`amaqc quantize --data DIR --checkpoint {checkpoint} --ship` records it[/]"
         )
         return
-    worst = record.worst_change
-    verdict = "accepted" if record.accepted else "rejected (float32 will be served)"
-    console.print(
-        f"int8 {verdict}: largest ROC-AUC change "
-        f"{'n/a' if worst is None else f'{worst:.4f}'} (rule: < {MAX_AUC_CHANGE}); record in "
-        f"{shipped_folder(checkpoint)}"
-    )
+    report(record, path)
