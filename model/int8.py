@@ -41,10 +41,12 @@ logger = logging.getLogger(__name__)
 #: issue 18's rule: int8 serves only if every held-out ROC-AUC moves by less than this
 MAX_AUC_CHANGE = 0.005
 #: bumped whenever the quantisation scheme changes, so old int8 exports stop serving
-INT8_VERSION = 1
-#: node-name prefixes left in float32 by default: the stem convolution, the pyramid and the
-#: classifier (docs/performance.md: int8 everywhere moved a held-out AUC by 0.0067)
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("/stem", "/pyramid", "/fc")
+#: (2: max-pools moved before the ReLU they followed, :func:`pool_before_relu`)
+INT8_VERSION = 2
+#: node-name prefixes left in float32 by default: the stem (its convolution reads the slice's
+#: 12-bit values) and the classifier (docs/performance.md: int8 everywhere moved a held-out AUC
+#: by 0.0067; the pyramid in int8 too, since 2026-12-07, moved none by more than 0.0040)
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("/stem", "/fc")
 CALIBRATION_METHODS = ("MinMax", "Percentile", "Entropy")
 #: the folder beside a checkpoint that ships its accepted int8 export (``amaqc quantize --ship``)
 SHIPPED_DIRNAME = "int8"
@@ -269,4 +271,52 @@ def quantise_onnx(
         )
     finally:
         pre.unlink(missing_ok=True)
+    model = onnx.load(str(out))
+    if pool_before_relu(model):
+        write_atomic(out, model.SerializeToString())
     return excluded
+
+
+def pool_before_relu(model: Any) -> int:
+    """Rewrite ``Relu -> MaxPool`` as ``MaxPool -> Relu`` in an ONNX ``model`` (in place) where
+    the ReLU feeds only that max-pool; returns how many were rewritten.
+
+    The result is the same to the bit (max(relu(a), relu(b)) = relu(max(a, b)): ReLU is
+    monotone), but ONNX Runtime then runs the pool on its blocked (NCHWc) layout, straight on
+    the float convolution's output. Left in float beside the int8 backbone (the stem's pool after
+    its float convolution), ``Relu -> MaxPool -> QuantizeLinear`` falls to the plain NCHW pool
+    kernel and a layout reorder: 18 % of the int8 network's time (docs/performance.md).
+    """
+    graph = model.graph
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    nodes = list(graph.node)
+    relus = {n.output[0]: n for n in nodes if n.op_type == "Relu"}
+    rewritten = 0
+    for pool in nodes:
+        if pool.op_type != "MaxPool" or len(pool.output) != 1:
+            continue
+        relu = relus.get(pool.input[0])
+        if relu is None or relu.output[0] in outputs or len(consumers[relu.output[0]]) != 1:
+            continue
+        pooled = f"{relu.input[0]}_pooled"
+        gone = relu.output[0]
+        pool.input[0], pool.output[0], relu.input[0], relu.output[0] = (
+            relu.input[0],
+            pooled,
+            pooled,
+            pool.output[0],
+        )
+        i, j = nodes.index(relu), nodes.index(pool)
+        nodes[i], nodes[j] = pool, relu
+        stale = [v for v in graph.value_info if v.name == gone]
+        for v in stale:
+            graph.value_info.remove(v)
+        rewritten += 1
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return rewritten

@@ -40,7 +40,7 @@ def quantize(
     ] = 512,
     keep_float: Annotated[
         list[str] | None,
-        typer.Option(help="Node-name prefix left in float32 (repeat; default /stem /pyramid /fc)."),
+        typer.Option(help="Node-name prefix left in float32 (repeat; default /stem /fc)."),
     ] = None,
     split: Annotated[
         list[str] | None,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from model import CheckpointMeta, Predictor, build_model
 from model.backends import (
@@ -27,6 +29,7 @@ from model.int8 import (
     Int8Record,
     accepted_int8,
     int8_paths,
+    pool_before_relu,
     prune_int8,
     quantise_onnx,
     read_record,
@@ -105,6 +108,58 @@ def test_an_accepted_int8_export_serves_and_agrees_with_float32(
     a, b = int8.predict(_slices()), ref.predict(_slices())
     diff = max(abs(x.probability - y.probability) for x, y in zip(a, b, strict=True))
     assert 0 < diff < INT8_TOLERANCE  # int8, so not bit-equal; but close
+
+
+class _ReluPool(torch.nn.Module):
+    """conv -> ReLU -> max-pool -> conv, and a ReLU read by a pool and by an add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.max_pool2d(torch.relu(self.a(x)), 3, 2, 1)
+        z = torch.relu(self.b(y))
+        return torch.nn.functional.max_pool2d(z, 2) + z[..., ::2, ::2]
+
+
+def _onnx(module: torch.nn.Module, path: Path) -> Any:
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.zeros(2, 1, 16, 16),), path, dynamo=False)
+    return onnx.load(str(path))
+
+
+def test_pool_before_relu_moves_the_pool_and_changes_no_output(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = _onnx(_ReluPool(), tmp_path / "m.onnx")
+    before = model.SerializeToString()
+    assert pool_before_relu(model) == 1  # the second ReLU is also read by the add: left alone
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.index("MaxPool") < ops.index("Relu")  # the first pool now reads the conv
+    x = np.random.default_rng(0).normal(size=(2, 1, 16, 16)).astype(np.float32)
+
+    def run(data: bytes) -> np.ndarray:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+
+    np.testing.assert_array_equal(run(model.SerializeToString()), run(before))
+
+
+def test_the_int8_export_pools_before_the_stem_relu(quantised: tuple[Path, Path]) -> None:
+    import onnx
+
+    nodes = onnx.load(str(quantised[1])).graph.node
+    pool = next(n for n in nodes if n.op_type == "MaxPool")
+    producer = next(n for n in nodes if pool.input[0] in n.output)
+    assert producer.op_type == "Conv"  # not the ReLU: ONNX Runtime pools on NCHWc
 
 
 def test_precision_float32_never_loads_int8(tmp_path: Path, quantised: tuple[Path, Path]) -> None:
