@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from .checkpoint import CheckpointMeta, load_checkpoint, load_spectral
 from .fusion import fusion_features, sigmoid
 from .iqm import compute_iqms
 from .partition import aggregate, partition
+from .pools import ProcessLocalPool
 from .preprocess import normalize_slice
 from .spectral import SpectralModel, spectrum_or_none
 from .spectral_runtime import SpectralRunner, make_spectral_runner
@@ -265,26 +264,10 @@ def _settle(pending: Future[tuple[list[dict[str, float] | None], list[np.ndarray
 
 #: The process's panel thread: one worker, created on first use, and created again in a forked
 #: child (a Celery prefork child inherits the parent's executor object but not its thread).
-_pool: ThreadPoolExecutor | None = None
-_pool_pid: int | None = None
-_pool_lock = threading.Lock()
+_PANEL_POOL = ProcessLocalPool(1, "amaqc-iqm-panel")
 
 
 def panel_pool() -> ThreadPoolExecutor:
     """The single-thread executor that computes IQM panels beside the network, this process's
     own: one created before a fork is never reused in the child."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="amaqc-iqm-panel")
-            _pool_pid = os.getpid()
-        return _pool
-
-
-def _after_fork_in_child() -> None:
-    global _pool_lock
-    _pool_lock = threading.Lock()  # another thread may have held it at the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return _PANEL_POOL.get()

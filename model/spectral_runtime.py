@@ -28,9 +28,11 @@ from .backends import (
     cpu_session,
     export_cached,
     file_digest,
+    lane_count,
     onnx_or_torch,
     onnxruntime_available,
     open_export,
+    run_in_lanes,
 )
 from .export import export_module
 from .fusion import sigmoid
@@ -82,8 +84,9 @@ class OnnxSpectral:
 
     name = "onnxruntime"
 
-    def __init__(self, model: str | Path | bytes, *, threads: int = 0) -> None:
-        self.session = cpu_session(model, threads)
+    def __init__(self, model: str | Path | bytes, *, threads: int = 0, lanes: int = 1) -> None:
+        self.lanes = max(1, lanes)  # as model.backends.OnnxScorer's
+        self.session = cpu_session(model, 1 if self.lanes > 1 else threads)
         #: the largest probability difference from torch on the probe spectra (set by the check)
         self.max_difference: float | None = None
 
@@ -91,7 +94,10 @@ class OnnxSpectral:
         return logits_by_batch(spectra, BATCH, self._run)
 
     def _run(self, x: np.ndarray) -> list[float]:
-        return [float(v) for v in self.session.run(None, {INPUT_NAME: x})[0].tolist()]
+        return [float(v) for v in run_in_lanes(self._session_run, x, self.lanes).tolist()]
+
+    def _session_run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {INPUT_NAME: x})[0])
 
 
 def export_spectral_onnx(net: SpectralModel, path: str | Path | None = None) -> bytes:
@@ -164,7 +170,11 @@ def _onnx_runner(
             )
     except ImportError as exc:  # torch's exporter needs the onnx package
         raise BackendUnavailable(f"cannot export to ONNX ({exc})") from None
-    runner = open_export(source, OnnxSpectral, lambda path: export_spectral_onnx(net, path))
+    runner = open_export(
+        source,
+        lambda src: OnnxSpectral(src, lanes=lane_count()),
+        lambda path: export_spectral_onnx(net, path),
+    )
     probes = probe_spectra()
     want = np.asarray(spectral_logits(net.to("cpu"), probes), dtype=np.float64)
     got = np.asarray(runner(probes), dtype=np.float64)

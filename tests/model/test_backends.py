@@ -4,6 +4,7 @@ checkpoint's bytes, and torch takes over where ONNX Runtime is missing."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,16 @@ from torch import nn
 
 from model import CheckpointMeta, Predictor, build_model, save_checkpoint
 from model.backends import (
+    LANES,
     MAX_PROBABILITY_DIFFERENCE,
     SPINNING,
     BackendUnavailable,
+    OnnxScorer,
     cpu_session,
+    lane_count,
     make_scorer,
     onnxruntime_available,
+    run_in_lanes,
 )
 from model.export import DenseConvBN, InferenceNetwork, export_onnx
 from model.resnet import AMAResNet
@@ -120,6 +125,7 @@ def test_served_checkpoint_on_onnx_runtime_agrees_with_torch(tmp_path: Path) -> 
     onnx = Predictor(SERVED, backend="onnxruntime", cache_dir=tmp_path, device="cpu")
     ref = Predictor(SERVED, backend="torch", device="cpu")
     assert (onnx.spectral_backend, ref.spectral_backend) == ("onnxruntime", "torch")
+    assert onnx.spectral_runner.lanes == lane_count()  # type: ignore[union-attr]
     slices = _slices(256, count=4)
     a, b = onnx.predict(slices), ref.predict(slices)
     for x, y in zip(a, b, strict=True):
@@ -227,3 +233,42 @@ def test_served_sessions_do_not_spin_unless_asked() -> None:
     assert SPINNING is False
     with_spin = cpu_session(export_onnx(_tiny(), 32), spinning=True).get_session_options()
     assert with_spin.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
+def test_run_in_lanes_splits_runs_side_by_side_and_keeps_the_order() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        seen.append((len(x), threading.current_thread().name))
+        return x * 10
+
+    x = np.arange(7.0)
+    np.testing.assert_array_equal(run_in_lanes(run, x, 3), x * 10)
+    assert sorted(n for n, _ in seen) == [2, 2, 3]
+    assert all(name.startswith("amaqc-onnx-lane") for _, name in seen)
+    seen.clear()
+    np.testing.assert_array_equal(run_in_lanes(run, x[:1], 4), x[:1] * 10)  # one row: one run
+    np.testing.assert_array_equal(run_in_lanes(run, x, 1), x * 10)
+    assert [n for n, _ in seen] == [1, 7] and all(
+        name == threading.current_thread().name for _, name in seen
+    )
+
+
+@needs_ort
+def test_served_sessions_run_in_single_threaded_lanes_with_the_same_numbers() -> None:
+    """The Predictor's ONNX Runtime sessions (network and spectral networks) run each call as
+    :func:`lane_count` single-threaded runs side by side; the probabilities do not change."""
+    predictor = Predictor((_tiny(), _meta()), device="cpu", backend="onnxruntime")
+    scorer = predictor.scorer
+    assert isinstance(scorer, OnnxScorer)
+    assert scorer.lanes == lane_count() == (LANES or torch.get_num_threads())
+    if scorer.lanes > 1:
+        assert scorer.session.get_session_options().intra_op_num_threads == 1
+    patches = torch.from_numpy(
+        np.stack([make_phantom(32), phantom(32, seed=1), phantom(32, seed=2)])[:, None]
+    ).float()
+    one = OnnxScorer(export_onnx(_tiny(), 32), lanes=1)
+    for lanes in (2, 3):
+        laned = OnnxScorer(export_onnx(_tiny(), 32), lanes=lanes)
+        assert laned.session.get_session_options().intra_op_num_threads == 1
+        np.testing.assert_allclose(laned(patches).numpy(), one(patches).numpy(), atol=1e-6)
