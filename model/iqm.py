@@ -80,6 +80,7 @@ __all__ = [
     "ghost_lines",
     "gsr",
     "hf_energy",
+    "iqms_of",
     "kline_tables",
     "kspace_anisotropy",
     "kspace_cliff",
@@ -662,7 +663,11 @@ def compute_iqms(image: np.ndarray) -> dict[str, float]:
     Raises:
         ValueError: as :func:`prepare` (not 2-D, too small, blank).
     """
-    p = prepare(image)
+    return iqms_of(prepare(image))
+
+
+def iqms_of(p: Prepared) -> dict[str, float]:
+    """:func:`compute_iqms` of the slice ``p`` was prepared from (:func:`prepare`)."""
     rows, cols = ghost_lines(p)
     values = {
         "snr": snr(p),

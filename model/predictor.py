@@ -15,11 +15,11 @@ from torch import nn
 from .backends import PatchScorer, make_scorer
 from .checkpoint import CheckpointMeta, load_checkpoint, load_spectral
 from .fusion import fusion_features, sigmoid
-from .iqm import compute_iqms
+from .iqm import iqms_of, prepare
 from .partition import aggregate, partition
 from .pools import ProcessLocalPool
 from .preprocess import normalize_slice
-from .spectral import SpectralModel, spectrum_or_none
+from .spectral import SpectralError, SpectralModel, log_spectrum_of, spectrum_or_none
 from .spectral_runtime import SpectralRunner, make_spectral_runner
 
 DETECTORS = ("auto", "cnn", "fused")
@@ -234,21 +234,34 @@ class Predictor:
         return image_probs.tolist(), maps
 
 
-def _panel(image: np.ndarray) -> dict[str, float] | None:
+def _panel(
+    image: np.ndarray, spectrum: bool = False
+) -> tuple[dict[str, float] | None, np.ndarray | None]:
     """The IQM panel of a slice, or None where it cannot be computed (too small, blank): the
-    fused model then reads its training mean for every IQM (no evidence either way)."""
+    fused model then reads its training mean for every IQM (no evidence either way); and, when
+    asked, its spectrum (:func:`model.spectral.spectrum_or_none`, from the panel's FFT)."""
     try:
-        return compute_iqms(image)
+        prepared = prepare(image)
     except ValueError:
-        return None
+        return None, spectrum_or_none(image) if spectrum else None
+    try:
+        panel: dict[str, float] | None = iqms_of(prepared)
+    except ValueError:
+        panel = None
+    if not spectrum:
+        return panel, None
+    try:
+        return panel, log_spectrum_of(image, prepared)
+    except SpectralError:
+        return panel, None
 
 
 def _panels(
     slices: Sequence[np.ndarray], spectra: bool = False
 ) -> tuple[list[dict[str, float] | None], list[np.ndarray | None]]:
     """The slices' IQM panels and, when asked, their spectra (else Nones)."""
-    panels = [_panel(s) for s in slices]
-    return panels, [spectrum_or_none(s) for s in slices] if spectra else [None] * len(slices)
+    pairs = [_panel(s, spectra) for s in slices]
+    return [panel for panel, _ in pairs], [spectrum for _, spectrum in pairs]
 
 
 def _sigmoid(z: float | None) -> float | None:

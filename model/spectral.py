@@ -33,6 +33,8 @@ from scipy import fft as scipy_fft
 from scipy import ndimage
 from torch import nn
 
+from .iqm import Prepared
+
 __all__ = [
     "GRID",
     "PREFIX",
@@ -44,6 +46,7 @@ __all__ = [
     "build_spectral",
     "ensemble",
     "log_spectrum",
+    "log_spectrum_of",
     "logits_by_batch",
     "spectral_description",
     "spectral_from_tensors",
@@ -82,7 +85,31 @@ def log_spectrum(image: np.ndarray, grid: int = GRID) -> np.ndarray:
         raise SpectralError("slice is blank (no positive pixel)")
     a = a / np.percentile(positive, 99)
     # scipy's pocketfft: the same transform as numpy's to ~1e-15, in a third of the time
-    magnitude = np.fft.fftshift(np.abs(scipy_fft.fft2(a)))
+    return _standardised_log(np.fft.fftshift(np.abs(scipy_fft.fft2(a))), grid)
+
+
+def log_spectrum_of(image: np.ndarray, prepared: Prepared, grid: int = GRID) -> np.ndarray:
+    """:func:`log_spectrum` of ``image`` from the IQM panel's k-space of it (``prepared`` =
+    :func:`model.iqm.prepare` of ``image``, whose FFT the panel computes anyway): the same
+    numbers to ~1e-9 in half the time. A slice the panel had to clean first (not finite, or
+    signed) gets :func:`log_spectrum` itself.
+
+    Raises:
+        SpectralError: as :func:`log_spectrum`.
+    """
+    a = np.asarray(image)
+    if a.shape != prepared.image.shape or not np.isfinite(a).all() or a.min() < 0:
+        return log_spectrum(image, grid)
+    # prepared.image is the slice over the 99th percentile of its non-zero (here: positive)
+    # pixels, as log_spectrum scales it; its spectrum is |FFT| with the mean removed, so the DC
+    # term, |sum|, is put back
+    magnitude = np.array(prepared.spectrum)
+    magnitude[0, 0] = abs(prepared.image.sum())
+    return _standardised_log(np.fft.fftshift(magnitude), grid)
+
+
+def _standardised_log(magnitude: np.ndarray, grid: int) -> np.ndarray:
+    """The centred k-space magnitude -> log, resampled to (grid, grid), standardised."""
     log = np.log(magnitude + 1e-6 * magnitude.max() + 1e-12)
     h, w = log.shape
     out = ndimage.zoom(log, (grid / h, grid / w), order=1, grid_mode=True, mode="nearest")

@@ -15,7 +15,7 @@ import pytest
 import model.predictor as predictor_module
 from model import CheckpointMeta, Predictor, build_model, save_checkpoint
 from model.fusion import FusionModel
-from model.iqm import IQM_NAMES
+from model.iqm import IQM_NAMES, Prepared
 from tests.utils.iqm_reference import reference_slices
 from tests.utils.service import TINY_NORMALIZATION
 
@@ -86,13 +86,13 @@ def test_the_panel_runs_on_the_panel_thread_only_when_overlapped(
     fused_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[str] = []
-    from model.iqm import compute_iqms as real
+    from model.iqm import iqms_of as real
 
-    def recording(image: np.ndarray) -> dict[str, float]:
+    def recording(prepared: Prepared) -> dict[str, float]:
         threads.append(threading.current_thread().name)
-        return real(image)
+        return real(prepared)
 
-    monkeypatch.setattr("model.predictor.compute_iqms", recording)
+    monkeypatch.setattr("model.predictor.iqms_of", recording)
     predictor = Predictor(fused_checkpoint, device="cpu", backend="torch")
     predictor.predict(_slices()[:2])
     assert len(threads) == 2 and all(t.startswith("amaqc-iqm-panel") for t in threads)
@@ -110,17 +110,17 @@ def test_a_panel_error_propagates_and_a_value_error_means_no_panel(
     predictor = Predictor(fused_checkpoint, device="cpu", backend="torch", overlap_panel=overlap)
     slices = _slices()[:3]
 
-    def broken(image: np.ndarray) -> dict[str, float]:
+    def broken(prepared: Prepared) -> dict[str, float]:
         raise RuntimeError("panel broke")
 
-    monkeypatch.setattr("model.predictor.compute_iqms", broken)
+    monkeypatch.setattr("model.predictor.iqms_of", broken)
     with pytest.raises(RuntimeError, match="panel broke"):
         predictor.predict(slices)
 
-    def unusable(image: np.ndarray) -> dict[str, float]:
+    def unusable(prepared: Prepared) -> dict[str, float]:
         raise ValueError("too small")
 
-    monkeypatch.setattr("model.predictor.compute_iqms", unusable)
+    monkeypatch.setattr("model.predictor.iqms_of", unusable)
     preds = predictor.predict(slices)
     assert [p.iqms for p in preds] == [None] * 3
     assert all(0.0 <= p.probability <= 1.0 for p in preds)
@@ -133,7 +133,7 @@ def test_a_network_error_wins_and_leaves_no_panel_running(
     also an error, is not), and predict returns only once the panel's work is over."""
     finished: list[int] = []
 
-    def slow_and_broken(image: np.ndarray) -> dict[str, float]:
+    def slow_and_broken(prepared: Prepared) -> dict[str, float]:
         time.sleep(0.05)
         finished.append(1)
         if len(finished) == 3:
@@ -143,7 +143,7 @@ def test_a_network_error_wins_and_leaves_no_panel_running(
     def network_down(patches: object) -> object:
         raise OSError("network down")
 
-    monkeypatch.setattr("model.predictor.compute_iqms", slow_and_broken)
+    monkeypatch.setattr("model.predictor.iqms_of", slow_and_broken)
     predictor = Predictor(fused_checkpoint, device="cpu", backend="torch")
     monkeypatch.setattr(predictor, "patch_probabilities", network_down)
     with pytest.raises(OSError, match="network down"):

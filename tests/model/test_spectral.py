@@ -15,7 +15,7 @@ from safetensors import safe_open
 from model import CheckpointError, Predictor, build_model, load_checkpoint
 from model.checkpoint import load_spectral, read_metadata, save_checkpoint
 from model.fusion import fusion_features
-from model.iqm import compute_iqms
+from model.iqm import compute_iqms, prepare
 from model.spectral import (
     GRID,
     SpectralEnsemble,
@@ -24,12 +24,14 @@ from model.spectral import (
     build_spectral,
     ensemble,
     log_spectrum,
+    log_spectrum_of,
     spectral_description,
     spectral_from_tensors,
     spectral_logits,
     spectrum_or_none,
 )
 from tests.utils.images import make_phantom
+from tests.utils.iqm_reference import reference_slices
 from tests.utils.spectral import seeded_net as _net
 from tests.utils.spectral import small_fusion as _fusion
 from tests.utils.spectral import small_meta as _meta
@@ -74,6 +76,24 @@ def test_a_kspace_spike_is_a_bright_point_of_the_spectrum_where_it_was_put() -> 
 def test_a_slice_without_a_spectrum_is_refused_by_name(image: np.ndarray, message: str) -> None:
     with pytest.raises(SpectralError, match=message):
         log_spectrum(image)
+
+
+def test_the_spectrum_from_the_panels_fft_is_the_spectrum() -> None:
+    """The Predictor takes the spectrum from the IQM panel's FFT of the slice (one FFT, not two);
+    it must be the spectrum itself: real-looking slices of several sizes and dtypes, a signed and
+    a non-finite one (which go the long way)."""
+    slices = dict(reference_slices())
+    slices["signed"] = make_phantom(64).astype(np.float64) - 100.0
+    for name, image in slices.items():
+        try:
+            expected = log_spectrum(image)
+        except SpectralError:
+            with pytest.raises(SpectralError):
+                log_spectrum_of(image, prepare(image))
+            continue
+        got = log_spectrum_of(image, prepare(image))
+        assert got.dtype == np.float32 and got.shape == (GRID, GRID), name
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=name)
 
 
 def test_spectrum_or_none_is_the_spectrum_or_none_for_a_blank_slice() -> None:
