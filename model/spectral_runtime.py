@@ -87,6 +87,9 @@ class OnnxSpectral:
     def __init__(self, model: str | Path | bytes, *, threads: int = 0, lanes: int = 1) -> None:
         self.lanes = max(1, lanes)  # as model.backends.OnnxScorer's
         self.session = cpu_session(model, 1 if self.lanes > 1 else threads)
+        #: a slice's spectrum is one row, which lanes cannot split (a slice sent alone, the
+        #: scanner's case): it runs on a session with ``threads`` intra-op threads instead
+        self.single = cpu_session(model, threads) if self.lanes > 1 else self.session
         #: the largest probability difference from torch on the probe spectra (set by the check)
         self.max_difference: float | None = None
 
@@ -94,6 +97,8 @@ class OnnxSpectral:
         return logits_by_batch(spectra, BATCH, self._run)
 
     def _run(self, x: np.ndarray) -> list[float]:
+        if len(x) == 1:
+            return [float(v) for v in self.single.run(None, {INPUT_NAME: x})[0].tolist()]
         return [float(v) for v in run_in_lanes(self._session_run, x, self.lanes).tolist()]
 
     def _session_run(self, x: np.ndarray) -> np.ndarray:

@@ -56,6 +56,15 @@ def test_the_export_agrees_with_torch_and_a_slice_without_a_spectrum_stays_none(
     np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-4)  # in logit; measured ~2e-6
     assert len(set(got[:-1])) == 4  # one logit per slice, not a constant
     assert runner([]) == [] and runner([None]) == [None]
+    # run in lanes (the served default on more than one thread), and one spectrum alone
+    laned = OnnxSpectral(spectral_export_path(ckpt), lanes=2)
+    assert laned.session.get_session_options().intra_op_num_threads == 1
+    assert laned.single is not laned.session
+    both = laned(spectra)
+    assert both[-1] is None
+    np.testing.assert_allclose(both[:-1], got[:-1], atol=1e-6)
+    for spectrum, logit in zip(spectra[:-1], got[:-1], strict=True):
+        assert laned([spectrum])[0] == pytest.approx(logit, abs=1e-6)
 
 
 @needs_ort
