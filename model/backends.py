@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -140,10 +141,49 @@ def run_in_lanes(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, lanes: 
     return np.concatenate(list(_LANE_POOL.get().map(run, parts)))
 
 
+class LanedSession:
+    """An ONNX Runtime CPU session on an exported model with one input (``input_name``), run in
+    ``lanes`` (:data:`LANES`): a call of several rows is split into that many single-threaded
+    runs side by side (:func:`run_in_lanes`). A call of one row, which lanes cannot split (a
+    slice's spectrum sent alone), runs on a session with ``threads`` intra-op threads, made on
+    first use. With 1 lane both are one session of ``threads`` threads."""
+
+    def __init__(
+        self,
+        model: str | Path | bytes,
+        input_name: str,
+        *,
+        threads: int = 0,
+        lanes: int = 1,
+        spinning: bool = SPINNING,
+    ) -> None:
+        self.model, self.input_name = model, input_name
+        self.threads, self.spinning = threads, spinning
+        self.lanes = max(1, lanes)
+        self.session = cpu_session(model, 1 if self.lanes > 1 else threads, spinning=spinning)
+        self._wide = self.session if self.lanes == 1 else None
+        self._lock = threading.Lock()
+
+    def wide(self) -> Any:
+        """The session one-row calls run on."""
+        with self._lock:
+            if self._wide is None:
+                self._wide = cpu_session(self.model, self.threads, spinning=self.spinning)
+            return self._wide
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) < 2:
+            return self._run(self.wide(), x)
+        return run_in_lanes(lambda part: self._run(self.session, part), x, self.lanes)
+
+    def _run(self, session: Any, x: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {self.input_name: x})[0])
+
+
 class OnnxScorer:
     """An exported network (path or serialised bytes) run by ONNX Runtime on the CPU; with
     ``lanes`` > 1 each call's patches are split into that many single-threaded runs side by
-    side (:data:`LANES`)."""
+    side (:class:`LanedSession`)."""
 
     name = "onnxruntime"
     precision = "float32"
@@ -158,8 +198,10 @@ class OnnxScorer:
         spinning: bool = SPINNING,
         lanes: int = 1,
     ) -> None:
-        self.lanes = max(1, lanes)
-        self.session = cpu_session(model, 1 if self.lanes > 1 else threads, spinning=spinning)
+        self.runner = LanedSession(
+            model, INPUT_NAME, threads=threads, lanes=lanes, spinning=spinning
+        )
+        self.session, self.lanes = self.runner.session, self.runner.lanes
         self.batch_size = batch_size
         if precision != "float32":  # an int8 export: the name says so wherever it is logged
             self.precision = precision
@@ -170,13 +212,10 @@ class OnnxScorer:
     def __call__(self, patches: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(patches.detach().cpu().numpy(), dtype=np.float32)
         out = [
-            run_in_lanes(self._run, x[start : start + self.batch_size], self.lanes)
+            self.runner(x[start : start + self.batch_size])
             for start in range(0, x.shape[0], self.batch_size)
         ]
         return torch.from_numpy(np.concatenate(out)) if out else torch.empty(0)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {INPUT_NAME: x})[0])
 
 
 def cpu_session(model: str | Path | bytes, threads: int = 0, *, spinning: bool = SPINNING) -> Any:

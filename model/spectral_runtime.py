@@ -24,15 +24,14 @@ import torch
 from .backends import (
     MAX_PROBABILITY_DIFFERENCE,
     BackendUnavailable,
+    LanedSession,
     cache_folder,
-    cpu_session,
     export_cached,
     file_digest,
     lane_count,
     onnx_or_torch,
     onnxruntime_available,
     open_export,
-    run_in_lanes,
 )
 from .export import export_module
 from .fusion import sigmoid
@@ -85,11 +84,10 @@ class OnnxSpectral:
     name = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes, *, threads: int = 0, lanes: int = 1) -> None:
-        self.lanes = max(1, lanes)  # as model.backends.OnnxScorer's
-        self.session = cpu_session(model, 1 if self.lanes > 1 else threads)
-        #: a slice's spectrum is one row, which lanes cannot split (a slice sent alone, the
-        #: scanner's case): it runs on a session with ``threads`` intra-op threads instead
-        self.single = cpu_session(model, threads) if self.lanes > 1 else self.session
+        #: as model.backends.OnnxScorer's; a slice's spectrum is one row, which lanes cannot
+        #: split (a slice sent alone, the scanner's case): it runs with ``threads`` threads
+        self.runner = LanedSession(model, INPUT_NAME, threads=threads, lanes=lanes)
+        self.session, self.lanes = self.runner.session, self.runner.lanes
         #: the largest probability difference from torch on the probe spectra (set by the check)
         self.max_difference: float | None = None
 
@@ -97,12 +95,7 @@ class OnnxSpectral:
         return logits_by_batch(spectra, BATCH, self._run)
 
     def _run(self, x: np.ndarray) -> list[float]:
-        if len(x) == 1:
-            return [float(v) for v in self.single.run(None, {INPUT_NAME: x})[0].tolist()]
-        return [float(v) for v in run_in_lanes(self._session_run, x, self.lanes).tolist()]
-
-    def _session_run(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {INPUT_NAME: x})[0])
+        return [float(v) for v in self.runner(x).tolist()]
 
 
 def export_spectral_onnx(net: SpectralModel, path: str | Path | None = None) -> bytes:

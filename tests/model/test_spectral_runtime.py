@@ -59,7 +59,7 @@ def test_the_export_agrees_with_torch_and_a_slice_without_a_spectrum_stays_none(
     # run in lanes (the served default on more than one thread), and one spectrum alone
     laned = OnnxSpectral(spectral_export_path(ckpt), lanes=2)
     assert laned.session.get_session_options().intra_op_num_threads == 1
-    assert laned.single is not laned.session
+    assert laned.runner.wide() is not laned.session
     both = laned(spectra)
     assert both[-1] is None
     np.testing.assert_allclose(both[:-1], got[:-1], atol=1e-6)
